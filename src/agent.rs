@@ -1,0 +1,119 @@
+//! The daemon: opens the state, starts the engine and the connection, and stops
+//! them in order when `shutdown` resolves.
+//!
+//! Stopping order matters for the protocol: the engine stops first (running jobs
+//! get [`crate::engine::SHUTDOWN_GRACE`] to finish and report), then the connection
+//! sends what the outbox holds and closes with 1001. The whole stop stays under 10 s.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::connection::{Connection, HelloFn};
+use crate::engine::Engine;
+use crate::host::fs::ensure_dir;
+use crate::jobs::Catalogue;
+use crate::jobstore::JobStore;
+use crate::metrics::Scraper;
+use crate::outbox::Outbox;
+use crate::protocol::{Hello, PROTOCOL_VERSION};
+use crate::{probe, shutdown, systemd, tls};
+
+/// How often events the disk refused are tried again.
+const OUTBOX_RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the state directory {path}: {source}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let state_error = |source| StartError::State { path: config.state_dir.clone(), source };
+    ensure_dir(&config.state_dir, 0o700).map_err(state_error)?;
+    let outbox = Arc::new(Outbox::open(&config.state_dir).map_err(state_error)?);
+    let store = JobStore::open(&config.state_dir).map_err(state_error)?;
+    let tls = tls::client_config(&config)?;
+    let catalogue = Arc::new(Catalogue::new(config.test_jobs));
+
+    let (jobs_tx, jobs_rx) = mpsc::channel(1024);
+    let (output_tx, output_rx) = mpsc::channel(256);
+    let (stop_engine, engine_shutdown) = shutdown::channel();
+    let (stop_connection, connection_shutdown) = shutdown::channel();
+
+    let engine = Engine::new(
+        catalogue.clone(),
+        store,
+        outbox.clone(),
+        config.root.clone(),
+        output_tx,
+        config.max_parallel_jobs,
+    );
+    let engine = tokio::spawn(engine.run(jobs_rx, engine_shutdown));
+    let connection = Connection {
+        config: config.clone(),
+        tls,
+        outbox: outbox.clone(),
+        jobs: jobs_tx,
+        output: output_rx,
+        hello: hello_fn(&config, catalogue, outbox.clone()),
+        metrics: Scraper::new(&config.root),
+    };
+    let connection = tokio::spawn(connection.run(connection_shutdown));
+    let background = tokio::spawn(background(outbox));
+
+    tracing::info!(server_id = %config.server_id, url = %config.control_plane_url, root = %config.root.display(),
+        state_dir = %config.state_dir.display(), version = env!("CARGO_PKG_VERSION"), "berth started");
+    systemd::ready();
+    shutdown.await;
+
+    tracing::info!("shutting down");
+    systemd::stopping();
+    stop_engine.trigger();
+    let _ = engine.await;
+    stop_connection.trigger();
+    let _ = connection.await;
+    background.abort();
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+/// Timers that are not the connection's: the outbox retry and the systemd watchdog.
+async fn background(outbox: Arc<Outbox>) {
+    let mut retry = tokio::time::interval(OUTBOX_RETRY);
+    let mut watchdog = tokio::time::interval(systemd::watchdog_interval().unwrap_or(Duration::from_secs(3600)));
+    loop {
+        tokio::select! {
+            _ = retry.tick() => { outbox.retry(); }
+            _ = watchdog.tick() => systemd::watchdog(),
+        }
+    }
+}
+
+fn hello_fn(config: &Arc<Config>, catalogue: Arc<Catalogue>, outbox: Arc<Outbox>) -> HelloFn {
+    let server_id = config.server_id.clone();
+    let root = config.root.clone();
+    Arc::new(move || Hello {
+        kind: "hello",
+        protocol: PROTOCOL_VERSION,
+        server_id: server_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION"),
+        host: probe::host_info(),
+        runtimes: probe::runtimes(&root),
+        services: probe::services(&root),
+        job_kinds: catalogue.advertised(),
+        next_seq: outbox.next_seq(),
+    })
+}

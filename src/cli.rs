@@ -1,0 +1,100 @@
+//! The command line: `berth run`, `berth metrics`, `berth version`.
+//!
+//! Exit codes: 0 success, 1 a runtime failure, 2 a bad config or bad usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+pub const DEFAULT_CONFIG: &str = "/etc/berth/agent.toml";
+
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about = "The on-server agent of a web-hosting control plane")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: connect to the control plane and carry out its jobs.
+    Run {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print one metrics snapshot as JSON.
+    Metrics {
+        /// Read host files (reboot-required, apt state) under this directory.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
+    /// Print the version.
+    Version,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::Metrics { root } => metrics(root),
+        Command::Version => {
+            println!("berth {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run(config_path: PathBuf) -> ExitCode {
+    crate::logging::init();
+    let config = match Config::load(&config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(crate::agent::run(config, signals())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "stop requested"),
+    }
+}
+
+fn metrics(root: PathBuf) -> ExitCode {
+    let mut scraper = crate::metrics::Scraper::new(&root);
+    // CPU usage is the difference of two samples.
+    scraper.scrape(crate::time::now());
+    std::thread::sleep(Duration::from_millis(250));
+    let snapshot = scraper.scrape(crate::time::now());
+    println!("{}", serde_json::to_string_pretty(&snapshot).expect("metrics serialize"));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,297 @@
+//! The agent's configuration file (`/etc/berth/agent.toml`), loaded and checked once.
+//!
+//! A bad config is the operator's to fix, so every error names the file and the key.
+//! The API key is a secret: it lives in [`Secret`], which never prints, and a parse
+//! error shows the line number and key but never the line itself.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A value that must never reach a log, an event or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server_id: String,
+    pub api_key: Secret,
+    pub control_plane_url: String,
+    pub ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub root: PathBuf,
+    /// Allows `ws://` to a loopback address (PROTOCOL 1: "an explicit insecure flag").
+    pub allow_insecure_ws: bool,
+    /// How many unrelated jobs may run at once.
+    pub max_parallel_jobs: usize,
+    /// Registers the `test.*` job kinds (for the test suite and trials; never in production).
+    pub test_jobs: bool,
+}
+
+/// The file as written; checked into [`Config`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    server_id: String,
+    api_key: Option<String>,
+    api_key_file: Option<PathBuf>,
+    control_plane_url: String,
+    ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    root: Option<PathBuf>,
+    #[serde(default)]
+    allow_insecure_ws: bool,
+    max_parallel_jobs: Option<usize>,
+    #[serde(default)]
+    test_jobs: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}, line {line}{}: {message}", key.as_deref().map(|k| format!(", key `{k}`")).unwrap_or_default())]
+    Parse { path: PathBuf, line: usize, key: Option<String>, message: String },
+    #[error("config {path}, key `{key}`: {message}")]
+    Invalid { path: PathBuf, key: &'static str, message: String },
+}
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/berth";
+pub const DEFAULT_MAX_PARALLEL_JOBS: usize = 4;
+
+impl Config {
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(path, &text)
+    }
+
+    /// Checks config text; `path` is only for messages and relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
+        let invalid = |key, message: String| ConfigError::Invalid { path: path.to_owned(), key, message };
+
+        if file.server_id.is_empty()
+            || file.server_id.len() > 128
+            || !file.server_id.chars().all(|c| c.is_ascii_graphic() && c != ':')
+        {
+            return Err(invalid(
+                "server_id",
+                "must be 1–128 printable ASCII characters without ':' or spaces".into(),
+            ));
+        }
+        let api_key = match (file.api_key, &file.api_key_file) {
+            (Some(_), Some(_)) => return Err(invalid("api_key", "give api_key or api_key_file, not both".into())),
+            (None, None) => return Err(invalid("api_key", "missing: give api_key or api_key_file".into())),
+            (Some(key), None) => key,
+            (None, Some(key_file)) => std::fs::read_to_string(key_file)
+                .map_err(|e| invalid("api_key_file", format!("cannot read {}: {e}", key_file.display())))?
+                .trim()
+                .to_owned(),
+        };
+        if api_key.is_empty() || !api_key.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(invalid("api_key", "must be non-empty printable ASCII without spaces".into()));
+        }
+        check_url(&file.control_plane_url, file.allow_insecure_ws).map_err(|m| invalid("control_plane_url", m))?;
+        match (&file.tls_cert_file, &file.tls_key_file) {
+            (Some(_), None) => return Err(invalid("tls_key_file", "missing: tls_cert_file needs it".into())),
+            (None, Some(_)) => return Err(invalid("tls_cert_file", "missing: tls_key_file needs it".into())),
+            _ => {}
+        }
+        let root = file.root.unwrap_or_else(|| PathBuf::from("/"));
+        if !root.is_absolute() {
+            return Err(invalid("root", format!("must be an absolute path, not {}", root.display())));
+        }
+        let state_dir = file.state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        if !state_dir.is_absolute() {
+            return Err(invalid("state_dir", format!("must be an absolute path, not {}", state_dir.display())));
+        }
+        let max_parallel_jobs = file.max_parallel_jobs.unwrap_or(DEFAULT_MAX_PARALLEL_JOBS);
+        if !(1..=64).contains(&max_parallel_jobs) {
+            return Err(invalid("max_parallel_jobs", "must be between 1 and 64".into()));
+        }
+        Ok(Config {
+            server_id: file.server_id,
+            api_key: Secret(api_key),
+            control_plane_url: file.control_plane_url,
+            ca_file: file.ca_file,
+            tls_cert_file: file.tls_cert_file,
+            tls_key_file: file.tls_key_file,
+            state_dir,
+            root,
+            allow_insecure_ws: file.allow_insecure_ws,
+            max_parallel_jobs,
+            test_jobs: file.test_jobs,
+        })
+    }
+}
+
+/// `wss://host[:port]/path`, or `ws://` to a loopback host when insecure is allowed.
+fn check_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("not a URL: {url:?}"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.rsplit_once('@') {
+        Some(_) => return Err("must not carry credentials; use server_id and api_key".into()),
+        None => host_of(authority),
+    };
+    if host.is_empty() {
+        return Err(format!("no host in {url:?}"));
+    }
+    match scheme {
+        "wss" => Ok(()),
+        "ws" if allow_insecure && is_loopback(host) => Ok(()),
+        "ws" if allow_insecure => Err(format!("ws:// is allowed only to a loopback address, not {host:?}")),
+        "ws" => Err("ws:// is refused: use wss:// (or set allow_insecure_ws for a loopback test)".into()),
+        other => Err(format!("scheme must be wss://, not {other}://")),
+    }
+}
+
+fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.split(':').next().unwrap_or_default()
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A parse error with its line and key, never the line's text (it may hold the key).
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, key) = match e.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let line_no = text[..start].matches('\n').count() + 1;
+            let line_text = text.lines().nth(line_no - 1).unwrap_or_default();
+            let key = line_text
+                .split_once('=')
+                .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+                .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+            (line_no, key)
+        }
+        None => (0, None),
+    };
+    ConfigError::Parse { path: path.to_owned(), line, key, message: without_values(e.message().trim()) }
+}
+
+/// toml quotes the offending value in backticks (`invalid type: string `hunter2``);
+/// the value may be the key, so it goes. Key names in other messages stay.
+fn without_values(message: &str) -> String {
+    if !message.starts_with("invalid") {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('`').enumerate() {
+        out.push_str(if i % 2 == 1 { "(value not shown)" } else { part });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+server_id = "UXOSIYrdtL4cSGp3"
+api_key = "k3y-s3cr3t"
+control_plane_url = "wss://cp.example.com/agent"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/berth/agent.toml"), text)
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(config.root, Path::new("/"));
+        assert_eq!(config.max_parallel_jobs, DEFAULT_MAX_PARALLEL_JOBS);
+        assert!(!config.test_jobs);
+        assert_eq!(format!("{:?}", config.api_key), "Secret(***)");
+    }
+
+    #[test]
+    fn type_error_names_key_and_line_but_not_the_value() {
+        let text = GOOD.replace(r#"api_key = "k3y-s3cr3t""#, "api_key = 12345678");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("/etc/berth/agent.toml"), "{message}");
+        assert!(message.contains("line 3"), "{message}");
+        assert!(message.contains("`api_key`"), "{message}");
+        assert!(!message.contains("12345678"), "{message}");
+    }
+
+    #[test]
+    fn unknown_and_missing_keys_are_named() {
+        let message = parse(&format!("{GOOD}sever_id = \"x\"\n")).unwrap_err().to_string();
+        assert!(message.contains("sever_id"), "{message}");
+        let message = parse("api_key = \"k\"\ncontrol_plane_url = \"wss://a\"\n").unwrap_err().to_string();
+        assert!(message.contains("server_id"), "{message}");
+    }
+
+    #[test]
+    fn url_rules() {
+        assert!(check_url("wss://cp.example.com:8443/agent", false).is_ok());
+        assert!(check_url("ws://127.0.0.1:9000/", false).is_err());
+        assert!(check_url("ws://127.0.0.1:9000/", true).is_ok());
+        assert!(check_url("ws://[::1]:9000/", true).is_ok());
+        assert!(check_url("ws://localhost/", true).is_ok());
+        assert!(check_url("ws://cp.example.com/", true).is_err());
+        assert!(check_url("https://cp.example.com/", false).is_err());
+        assert!(check_url("wss://user:pw@cp.example.com/", false).is_err());
+        assert!(check_url("wss:///agent", false).is_err());
+    }
+
+    #[test]
+    fn key_sources_are_exclusive_and_required() {
+        let both = format!("{GOOD}api_key_file = \"/k\"\n");
+        assert!(matches!(parse(&both), Err(ConfigError::Invalid { key: "api_key", .. })));
+        let none = GOOD.replace(r#"api_key = "k3y-s3cr3t""#, "");
+        assert!(matches!(parse(&none), Err(ConfigError::Invalid { key: "api_key", .. })));
+    }
+
+    #[test]
+    fn api_key_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "from-file\n").unwrap();
+        let text = GOOD.replace(r#"api_key = "k3y-s3cr3t""#, &format!("api_key_file = {:?}", key_file));
+        assert_eq!(parse(&text).unwrap().api_key.expose(), "from-file");
+    }
+
+    #[test]
+    fn relative_paths_and_half_mutual_tls_are_refused() {
+        let relative = format!("{GOOD}root = \"sandbox\"\n");
+        assert!(matches!(parse(&relative), Err(ConfigError::Invalid { key: "root", .. })));
+        let half = format!("{GOOD}tls_cert_file = \"/c.pem\"\n");
+        assert!(matches!(parse(&half), Err(ConfigError::Invalid { key: "tls_key_file", .. })));
+    }
+}

@@ -1,0 +1,326 @@
+//! The job engine: takes `job` messages, persists them, runs them as the scheduler
+//! allows, and ends each in exactly one final status.
+//!
+//! A job's life: its record is saved (`queued`), the `queued` event is its receipt;
+//! its params are parsed (a field rule broken ends it in `invalid_params` at once);
+//! it runs (`running`), and its final status goes to the outbox before the record
+//! says finished. A crash anywhere in between leaves a queued or running record,
+//! and the job runs again at the next start (jobs are idempotent). A `job_id` that
+//! already finished is not run again: its final status is sent again.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::job::{Job, JobContext, JobError, Outcome};
+use crate::jobs::Catalogue;
+use crate::jobstore::{JobStore, Record, State};
+use crate::outbox::Outbox;
+use crate::protocol::{Event, JobMsg, JobOutput, JobStatus, Status, MAX_OUTPUT_BYTES};
+use crate::scheduler::Scheduler;
+use crate::shutdown::Shutdown;
+use crate::{time, validate};
+
+/// How long a shutdown waits for running jobs before it interrupts them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Params keys whose string values are secrets, removed from every message and output.
+const SECRET_KEYS: &[&str] = &["password", "key", "api_key", "admin_password", "private_key"];
+
+pub struct Engine {
+    catalogue: Arc<Catalogue>,
+    store: JobStore,
+    outbox: Arc<Outbox>,
+    root: PathBuf,
+    output: mpsc::Sender<JobOutput>,
+    scheduler: Scheduler,
+    /// Accepted and not finished, by arrival.
+    active: HashMap<u64, Active>,
+    /// `job_id` → arrival, for the active ones.
+    ids: HashMap<String, u64>,
+    last_arrival: u64,
+    running: JoinSet<(u64, Result<Outcome, JobError>)>,
+}
+
+struct Active {
+    record: Record,
+    job: Option<Box<dyn Job>>,
+    started_at: Option<String>,
+}
+
+impl Engine {
+    pub fn new(
+        catalogue: Arc<Catalogue>,
+        store: JobStore,
+        outbox: Arc<Outbox>,
+        root: PathBuf,
+        output: mpsc::Sender<JobOutput>,
+        max_parallel: usize,
+    ) -> Self {
+        Engine {
+            catalogue,
+            store,
+            outbox,
+            root,
+            output,
+            scheduler: Scheduler::new(max_parallel),
+            active: HashMap::new(),
+            ids: HashMap::new(),
+            last_arrival: 0,
+            running: JoinSet::new(),
+        }
+    }
+
+    /// Runs jobs from `jobs` until `shutdown`, then lets running jobs finish for
+    /// [`SHUTDOWN_GRACE`] and interrupts the rest (they run again at the next start).
+    pub async fn run(mut self, mut jobs: mpsc::Receiver<JobMsg>, mut shutdown: Shutdown) {
+        self.recover();
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            self.start_runnable();
+            tokio::select! {
+                msg = jobs.recv() => match msg {
+                    Some(msg) => self.accept(msg),
+                    None => break,
+                },
+                Some(joined) = self.running.join_next(), if !self.running.is_empty() => self.joined(joined),
+                _ = prune.tick() => self.prune(),
+                _ = shutdown.wait() => break,
+            }
+        }
+        self.drain().await;
+    }
+
+    /// Queues again every job a previous run left unfinished, in arrival order.
+    fn recover(&mut self) {
+        let records = match self.store.all() {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, "job store: cannot read job records; unfinished jobs will not resume");
+                return;
+            }
+        };
+        self.last_arrival = records.iter().map(|r| r.arrival).max().unwrap_or(0);
+        for record in records.into_iter().filter(|r| r.state != State::Finished) {
+            tracing::info!(job_id = %record.job_id, kind = %record.kind, "job resumes after restart");
+            self.schedule(record);
+        }
+    }
+
+    fn accept(&mut self, msg: JobMsg) {
+        if let Err(e) = validate::job_id("job_id", &msg.job_id) {
+            tracing::warn!(kind = %validate::shown(&msg.kind), error = %e, "job ignored: its job_id breaks the rules");
+            return;
+        }
+        let (job_id, kind) = (msg.job_id.as_str(), msg.kind.as_str());
+        if self.ids.contains_key(job_id) {
+            tracing::info!(%job_id, %kind, "job already queued or running; duplicate ignored");
+            return;
+        }
+        match self.store.get(job_id) {
+            Ok(Some(Record { final_status: Some(status), .. })) => {
+                tracing::info!(%job_id, kind = %status.kind, "job already finished; final status sent again");
+                self.outbox.push(Event::JobStatus(status));
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(%job_id, error = %e, "job store: cannot read the record; treating the job as new"),
+        }
+        let record = Record {
+            job_id: msg.job_id.clone(),
+            kind: msg.kind.clone(),
+            arrival: self.next_arrival(),
+            state: State::Queued,
+            params: msg.params,
+            received_ms: time::unix_millis(SystemTime::now()),
+            finished_ms: None,
+            final_status: None,
+        };
+        self.save(&record);
+        self.status(&record, Status::Queued);
+        tracing::info!(%job_id, %kind, "job queued");
+        self.schedule(record);
+    }
+
+    /// Parses the params and queues the job, or ends it if they break a rule.
+    fn schedule(&mut self, record: Record) {
+        match self.catalogue.parse(&record.kind, &record.params) {
+            Ok(job) => {
+                self.scheduler.push(record.arrival, job.resources());
+                self.ids.insert(record.job_id.clone(), record.arrival);
+                self.active.insert(record.arrival, Active { record, job: Some(job), started_at: None });
+            }
+            Err(e) => self.finish(record, None, Err(e)),
+        }
+    }
+
+    fn start_runnable(&mut self) {
+        for arrival in self.scheduler.start() {
+            let active = self.active.get_mut(&arrival).expect("scheduled jobs are active");
+            let job = active.job.take().expect("a job starts once");
+            active.record.state = State::Running;
+            active.started_at = Some(time::now());
+            let record = active.record.clone();
+            self.save(&record);
+            self.status(&record, Status::Running);
+            let ctx = JobContext::new(record.job_id.clone(), self.root.clone(), self.output.clone());
+            let span = tracing::info_span!("job", job_id = %record.job_id, kind = %record.kind);
+            self.running.spawn(
+                async move {
+                    tracing::info!("job running");
+                    let result = AssertUnwindSafe(job.run(ctx)).catch_unwind().await.unwrap_or_else(|panic| {
+                        let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+                        Err(JobError::Internal(format!("the job panicked: {}", what.unwrap_or_default())))
+                    });
+                    (arrival, result)
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    fn joined(&mut self, joined: Result<(u64, Result<Outcome, JobError>), tokio::task::JoinError>) {
+        // Tasks are only aborted in `drain`, and panics are caught inside them.
+        let Ok((arrival, result)) = joined else { return };
+        self.scheduler.finish(arrival);
+        if let Some(active) = self.active.remove(&arrival) {
+            self.ids.remove(&active.record.job_id);
+            self.finish(active.record, active.started_at, result);
+        }
+    }
+
+    /// Sends the final status, then marks the record finished (without its params).
+    fn finish(&mut self, mut record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) {
+        let secrets = secrets_of(&record.params);
+        let now = time::now();
+        let mut status = JobStatus::progress(&record.job_id, &record.kind, Status::Success, now.clone());
+        status.started_at = started_at;
+        status.finished_at = Some(now);
+        match result {
+            Ok(outcome) => {
+                status.changed = Some(outcome.changed());
+                status.steps = Some(outcome.steps);
+                status.result = Some(outcome.result.unwrap_or(Value::Object(Default::default())));
+                status.output = Some(redact(&tail(&outcome.output, MAX_OUTPUT_BYTES), &secrets));
+                tracing::info!(job_id = %record.job_id, kind = %record.kind, status = "success", changed = status.changed, "job finished");
+            }
+            Err(e) => {
+                let mut body = e.body();
+                body.message = redact(&body.message, &secrets);
+                tracing::warn!(job_id = %record.job_id, kind = %record.kind, status = "error", code = ?body.code,
+                    field = body.field.as_deref().unwrap_or(""), message = %body.message, "job failed");
+                status.status = Status::Error;
+                status.changed = Some(false);
+                status.error = Some(body);
+            }
+        }
+        self.outbox.push(Event::JobStatus(status.clone()));
+        record.state = State::Finished;
+        record.params = Value::Null;
+        record.finished_ms = Some(time::unix_millis(SystemTime::now()));
+        record.final_status = Some(status);
+        self.save(&record);
+    }
+
+    async fn drain(&mut self) {
+        let mut running = std::mem::take(&mut self.running);
+        let waited = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while let Some(joined) = running.join_next().await {
+                self.joined(joined);
+            }
+        })
+        .await;
+        if waited.is_err() {
+            running.abort_all();
+            for active in self.active.values().filter(|a| a.record.state == State::Running) {
+                tracing::warn!(job_id = %active.record.job_id, kind = %active.record.kind,
+                    "job interrupted by shutdown; it runs again at the next start");
+            }
+        }
+    }
+
+    fn prune(&mut self) {
+        match self.store.prune(SystemTime::now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "job store: old finished records removed"),
+            Err(e) => tracing::warn!(error = %e, "job store: pruning failed"),
+        }
+    }
+
+    fn status(&self, record: &Record, status: Status) {
+        let event = JobStatus::progress(&record.job_id, &record.kind, status, time::now());
+        self.outbox.push(Event::JobStatus(event));
+    }
+
+    fn save(&self, record: &Record) {
+        if let Err(e) = self.store.save(record) {
+            tracing::error!(job_id = %record.job_id, kind = %record.kind, error = %e,
+                "job store: cannot save the job record; the job goes on but would not survive a restart");
+        }
+    }
+
+    fn next_arrival(&mut self) -> u64 {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+        self.last_arrival = now.max(self.last_arrival + 1);
+        self.last_arrival
+    }
+}
+
+/// Every string under a secret key, at any depth of the params.
+fn secrets_of(params: &Value) -> Vec<String> {
+    fn walk(value: &Value, secret: bool, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) if secret && !s.is_empty() => out.push(s.clone()),
+            Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, SECRET_KEYS.contains(&k.as_str()), out)),
+            Value::Array(items) => items.iter().for_each(|v| walk(v, secret, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(params, false, &mut out);
+    out
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
+}
+
+/// The last `max` bytes of `text`, cut at a character boundary.
+fn tail(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_found_at_any_depth_and_removed() {
+        let params = json!({"name": "derek", "password": "hunter2hunter2", "user": {"name": "u", "password": "s3cr3t-pw"}});
+        let secrets = secrets_of(&params);
+        assert_eq!(secrets.len(), 2);
+        let text = "chpasswd: hunter2hunter2 rejected; s3cr3t-pw too; derek stays";
+        assert_eq!(redact(text, &secrets), "chpasswd: *** rejected; *** too; derek stays");
+    }
+
+    #[test]
+    fn tail_keeps_the_end_on_a_char_boundary() {
+        assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(tail("ab", 3), "ab");
+        assert_eq!(tail("aé", 1), "");
+        assert_eq!(tail("aéb", 2), "b");
+    }
+}

@@ -1,0 +1,196 @@
+//! What a job is to the engine: checked params that say which resources they touch,
+//! and run to an [`Outcome`] or a [`JobError`] that maps onto a protocol `error.code`.
+//!
+//! Each job family parses its params into a type implementing [`Job`]; parsing is
+//! where every field rule is checked, so a job that gets to `run` has valid input.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::protocol::{ErrorBody, ErrorCode, JobOutput, Step};
+use crate::validate::FieldError;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A job with valid params, ready to be scheduled and run.
+pub trait Job: Send + 'static {
+    /// What the job touches: jobs that share a resource run in arrival order.
+    fn resources(&self) -> Resources;
+    /// Does the work. Must be idempotent: it may run again after a crash.
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>>;
+}
+
+/// The resources of a job. `exclusive` jobs (a reboot) wait for every earlier job
+/// and hold up every later one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub keys: Vec<String>,
+    pub exclusive: bool,
+}
+
+impl Resources {
+    pub fn of<I: IntoIterator<Item = String>>(keys: I) -> Self {
+        Resources { keys: keys.into_iter().collect(), exclusive: false }
+    }
+
+    pub fn exclusive() -> Self {
+        Resources { keys: Vec::new(), exclusive: true }
+    }
+
+    pub fn conflicts_with(&self, other: &Resources) -> bool {
+        self.exclusive || other.exclusive || self.keys.iter().any(|k| other.keys.contains(k))
+    }
+}
+
+/// What a running job gets from the agent.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub job_id: String,
+    /// Every host path is placed under this directory (`/` in production).
+    pub root: PathBuf,
+    output: mpsc::Sender<JobOutput>,
+}
+
+impl JobContext {
+    pub fn new(job_id: String, root: PathBuf, output: mpsc::Sender<JobOutput>) -> Self {
+        JobContext { job_id, root, output }
+    }
+
+    /// Live output (`job.output`): best effort, dropped when nobody is listening.
+    pub fn output(&self, text: impl Into<String>) {
+        let _ = self.output.try_send(JobOutput { kind: "job.output", job_id: self.job_id.clone(), text: text.into() });
+    }
+}
+
+/// What a successful job did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub steps: Vec<Step>,
+    pub result: Option<Value>,
+    /// What external tools printed; the engine keeps the tail and removes secrets.
+    pub output: String,
+}
+
+impl Outcome {
+    pub fn changed(&self) -> bool {
+        self.steps.iter().any(|s| s.changed)
+    }
+
+    pub fn step(&mut self, name: impl Into<String>, changed: bool) {
+        self.steps.push(Step { name: name.into(), changed });
+    }
+}
+
+/// Why a job failed, one variant per protocol `error.code`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    InvalidParams(#[from] FieldError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    LimitExceeded { field: String, message: String },
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{tool} rejected the new configuration ({path}); the previous files are back in place: {message}")]
+    ConfigInvalid { tool: String, path: String, message: String },
+    #[error("{command} failed: {stderr}")]
+    ToolFailed { command: String, stderr: String },
+    #[error("{0}")]
+    AcmeFailed(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl JobError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            JobError::InvalidParams(_) => ErrorCode::InvalidParams,
+            JobError::NotFound(_) => ErrorCode::NotFound,
+            JobError::Conflict(_) => ErrorCode::Conflict,
+            JobError::LimitExceeded { .. } => ErrorCode::LimitExceeded,
+            JobError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            JobError::ConfigInvalid { .. } => ErrorCode::ConfigInvalid,
+            JobError::ToolFailed { .. } => ErrorCode::ToolFailed,
+            JobError::AcmeFailed(_) => ErrorCode::AcmeFailed,
+            JobError::Unsupported(_) => ErrorCode::Unsupported,
+            JobError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            JobError::InvalidParams(e) => Some(&e.field),
+            JobError::LimitExceeded { field, .. } => Some(field),
+            JobError::NotFound(_)
+            | JobError::Conflict(_)
+            | JobError::PreconditionFailed(_)
+            | JobError::ConfigInvalid { .. }
+            | JobError::ToolFailed { .. }
+            | JobError::AcmeFailed(_)
+            | JobError::Unsupported(_)
+            | JobError::Internal(_) => None,
+        }
+    }
+
+    /// The `error` object of a final status. The message of a field error is the
+    /// rule alone, as in PROTOCOL's example; `field` names the field.
+    pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            JobError::InvalidParams(e) => e.message.clone(),
+            other => other.to_string(),
+        };
+        ErrorBody { code: self.code(), field: self.field().map(str::to_owned), message }
+    }
+}
+
+/// Checks a count against a limit of PROTOCOL section 3.
+pub fn within_limit(field: &str, what: &str, count: usize, max: usize) -> Result<(), JobError> {
+    if count >= max {
+        return Err(JobError::LimitExceeded {
+            field: field.to_owned(),
+            message: format!("at most {max} {what} are allowed; {count} exist"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_errors_carry_field_and_rule() {
+        let body = JobError::from(FieldError::new("name", "must start with a lowercase letter: '3po'")).body();
+        assert_eq!(body.code, ErrorCode::InvalidParams);
+        assert_eq!(body.field.as_deref(), Some("name"));
+        assert_eq!(body.message, "must start with a lowercase letter: '3po'");
+    }
+
+    #[test]
+    fn limits() {
+        assert!(within_limit("domains", "domains per app", 999, 1000).is_ok());
+        let err = within_limit("domains", "domains per app", 1000, 1000).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::LimitExceeded);
+        assert_eq!(err.field(), Some("domains"));
+    }
+
+    #[test]
+    fn resources_conflict_on_shared_keys_or_exclusivity() {
+        let app = Resources::of(["app:a".to_string(), "sysuser:u".to_string()]);
+        let user = Resources::of(["sysuser:u".to_string()]);
+        let other = Resources::of(["app:b".to_string()]);
+        assert!(app.conflicts_with(&user));
+        assert!(!app.conflicts_with(&other));
+        assert!(Resources::exclusive().conflicts_with(&other));
+        assert!(other.conflicts_with(&Resources::exclusive()));
+    }
+}

@@ -1,0 +1,99 @@
+//! The job catalogue: which `kind`s this agent knows and how each one's params are
+//! parsed into a runnable [`Job`].
+//!
+//! Each job family is a module of this directory with a `register` function; adding
+//! a family is one line in [`Catalogue::new`].
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::job::{Job, JobError};
+
+pub mod sysuser;
+pub mod testing;
+
+/// Parses a kind's params, checking every field rule, into a job.
+pub type Parse = fn(&Value) -> Result<Box<dyn Job>, JobError>;
+
+pub struct Catalogue {
+    kinds: BTreeMap<&'static str, Entry>,
+}
+
+struct Entry {
+    parse: Parse,
+    /// Listed in `hello`'s `job_kinds`: the agent carries the kind out.
+    advertised: bool,
+}
+
+impl Catalogue {
+    /// The kinds of this agent; `test_jobs` adds the `test.*` family.
+    pub fn new(test_jobs: bool) -> Self {
+        let mut catalogue = Catalogue { kinds: BTreeMap::new() };
+        sysuser::register(&mut catalogue);
+        if test_jobs {
+            testing::register(&mut catalogue);
+        }
+        catalogue
+    }
+
+    /// Adds a kind the agent carries out.
+    pub fn register(&mut self, kind: &'static str, parse: Parse) {
+        self.kinds.insert(kind, Entry { parse, advertised: true });
+    }
+
+    /// Adds a kind whose params are checked, but which this version does not carry
+    /// out yet: valid params end in `unsupported`, invalid ones in `invalid_params`.
+    pub fn register_validation_only(&mut self, kind: &'static str, parse: Parse) {
+        self.kinds.insert(kind, Entry { parse, advertised: false });
+    }
+
+    pub fn parse(&self, kind: &str, params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let entry = self
+            .kinds
+            .get(kind)
+            .ok_or_else(|| JobError::Unsupported(format!("unknown job kind {}", crate::validate::shown(kind))))?;
+        let job = (entry.parse)(params)?;
+        if !entry.advertised {
+            return Err(JobError::Unsupported(format!(
+                "{kind}: the params are valid, but this agent version does not carry the kind out yet"
+            )));
+        }
+        Ok(job)
+    }
+
+    /// `job_kinds` of `hello`, sorted.
+    pub fn advertised(&self) -> Vec<&'static str> {
+        self.kinds.iter().filter(|(_, e)| e.advertised).map(|(k, _)| *k).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_kind_is_unsupported() {
+        let err = Catalogue::new(false).parse("app.teleport", &json!({})).err().unwrap();
+        assert_eq!(err.code(), ErrorCode::Unsupported);
+    }
+
+    #[test]
+    fn sysuser_create_is_validated_before_anything_else() {
+        let catalogue = Catalogue::new(false);
+        let err = catalogue.parse("sysuser.create", &json!({"name": "3po"})).err().unwrap();
+        assert_eq!(err.code(), ErrorCode::InvalidParams);
+        assert_eq!(err.field(), Some("name"));
+        let err = catalogue.parse("sysuser.create", &json!({"name": "derek"})).err().unwrap();
+        assert_eq!(err.code(), ErrorCode::Unsupported);
+        assert!(!catalogue.advertised().contains(&"sysuser.create"));
+    }
+
+    #[test]
+    fn test_kinds_only_when_enabled() {
+        assert!(!Catalogue::new(false).advertised().contains(&"test.sleep"));
+        assert!(Catalogue::new(true).advertised().contains(&"test.sleep"));
+    }
+}

@@ -1,0 +1,29 @@
+//! berth: the on-server agent of a web-hosting control plane.
+//!
+//! It dials the control plane over a TLS websocket ([`connection`]), takes jobs
+//! ([`protocol`]), stores every event before sending it ([`outbox`]), runs jobs
+//! in order per resource and survives crashes ([`engine`], [`jobstore`],
+//! [`scheduler`]), and changes the host only through [`host`]. Job families live
+//! in [`jobs`]; the field rules they share in [`validate`].
+
+pub mod agent;
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod engine;
+pub mod host;
+pub mod job;
+pub mod jobs;
+pub mod jobstore;
+pub mod logging;
+pub mod metrics;
+pub mod outbox;
+pub mod probe;
+pub mod protocol;
+pub mod scheduler;
+pub mod shutdown;
+pub mod systemd;
+pub mod time;
+pub mod tls;
+pub mod validate;

@@ -1,0 +1,419 @@
+//! A test control plane and a harness for the real `berth` binary.
+//!
+//! [`ControlPlane`] is a TLS websocket server on 127.0.0.1, port 0, with a CA made
+//! here by rcgen; every accepted upgrade becomes a [`Session`] the test drives by
+//! hand. [`Sandbox`] holds an agent's config, state dir and root in a temp dir and
+//! starts, kills and restarts `berth run` against it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+pub const SERVER_ID: &str = "UXOSIYrdtL4cSGp3";
+pub const API_KEY: &str = "test-api-key-9f8e7d6c5b4a";
+/// How long any single expectation waits before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A CA and a server certificate for `localhost` / 127.0.0.1.
+pub struct Pki {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "berth test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+        Pki { ca_pem: ca_cert.pem(), server_cert_pem: server_cert.pem(), server_key_pem: server_key.serialize_pem() }
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = vec![CertificateDer::from_pem_slice(self.server_cert_pem.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+/// What the control plane does with the next upgrade requests.
+#[derive(Debug, Default)]
+struct Policy {
+    /// Answer upgrades with this HTTP status instead of accepting.
+    reject: Option<u16>,
+    /// Times of every upgrade request, accepted or not.
+    attempts: Vec<Instant>,
+}
+
+pub struct ControlPlane {
+    pub port: u16,
+    pub pki: Pki,
+    sessions: mpsc::UnboundedReceiver<Session>,
+    policy: Arc<Mutex<Policy>>,
+}
+
+impl ControlPlane {
+    pub async fn start() -> ControlPlane {
+        let pki = Pki::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, sessions) = mpsc::unbounded_channel();
+        let policy = Arc::new(Mutex::new(Policy::default()));
+        let acceptor = pki.acceptor();
+        let accept_policy = policy.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let (acceptor, policy, tx) = (acceptor.clone(), accept_policy.clone(), tx.clone());
+                tokio::spawn(async move {
+                    if let Some(session) = upgrade(tcp, acceptor, policy).await {
+                        let _ = tx.send(session);
+                    }
+                });
+            }
+        });
+        ControlPlane { port, pki, sessions, policy }
+    }
+
+    pub fn url(&self) -> String {
+        format!("wss://localhost:{}/agent", self.port)
+    }
+
+    /// The next accepted session; fails the test after [`PATIENCE`].
+    pub async fn session(&mut self) -> Session {
+        self.session_within(PATIENCE).await.expect("the agent did not connect in time")
+    }
+
+    pub async fn session_within(&mut self, wait: Duration) -> Option<Session> {
+        tokio::time::timeout(wait, self.sessions.recv()).await.ok().flatten()
+    }
+
+    /// A session that got past `hello`/`welcome`: returns it with the hello.
+    pub async fn welcomed(&mut self, acked_seq: u64, heartbeat_secs: u64) -> (Session, Value) {
+        let mut session = self.session().await;
+        let hello = session.welcome(acked_seq, heartbeat_secs).await;
+        (session, hello)
+    }
+
+    pub fn reject_with(&self, status: Option<u16>) {
+        self.policy.lock().unwrap().reject = status;
+    }
+
+    pub fn attempts(&self) -> Vec<Instant> {
+        self.policy.lock().unwrap().attempts.clone()
+    }
+}
+
+async fn upgrade(tcp: TcpStream, acceptor: TlsAcceptor, policy: Arc<Mutex<Policy>>) -> Option<Session> {
+    let tls = acceptor.accept(tcp).await.ok()?;
+    let headers = Arc::new(Mutex::new(HeaderMap::new()));
+    let seen = headers.clone();
+    let callback = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+        *seen.lock().unwrap() = request.headers().clone();
+        let mut policy = policy.lock().unwrap();
+        policy.attempts.push(Instant::now());
+        if let Some(status) = policy.reject {
+            let mut refusal = ErrorResponse::new(Some("credentials rejected".into()));
+            *refusal.status_mut() = StatusCode::from_u16(status).unwrap();
+            return Err(refusal);
+        }
+        response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("berth.v1"));
+        Ok(response)
+    };
+    // The control plane itself accepts big frames: the size rule is the agent's.
+    let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config)).await.ok()?;
+    let headers = headers.lock().unwrap().clone();
+    Some(Session { ws, headers })
+}
+
+/// One accepted websocket, driven by the test.
+pub struct Session {
+    pub ws: WebSocketStream<TlsStream<TcpStream>>,
+    pub headers: HeaderMap,
+}
+
+/// What a session saw when it ended.
+#[derive(Debug, PartialEq)]
+pub enum End {
+    Closed(Option<u16>),
+    Dropped,
+}
+
+impl Session {
+    /// The next JSON message (pings and pongs skipped).
+    pub async fn recv(&mut self) -> Value {
+        self.try_recv(PATIENCE).await.expect("no message from the agent in time")
+    }
+
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??;
+            match frame.ok()? {
+                Message::Text(text) => return Some(serde_json::from_str(text.as_str()).expect("agent sent JSON")),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next message of `kind`, skipping metrics and live output.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self.recv().await;
+            if message["type"] == kind {
+                return message;
+            }
+            assert!(
+                ["metrics", "job.output", "job.status"].contains(&message["type"].as_str().unwrap_or_default()),
+                "unexpected message while waiting for {kind}: {message}"
+            );
+        }
+    }
+
+    /// The next `job.status` event.
+    pub async fn event(&mut self) -> Value {
+        self.recv_type("job.status").await
+    }
+
+    /// `job.status` events until `job_id` reaches a final status; returns all of them.
+    pub async fn until_final(&mut self, job_id: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let event = self.event().await;
+            let done = event["job_id"] == job_id && matches!(event["status"].as_str(), Some("success" | "error"));
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        self.ws.send(Message::text(message.to_string())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
+    }
+
+    /// Receives `hello`, answers `welcome`; returns the hello.
+    pub async fn welcome(&mut self, acked_seq: u64, heartbeat_secs: u64) -> Value {
+        let hello = self.recv().await;
+        assert_eq!(hello["type"], "hello", "first message must be hello: {hello}");
+        self.send(json!({"type": "welcome", "acked_seq": acked_seq, "heartbeat_secs": heartbeat_secs, "metrics_secs": 3600}))
+            .await;
+        hello
+    }
+
+    pub async fn job(&mut self, job_id: &str, kind: &str, params: Value) {
+        self.send(json!({"type": "job", "job_id": job_id, "kind": kind, "params": params})).await;
+    }
+
+    pub async fn ack(&mut self, seq: u64) {
+        self.send(json!({"type": "ack", "seq": seq})).await;
+    }
+
+    pub async fn close(&mut self, code: CloseCode) {
+        let _ = self.ws.close(Some(CloseFrame { code, reason: "test".into() })).await;
+    }
+
+    /// Reads until the agent closes or drops the socket.
+    pub async fn end(&mut self, wait: Duration) -> End {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("the agent kept the connection open"),
+                Ok(Some(Ok(Message::Close(frame)))) => return End::Closed(frame.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Ok(None) => return End::Dropped,
+            }
+        }
+    }
+}
+
+/// An agent's directory: config, state dir and root, kept across restarts.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub stderr: Arc<Mutex<String>>,
+    child: Option<Child>,
+}
+
+impl Sandbox {
+    pub fn new(cp: &ControlPlane) -> Sandbox {
+        Sandbox::with_config(cp, "")
+    }
+
+    /// A sandbox whose config has `extra` lines appended.
+    pub fn with_config(cp: &ControlPlane, extra: &str) -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("root")).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &cp.pki.ca_pem).unwrap();
+        let config = format!(
+            "server_id = {SERVER_ID:?}\napi_key = {API_KEY:?}\ncontrol_plane_url = {:?}\nca_file = {:?}\n\
+             state_dir = {:?}\nroot = {:?}\ntest_jobs = true\n{extra}\n",
+            cp.url(),
+            dir.path().join("ca.pem"),
+            dir.path().join("state"),
+            dir.path().join("root"),
+        );
+        std::fs::write(dir.path().join("agent.toml"), config).unwrap();
+        Sandbox { dir, stderr: Arc::new(Mutex::new(String::new())), child: None }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    /// Starts `berth run` (the previous process must be gone).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("run")
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = self.stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[berth] {line}");
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("agent running").id() as i32
+    }
+
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("agent running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code and how long it took.
+    pub fn wait_exit(&mut self, wait: Duration) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        let child = self.child.as_mut().expect("agent running");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return (status.code(), started.elapsed());
+            }
+            assert!(started.elapsed() < wait, "the agent did not exit within {wait:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Lines of the `test.sleep` log: `start <job_id>` / `end <job_id>`.
+    pub fn test_job_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.root().join("berth-test-jobs.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Polls until `done` holds, failing the test after [`PATIENCE`].
+    pub async fn eventually(&self, what: &str, mut done: impl FnMut(&Sandbox) -> bool) {
+        let started = Instant::now();
+        while !done(self) {
+            assert!(started.elapsed() < PATIENCE, "timed out waiting for: {what}\nagent log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `berth` with `args`; returns exit code, stdout, stderr.
+pub fn berth(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_berth")).args(args).env("RUST_LOG", "info").output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+pub fn write_executable(path: &Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
