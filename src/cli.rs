@@ -91,9 +91,10 @@ async fn signals() {
 
 fn metrics(root: PathBuf) -> ExitCode {
     let mut scraper = crate::metrics::Scraper::new(&root);
-    // CPU usage is the difference of two samples.
+    // CPU usage is the difference of two samples; the first also starts the upgrades count.
     scraper.scrape(crate::time::now());
     std::thread::sleep(Duration::from_millis(250));
+    scraper.wait_for_upgrades();
     let snapshot = scraper.scrape(crate::time::now());
     println!("{}", serde_json::to_string_pretty(&snapshot).expect("metrics serialize"));
     ExitCode::SUCCESS

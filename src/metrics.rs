@@ -134,6 +134,12 @@ impl Scraper {
         }
     }
 
+    /// Waits for a running count of pending upgrades (a one-shot snapshot wants it;
+    /// the daemon never waits).
+    pub fn wait_for_upgrades(&mut self) {
+        self.upgrades.collect(true);
+    }
+
     fn disks(&mut self) -> Vec<Disk> {
         // Re-read the mount table (mounts come and go) without asking anything of the
         // filesystems, then statvfs only those that can be disks.
@@ -144,15 +150,19 @@ impl Scraper {
             if !is_disk_fs(&fs) {
                 continue;
             }
-            disk.refresh_specifics(DiskRefreshKind::nothing().with_storage());
+            // statvfs directly: sysinfo gives no f_bfree, and df's "Used" needs it.
+            // (The casts are for targets where fsblkcnt_t is 32 bits.)
+            let Ok(stat) = nix::sys::statvfs::statvfs(disk.mount_point()) else { continue };
+            #[allow(clippy::unnecessary_cast)]
+            let block = stat.fragment_size() as u64;
+            #[allow(clippy::unnecessary_cast)]
             mounts.push(Mount {
                 device: disk.name().to_string_lossy().into_owned(),
                 mount: disk.mount_point().to_string_lossy().into_owned(),
                 fs,
-                total: disk.total_space(),
-                // sysinfo 0.37 does not give f_bfree: used = total - available.
-                free: None,
-                available: disk.available_space(),
+                total: stat.blocks() as u64 * block,
+                free: Some(stat.blocks_free() as u64 * block),
+                available: stat.blocks_available() as u64 * block,
             });
         }
         real_disks(mounts)
@@ -195,9 +205,8 @@ fn is_disk_fs(fs: &str) -> bool {
 ///   type and size) is reported once, at its shortest path.
 /// * `used` is `total - free` when `free` is known, like df's "Used": on ext4 the blocks
 ///   reserved for root (5% by default) are neither used nor available. Otherwise it is
-///   `total - available`, which counts the reserve as used. sysinfo 0.37 gives `total`
-///   (f_blocks) and `available` (f_bavail) but not `free` (f_bfree), so today [`Scraper`]
-///   passes no `free` and `used + available == total`.
+///   `total - available`, which counts the reserve as used. [`Scraper`] reads all three
+///   with statvfs, so it always knows `free`.
 fn real_disks(mounts: Vec<Mount>) -> Vec<Disk> {
     let mut by_path: BTreeMap<String, Mount> = BTreeMap::new();
     for m in mounts {
@@ -351,7 +360,7 @@ fn count_upgrades(root: &Path) -> Result<u32, String> {
     // No locking: as root, apt-get --simulate takes the dpkg lock, and would make an
     // administrator's (or unattended-upgrades') apt run fail while it reads.
     let args = ["--simulate", "--quiet", "--quiet", "-o", "Debug::NoLocking=true", "upgrade"];
-    let out = crate::probe::run_bounded(Path::new("/usr/bin/apt-get"), &args, APT_TIMEOUT)
+    let out = crate::host::cmd::run_bounded(Path::new("/usr/bin/apt-get"), &args, APT_TIMEOUT)
         .map_err(|err| format!("apt-get --simulate upgrade: {err}"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);

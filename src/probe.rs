@@ -4,7 +4,7 @@
 //! [`runtimes`] and [`services`] look under a `root` directory ("/" in production, a temp
 //! dir in tests): a PHP-FPM version is installed when its `php-fpmX.Y` binary is there, and
 //! a service's version is what its own binary prints. Binaries are run with an argument
-//! vector (no shell), `LC_ALL=C`, stdin from /dev/null and a 5 s bound (`run_bounded`),
+//! vector (no shell), `LC_ALL=C`, stdin from /dev/null and a 5 s bound (`host::cmd::run_bounded`),
 //! so a wedged binary holds up the `hello` for seconds, not forever.
 //!
 //! Nothing is cached: this runs once per connection. [`services`] blocks (it runs up to
@@ -12,19 +12,16 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::thread;
+use std::time::Duration;
 
+use crate::host::cmd::run_bounded;
 use crate::protocol::HostInfo;
 
 /// How long a service binary gets to print its version.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
-/// What a bounded run keeps of each of stdout and stderr; the rest is read and dropped.
-const MAX_CAPTURE: u64 = 16 << 20;
 /// Reported for a service whose binary is there but whose version could not be read.
 const UNKNOWN: &str = "unknown";
 
@@ -118,74 +115,6 @@ fn version_of(program: &Path, args: &[&str], parse: fn(&str) -> Option<String>) 
             UNKNOWN.to_owned()
         }
     }
-}
-
-/// Runs `program` with `args` (no shell), `LC_ALL=C`, stdin from /dev/null, stdout and
-/// stderr captured (each up to 16 MiB), and kills it when it has not exited after `limit`
-/// (an `io::ErrorKind::TimedOut` error).
-///
-/// The pipes are drained on their own threads so a chatty child cannot block on a full
-/// pipe. On a timeout they are left behind: a grandchild holding the pipes open must not
-/// keep the caller waiting; they end when the pipes close.
-pub(crate) fn run_bounded(program: &Path, args: &[&str], limit: Duration) -> io::Result<Output> {
-    let mut command = Command::new(program);
-    command.args(args).env("LC_ALL", "C").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = spawn_retrying(&mut command)?;
-    let readers = reader(child.stdout.take()).and_then(|out| Ok((out, reader(child.stderr.take())?)));
-    let (stdout, stderr) = match readers {
-        Ok(readers) => readers,
-        Err(err) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(err);
-        }
-    };
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            // Kill can only fail if it already exited; reap it either way.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{} did not finish within {} s", program.display(), limit.as_secs_f32()),
-            ));
-        }
-        thread::sleep((deadline - now).min(Duration::from_millis(20)));
-    };
-    let join = |handle: Option<JoinHandle<Vec<u8>>>| handle.and_then(|h| h.join().ok()).unwrap_or_default();
-    Ok(Output { status, stdout: join(stdout), stderr: join(stderr) })
-}
-
-/// `Command::spawn`, retried briefly on ETXTBSY: a binary that was just written (a package
-/// being installed, a test script) can be "busy" while some other fork still holds it open.
-fn spawn_retrying(command: &mut Command) -> io::Result<std::process::Child> {
-    let mut tries = 0;
-    loop {
-        match command.spawn() {
-            Err(err) if err.kind() == io::ErrorKind::ExecutableFileBusy && tries < 5 => {
-                tries += 1;
-                thread::sleep(Duration::from_millis(10 * tries));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// A thread reading `pipe` to its end.
-fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> io::Result<Option<JoinHandle<Vec<u8>>>> {
-    pipe.map(|pipe| thread::Builder::new().name("pipe-reader".into()).spawn(move || drain(pipe))).transpose()
-}
-
-fn drain(mut pipe: impl Read) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let _ = pipe.by_ref().take(MAX_CAPTURE).read_to_end(&mut kept);
-    let _ = io::copy(&mut pipe, &mut io::sink());
-    kept
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -453,20 +382,4 @@ mod tests {
         assert!(runtimes(root.path()).is_empty());
     }
 
-    #[test]
-    fn bounded_run_kills_a_hung_binary() {
-        let root = tempfile::tempdir().unwrap();
-        let script = root.path().join("hang");
-        // The grandchild `sleep` keeps the pipes open after the shell is killed.
-        write_file(&script, "#!/bin/sh\necho started\nsleep 3\n", 0o755);
-        let started = Instant::now();
-        let err = run_bounded(&script, &[], Duration::from_millis(300)).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
-
-        let out =
-            run_bounded(Path::new("/bin/sh"), &["-c", "echo $LC_ALL; echo err >&2; exit 3"], VERSION_TIMEOUT).unwrap();
-        assert_eq!((out.stdout.as_slice(), out.stderr.as_slice()), (&b"C\n"[..], &b"err\n"[..]));
-        assert_eq!(out.status.code(), Some(3));
-    }
 }

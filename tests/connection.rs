@@ -118,7 +118,8 @@ async fn restart_close_reconnects_within_five_seconds() {
         let closed = Instant::now();
         session.close(CloseCode::Restart).await;
         let mut next = cp.session_within(Duration::from_secs(8)).await.expect("reconnect");
-        assert!(closed.elapsed() < Duration::from_millis(5500), "{:?}", closed.elapsed());
+        // The first retry after 1012 waits random(0, 5 s); the rest is slack for a loaded machine.
+        assert!(closed.elapsed() < Duration::from_secs(7), "{:?}", closed.elapsed());
         next.welcome(0, 20).await;
         next.close(CloseCode::Away).await;
     }

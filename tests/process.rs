@@ -5,6 +5,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde_json::json;
 use support::{berth, ControlPlane, End, Sandbox};
 
@@ -107,7 +108,7 @@ async fn sigterm_lets_the_running_job_finish_flushes_and_closes_with_1001() {
     let (mut session, _) = cp.welcomed(0, 20).await;
     session.job("finishing", "test.sleep", json!({"ms": 1500})).await;
     agent.eventually("the job started", |a| a.test_job_log().contains(&"start finishing".to_string())).await;
-    agent.signal("TERM");
+    agent.signal(Signal::SIGTERM);
     let events = session.until_final("finishing").await;
     assert_eq!(events.last().unwrap()["status"], "success");
     assert_eq!(session.end(Duration::from_secs(10)).await, End::Closed(Some(1001)));
@@ -125,7 +126,7 @@ async fn sigterm_interrupts_a_long_job_within_ten_seconds_and_it_runs_again_afte
     session.job("long", "test.sleep", json!({"ms": 60_000})).await;
     agent.eventually("the job started", |a| a.test_job_log().contains(&"start long".to_string())).await;
     let stopped = std::time::Instant::now();
-    agent.signal("TERM");
+    agent.signal(Signal::SIGTERM);
     assert_eq!(session.end(Duration::from_secs(10)).await, End::Closed(Some(1001)));
     let (code, _) = agent.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0));
@@ -145,7 +146,7 @@ async fn sigterm_while_disconnected_exits_promptly() {
     let mut agent = Sandbox::new(&cp);
     agent.start();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    agent.signal("TERM");
+    agent.signal(Signal::SIGTERM);
     let (code, took) = agent.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(3), "{took:?}");

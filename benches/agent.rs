@@ -1,0 +1,83 @@
+//! `cargo bench --bench agent`: the agent-core figures quoted in README.md.
+//!
+//! Starts the release `berth run` against the test control plane (TLS on
+//! loopback) and measures, from outside the process:
+//! - idle RSS while connected, metrics every 10 s (VmRSS and VmHWM, /proc);
+//! - idle CPU over 60 s (utime + stime from /proc/PID/stat);
+//! - time from a 1012 close to the next `welcome`, over 10 drops;
+//! - the size of the stripped release binary.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{ControlPlane, Sandbox};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const IDLE: Duration = Duration::from_secs(60);
+const DROPS: usize = 10;
+
+#[tokio::main]
+async fn main() {
+    let mut cp = ControlPlane::start().await;
+    let mut agent = Sandbox::new(&cp);
+    agent.start();
+    let mut session = cp.session().await;
+    session.recv_type("hello").await;
+    session.send(json!({"type": "welcome", "acked_seq": 0, "heartbeat_secs": 20, "metrics_secs": 10})).await;
+    session.recv_type("metrics").await;
+    let pid = agent.pid();
+
+    // Idle: keep reading (metrics, pongs) for a minute.
+    let cpu_before = cpu_ticks(pid);
+    let started = Instant::now();
+    let mut metrics = 0;
+    while started.elapsed() < IDLE {
+        if let Some(message) = session.try_recv(IDLE - started.elapsed()).await {
+            metrics += usize::from(message["type"] == "metrics");
+        }
+    }
+    let cpu_ticks = cpu_ticks(pid) - cpu_before;
+    let ticks_per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as f64;
+    let cpu_percent = cpu_ticks as f64 / ticks_per_sec / IDLE.as_secs_f64() * 100.0;
+    let (rss, hwm) = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"));
+
+    // Reconnect after a 1012 close, timed to the next welcome.
+    let mut gaps = Vec::new();
+    for _ in 0..DROPS {
+        let closed = Instant::now();
+        session.close(CloseCode::Restart).await;
+        session = cp.session().await;
+        session.welcome(0, 20).await;
+        gaps.push(closed.elapsed());
+    }
+    gaps.sort();
+
+    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_berth")).unwrap().len();
+    println!("berth agent benchmark (release build, connected over TLS on loopback)");
+    println!("idle RSS after {}s, metrics every 10s ({metrics} sent): {:.1} MiB (peak {:.1} MiB)",
+        IDLE.as_secs(), rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!("idle CPU over {}s: {cpu_percent:.3}% of one core ({cpu_ticks} ticks)", IDLE.as_secs());
+    println!(
+        "1012 close -> next welcome over {DROPS} drops: median {:.2}s, max {:.2}s, min {:.2}s",
+        gaps[DROPS / 2].as_secs_f64(),
+        gaps[DROPS - 1].as_secs_f64(),
+        gaps[0].as_secs_f64()
+    );
+    println!("stripped release binary: {:.2} MiB ({binary} bytes)", binary as f64 / 1048576.0);
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the ")" that closes the command name; utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn status_kib(pid: i32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
