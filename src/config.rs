@@ -76,8 +76,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config {path}, line {line}{}: {message}", key.as_deref().map(|k| format!(", key `{k}`")).unwrap_or_default())]
-    Parse { path: PathBuf, line: usize, key: Option<String>, message: String },
+    #[error("config {path}{}{}: {message}",
+        line.map(|l| format!(", line {l}")).unwrap_or_default(),
+        key.as_deref().map(|k| format!(", key `{k}`")).unwrap_or_default())]
+    Parse { path: PathBuf, line: Option<usize>, key: Option<String>, message: String },
     #[error("config {path}, key `{key}`: {message}")]
     Invalid { path: PathBuf, key: &'static str, message: String },
 }
@@ -186,18 +188,20 @@ fn is_loopback(host: &str) -> bool {
 
 /// A parse error with its line and key, never the line's text (it may hold the key).
 fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
-    let (line, key) = match e.span() {
+    // A span within one line points at a key or value; an empty one (a missing key)
+    // or a wider one points at no line in particular.
+    let located = |span: &std::ops::Range<usize>| text.get(span.clone()).is_some_and(|t| !t.is_empty() && !t.contains('\n'));
+    let (line, key) = match e.span().filter(located) {
         Some(span) => {
-            let start = span.start.min(text.len());
-            let line_no = text[..start].matches('\n').count() + 1;
+            let line_no = text[..span.start].matches('\n').count() + 1;
             let line_text = text.lines().nth(line_no - 1).unwrap_or_default();
             let key = line_text
                 .split_once('=')
                 .map(|(k, _)| k.trim().trim_matches('"').to_owned())
                 .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
-            (line_no, key)
+            (Some(line_no), key)
         }
-        None => (0, None),
+        None => (None, None),
     };
     ConfigError::Parse { path: path.to_owned(), line, key, message: without_values(e.message().trim()) }
 }
@@ -255,6 +259,7 @@ control_plane_url = "wss://cp.example.com/agent"
         assert!(message.contains("sever_id"), "{message}");
         let message = parse("api_key = \"k\"\ncontrol_plane_url = \"wss://a\"\n").unwrap_err().to_string();
         assert!(message.contains("server_id"), "{message}");
+        assert!(!message.contains("key `api_key`"), "a missing key is not blamed on another line: {message}");
     }
 
     #[test]

@@ -159,6 +159,8 @@ impl Connection {
                         Some(Ok(Message::Text(text))) => {
                             if let Some(welcome) = self.handle(text.as_str()).await {
                                 live.welcome(&welcome, &self.outbox);
+                                // Live output from while nobody listened is stale: best effort, not stored.
+                                while self.output.try_recv().is_ok() {}
                                 heartbeat = tokio::time::interval(live.heartbeat);
                                 heartbeat.reset();
                                 metrics = tokio::time::interval(Duration::from_secs(welcome.metrics_secs.clamp(1, 86_400)));

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{ControlPlane, Sandbox};
+use support::connected;
 
 fn statuses(events: &[Value], job_id: &str) -> Vec<String> {
     events.iter().filter(|e| e["job_id"] == job_id).map(|e| e["status"].as_str().unwrap().to_owned()).collect()
@@ -18,10 +18,7 @@ fn seqs(events: &[Value]) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_job_goes_queued_running_success_with_growing_seq() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (_cp, _agent, mut session) = connected().await;
     session.job("tW2fu4hjHnsix6Rn", "test.sleep", json!({"ms": 50})).await;
     let events = session.until_final("tW2fu4hjHnsix6Rn").await;
     assert_eq!(statuses(&events, "tW2fu4hjHnsix6Rn"), ["queued", "running", "success"]);
@@ -38,10 +35,7 @@ async fn a_job_goes_queued_running_success_with_growing_seq() {
 
 #[tokio::test]
 async fn bad_params_unknown_kinds_and_failures_end_in_one_error_each() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (_cp, agent, mut session) = connected().await;
 
     session.job("nnpgQoNzSK11fuTe", "sysuser.create", json!({"name": "3po"})).await;
     let events = session.until_final("nnpgQoNzSK11fuTe").await;
@@ -74,10 +68,7 @@ async fn bad_params_unknown_kinds_and_failures_end_in_one_error_each() {
 
 #[tokio::test]
 async fn same_resource_runs_in_arrival_order_and_a_slow_job_does_not_hold_up_others() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (_cp, agent, mut session) = connected().await;
     session.job("slow", "test.sleep", json!({"ms": 1500, "resource": "app:a"})).await;
     session.job("after-slow", "test.sleep", json!({"ms": 0, "resource": "app:a"})).await;
     session.job("unrelated", "test.sleep", json!({"ms": 0, "resource": "app:b"})).await;
@@ -96,10 +87,7 @@ async fn same_resource_runs_in_arrival_order_and_a_slow_job_does_not_hold_up_oth
 
 #[tokio::test]
 async fn acks_trim_the_outbox_and_welcome_resends_only_the_unacknowledged() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (mut cp, agent, mut session) = connected().await;
     session.job("one", "test.sleep", json!({})).await;
     let events = session.until_final("one").await;
     assert_eq!(seqs(&events), [1, 2, 3]);
@@ -127,10 +115,7 @@ async fn acks_trim_the_outbox_and_welcome_resends_only_the_unacknowledged() {
 
 #[tokio::test]
 async fn events_of_a_dropped_connection_are_resent_in_order_none_lost() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (mut cp, agent, mut session) = connected().await;
     for i in 0..5 {
         session.job(&format!("job{i}"), "test.sleep", json!({"ms": 300 * i, "resource": format!("r{i}")})).await;
     }
@@ -154,10 +139,7 @@ async fn events_of_a_dropped_connection_are_resent_in_order_none_lost() {
 
 #[tokio::test]
 async fn a_finished_job_id_is_answered_again_not_run_again() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (mut cp, mut agent, mut session) = connected().await;
     session.job("once", "test.sleep", json!({"ms": 300})).await;
     // The same job id while it runs: ignored, no second receipt.
     session.job("once", "test.sleep", json!({"ms": 300})).await;
@@ -184,10 +166,7 @@ async fn a_finished_job_id_is_answered_again_not_run_again() {
 
 #[tokio::test]
 async fn job_output_is_streamed_live_and_not_sequenced() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (_cp, _agent, mut session) = connected().await;
     session.job("talky", "test.sleep", json!({"ms": 100})).await;
     let output = session.recv_type("job.output").await;
     assert_eq!(output["job_id"], "talky");

@@ -11,10 +11,7 @@ use support::{berth, ControlPlane, End, Sandbox};
 
 #[tokio::test]
 async fn kill_9_during_a_job_then_restart_runs_it_again_and_it_reports() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (mut cp, mut agent, mut session) = support::connected().await;
     session.job("interrupted", "test.sleep", json!({"ms": 1000})).await;
     session.job("waiting", "test.sleep", json!({"ms": 0, "resource": "r"})).await;
     agent.eventually("the job started", |a| a.test_job_log().contains(&"start interrupted".to_string())).await;
@@ -102,10 +99,7 @@ impl Ledger {
 
 #[tokio::test]
 async fn sigterm_lets_the_running_job_finish_flushes_and_closes_with_1001() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (_cp, mut agent, mut session) = support::connected().await;
     session.job("finishing", "test.sleep", json!({"ms": 1500})).await;
     agent.eventually("the job started", |a| a.test_job_log().contains(&"start finishing".to_string())).await;
     agent.signal(Signal::SIGTERM);
@@ -119,10 +113,7 @@ async fn sigterm_lets_the_running_job_finish_flushes_and_closes_with_1001() {
 
 #[tokio::test]
 async fn sigterm_interrupts_a_long_job_within_ten_seconds_and_it_runs_again_after_restart() {
-    let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
-    agent.start();
-    let (mut session, _) = cp.welcomed(0, 20).await;
+    let (mut cp, mut agent, mut session) = support::connected().await;
     session.job("long", "test.sleep", json!({"ms": 60_000})).await;
     agent.eventually("the job started", |a| a.test_job_log().contains(&"start long".to_string())).await;
     let stopped = std::time::Instant::now();

@@ -26,4 +26,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked
+
+# Every unit and integration test (there are no doc tests), then one total line.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -402,6 +402,16 @@ impl Drop for Sandbox {
     }
 }
 
+/// A control plane, an agent started against it, and its welcomed session
+/// (`acked_seq` 0, heartbeat 20 s): where most tests begin.
+pub async fn connected() -> (ControlPlane, Sandbox, Session) {
+    let mut cp = ControlPlane::start().await;
+    let mut agent = Sandbox::new(&cp);
+    agent.start();
+    let (session, _) = cp.welcomed(0, 20).await;
+    (cp, agent, session)
+}
+
 /// Runs `berth` with `args`; returns exit code, stdout, stderr.
 pub fn berth(args: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_berth")).args(args).env("RUST_LOG", "info").output().unwrap();
