@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::job::{Job, JobContext, JobError, Outcome};
+use crate::job::{Job, JobContext, JobError, Outcome, Secrets};
 use crate::jobs::Catalogue;
 use crate::jobstore::{JobStore, Record, State};
 use crate::outbox::Outbox;
@@ -32,8 +32,6 @@ use crate::{time, validate};
 /// How long a shutdown waits for running jobs before it interrupts them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// Params keys whose string values are secrets, removed from every message and output.
-const SECRET_KEYS: &[&str] = &["password", "key", "api_key", "admin_password", "private_key"];
 
 pub struct Engine {
     catalogue: Arc<Catalogue>,
@@ -171,7 +169,8 @@ impl Engine {
             let record = active.record.clone();
             self.save(&record);
             self.status(&record, Status::Running);
-            let ctx = JobContext::new(record.job_id.clone(), self.root.clone(), self.output.clone());
+            let secrets = Arc::new(Secrets::of(&record.params));
+            let ctx = JobContext::new(record.job_id.clone(), self.root.clone(), secrets, self.output.clone());
             let span = tracing::info_span!("job", job_id = %record.job_id, kind = %record.kind);
             self.running.spawn(
                 async move {
@@ -199,7 +198,7 @@ impl Engine {
 
     /// Sends the final status, then marks the record finished (without its params).
     fn finish(&mut self, mut record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) {
-        let secrets = secrets_of(&record.params);
+        let secrets = Secrets::of(&record.params);
         let now = time::now();
         let mut status = JobStatus::progress(&record.job_id, &record.kind, Status::Success, now.clone());
         status.started_at = started_at;
@@ -209,12 +208,12 @@ impl Engine {
                 status.changed = Some(outcome.changed());
                 status.steps = Some(outcome.steps);
                 status.result = Some(outcome.result.unwrap_or(Value::Object(Default::default())));
-                status.output = Some(redact(&tail(&outcome.output, MAX_OUTPUT_BYTES), &secrets));
+                status.output = Some(tail(&secrets.redact(&outcome.output), MAX_OUTPUT_BYTES));
                 tracing::info!(job_id = %record.job_id, kind = %record.kind, status = "success", changed = status.changed, "job finished");
             }
             Err(e) => {
                 let mut body = e.body();
-                body.message = redact(&body.message, &secrets);
+                body.message = secrets.redact(&body.message);
                 tracing::warn!(job_id = %record.job_id, kind = %record.kind, status = "error", code = ?body.code,
                     field = body.field.as_deref().unwrap_or(""), message = %body.message, "job failed");
                 status.status = Status::Error;
@@ -274,25 +273,6 @@ impl Engine {
     }
 }
 
-/// Every string under a secret key, at any depth of the params.
-fn secrets_of(params: &Value) -> Vec<String> {
-    fn walk(value: &Value, secret: bool, out: &mut Vec<String>) {
-        match value {
-            Value::String(s) if secret && !s.is_empty() => out.push(s.clone()),
-            Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, SECRET_KEYS.contains(&k.as_str()), out)),
-            Value::Array(items) => items.iter().for_each(|v| walk(v, secret, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(params, false, &mut out);
-    out
-}
-
-fn redact(text: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
-}
-
 /// The last `max` bytes of `text`, cut at a character boundary.
 fn tail(text: &str, max: usize) -> String {
     let mut start = text.len().saturating_sub(max);
@@ -305,16 +285,6 @@ fn tail(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn secrets_are_found_at_any_depth_and_removed() {
-        let params = json!({"name": "derek", "password": "hunter2hunter2", "user": {"name": "u", "password": "s3cr3t-pw"}});
-        let secrets = secrets_of(&params);
-        assert_eq!(secrets.len(), 2);
-        let text = "chpasswd: hunter2hunter2 rejected; s3cr3t-pw too; derek stays";
-        assert_eq!(redact(text, &secrets), "chpasswd: *** rejected; *** too; derek stays");
-    }
 
     #[test]
     fn tail_keeps_the_end_on_a_char_boundary() {

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -52,17 +53,56 @@ pub struct JobContext {
     pub job_id: String,
     /// Every host path is placed under this directory (`/` in production).
     pub root: PathBuf,
+    secrets: Arc<Secrets>,
     output: mpsc::Sender<JobOutput>,
 }
 
 impl JobContext {
-    pub fn new(job_id: String, root: PathBuf, output: mpsc::Sender<JobOutput>) -> Self {
-        JobContext { job_id, root, output }
+    pub fn new(job_id: String, root: PathBuf, secrets: Arc<Secrets>, output: mpsc::Sender<JobOutput>) -> Self {
+        JobContext { job_id, root, secrets, output }
     }
 
-    /// Live output (`job.output`): best effort, dropped when nobody is listening.
-    pub fn output(&self, text: impl Into<String>) {
-        let _ = self.output.try_send(JobOutput { kind: "job.output", job_id: self.job_id.clone(), text: text.into() });
+    /// Live output (`job.output`), secrets removed: best effort, dropped when nobody is listening.
+    pub fn output(&self, text: impl AsRef<str>) {
+        let text = self.secrets.redact(text.as_ref());
+        let _ = self.output.try_send(JobOutput { kind: "job.output", job_id: self.job_id.clone(), text });
+    }
+}
+
+/// Params keys whose string values are secrets.
+const SECRET_KEYS: &[&str] = &["password", "key", "api_key", "admin_password", "private_key"];
+
+/// The secrets of a job's params, to remove from everything the job reports.
+#[derive(Default, Clone, PartialEq)]
+pub struct Secrets(Vec<String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
+}
+
+impl Secrets {
+    /// Every string under a secret key, at any depth of `params`.
+    pub fn of(params: &Value) -> Self {
+        fn walk(value: &Value, secret: bool, out: &mut Vec<String>) {
+            match value {
+                Value::String(s) if secret && !s.is_empty() => out.push(s.clone()),
+                Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, SECRET_KEYS.contains(&k.as_str()), out)),
+                Value::Array(items) => items.iter().for_each(|v| walk(v, secret, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(params, false, &mut out);
+        // Longest first, so a secret that contains another is removed whole.
+        out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Secrets(out)
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        self.0.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "***"))
     }
 }
 
@@ -173,6 +213,16 @@ mod tests {
         assert_eq!(body.code, ErrorCode::InvalidParams);
         assert_eq!(body.field.as_deref(), Some("name"));
         assert_eq!(body.message, "must start with a lowercase letter: '3po'");
+    }
+
+    #[test]
+    fn secrets_are_found_at_any_depth_and_removed() {
+        let params = serde_json::json!({"name": "derek", "password": "hunter2hunter2",
+            "user": {"name": "u", "password": "s3cr3t-pw"}, "key": "s3cr3t-pw-and-more"});
+        let secrets = Secrets::of(&params);
+        let text = "chpasswd: hunter2hunter2 rejected; s3cr3t-pw-and-more, s3cr3t-pw too; derek stays";
+        assert_eq!(secrets.redact(text), "chpasswd: *** rejected; ***, *** too; derek stays");
+        assert_eq!(format!("{secrets:?}"), "Secrets(3 hidden)");
     }
 
     #[test]

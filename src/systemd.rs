@@ -18,9 +18,17 @@ pub fn watchdog() {
 }
 
 /// Half the `WatchdogSec` systemd asked for, when it asked.
+///
+/// As libsystemd's `sd_watchdog_enabled`: `WATCHDOG_USEC` set, and `WATCHDOG_PID`
+/// either unset or this process.
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0;
-    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec) / 2)
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|&usec| usec > 0)?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec) / 2)
 }
 
 fn notify(state: NotifyState) {

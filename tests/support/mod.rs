@@ -18,7 +18,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode};
@@ -37,6 +36,9 @@ pub struct Pki {
     pub ca_pem: String,
     pub server_cert_pem: String,
     pub server_key_pem: String,
+    /// A client certificate for mutual TLS, signed by the same CA.
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
 }
 
 impl Pki {
@@ -52,23 +54,50 @@ impl Pki {
         let server_key = KeyPair::generate().unwrap();
         let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         let server_cert = server.signed_by(&server_key, &issuer).unwrap();
-        Pki { ca_pem: ca_cert.pem(), server_cert_pem: server_cert.pem(), server_key_pem: server_key.serialize_pem() }
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client.distinguished_name.push(DnType::CommonName, SERVER_ID);
+        let client_cert = client.signed_by(&client_key, &issuer).unwrap();
+        Pki {
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+            client_cert_pem: client_cert.pem(),
+            client_key_pem: client_key.serialize_pem(),
+        }
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
+    fn acceptor(&self, client_auth: bool) -> TlsAcceptor {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let certs = vec![CertificateDer::from_pem_slice(self.server_cert_pem.as_bytes()).unwrap()];
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
             .unwrap();
-        TlsAcceptor::from(Arc::new(config))
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        TlsAcceptor::from(Arc::new(builder.with_single_cert(certs, key).unwrap()))
     }
+}
+
+/// How the control plane speaks on the wire.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Wire {
+    /// wss:// with the test CA's server certificate.
+    Tls,
+    /// wss:// that also demands a client certificate from the test CA.
+    MutualTls,
+    /// Plain ws:// (the agent needs `allow_insecure_ws`).
+    Plain,
 }
 
 /// What the control plane does with the next upgrade requests.
@@ -83,18 +112,23 @@ struct Policy {
 pub struct ControlPlane {
     pub port: u16,
     pub pki: Pki,
+    pub wire: Wire,
     sessions: mpsc::UnboundedReceiver<Session>,
     policy: Arc<Mutex<Policy>>,
 }
 
 impl ControlPlane {
     pub async fn start() -> ControlPlane {
+        ControlPlane::start_with(Wire::Tls).await
+    }
+
+    pub async fn start_with(wire: Wire) -> ControlPlane {
         let pki = Pki::new();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, sessions) = mpsc::unbounded_channel();
         let policy = Arc::new(Mutex::new(Policy::default()));
-        let acceptor = pki.acceptor();
+        let acceptor = (wire != Wire::Plain).then(|| pki.acceptor(wire == Wire::MutualTls));
         let accept_policy = policy.clone();
         tokio::spawn(async move {
             loop {
@@ -107,11 +141,14 @@ impl ControlPlane {
                 });
             }
         });
-        ControlPlane { port, pki, sessions, policy }
+        ControlPlane { port, pki, wire, sessions, policy }
     }
 
     pub fn url(&self) -> String {
-        format!("wss://localhost:{}/agent", self.port)
+        match self.wire {
+            Wire::Plain => format!("ws://127.0.0.1:{}/agent", self.port),
+            Wire::Tls | Wire::MutualTls => format!("wss://localhost:{}/agent", self.port),
+        }
     }
 
     /// The next accepted session; fails the test after [`PATIENCE`].
@@ -139,8 +176,11 @@ impl ControlPlane {
     }
 }
 
-async fn upgrade(tcp: TcpStream, acceptor: TlsAcceptor, policy: Arc<Mutex<Policy>>) -> Option<Session> {
-    let tls = acceptor.accept(tcp).await.ok()?;
+async fn upgrade(tcp: TcpStream, acceptor: Option<TlsAcceptor>, policy: Arc<Mutex<Policy>>) -> Option<Session> {
+    let stream: Stream = match acceptor {
+        Some(acceptor) => Box::new(acceptor.accept(tcp).await.ok()?),
+        None => Box::new(tcp),
+    };
     let headers = Arc::new(Mutex::new(HeaderMap::new()));
     let seen = headers.clone();
     let callback = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
@@ -157,14 +197,19 @@ async fn upgrade(tcp: TcpStream, acceptor: TlsAcceptor, policy: Arc<Mutex<Policy
     };
     // The control plane itself accepts big frames: the size rule is the agent's.
     let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config)).await.ok()?;
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await.ok()?;
     let headers = headers.lock().unwrap().clone();
     Some(Session { ws, headers })
 }
 
+/// The control plane's side of a connection, with or without TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+pub type Stream = Box<dyn Io>;
+
 /// One accepted websocket, driven by the test.
 pub struct Session {
-    pub ws: WebSocketStream<TlsStream<TcpStream>>,
+    pub ws: WebSocketStream<Stream>,
     pub headers: HeaderMap,
 }
 
@@ -273,29 +318,46 @@ pub struct Sandbox {
     pub dir: tempfile::TempDir,
     pub stderr: Arc<Mutex<String>>,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Sandbox {
     pub fn new(cp: &ControlPlane) -> Sandbox {
-        Sandbox::with_config(cp, "")
+        Sandbox::with_config(cp, &[])
     }
 
-    /// A sandbox whose config has `extra` lines appended.
-    pub fn with_config(cp: &ControlPlane, extra: &str) -> Sandbox {
+    /// A sandbox whose config has `overrides` (key, TOML value) set or added; the
+    /// value `""` with no quotes removes a key.
+    pub fn with_config(cp: &ControlPlane, overrides: &[(&str, &str)]) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("root")).unwrap();
         std::fs::write(dir.path().join("ca.pem"), &cp.pki.ca_pem).unwrap();
-        let config = format!(
-            "server_id = {SERVER_ID:?}\napi_key = {API_KEY:?}\ncontrol_plane_url = {:?}\nca_file = {:?}\n\
-             state_dir = {:?}\nroot = {:?}\ntest_jobs = true\n{extra}\n",
-            cp.url(),
-            dir.path().join("ca.pem"),
-            dir.path().join("state"),
-            dir.path().join("root"),
-        );
-        std::fs::write(dir.path().join("agent.toml"), config).unwrap();
-        Sandbox { dir, stderr: Arc::new(Mutex::new(String::new())), child: None }
+        let quoted = |p: PathBuf| format!("{p:?}");
+        let mut config: Vec<(String, String)> = vec![
+            ("server_id".into(), format!("{SERVER_ID:?}")),
+            ("api_key".into(), format!("{API_KEY:?}")),
+            ("control_plane_url".into(), format!("{:?}", cp.url())),
+            ("ca_file".into(), quoted(dir.path().join("ca.pem"))),
+            ("state_dir".into(), quoted(dir.path().join("state"))),
+            ("root".into(), quoted(dir.path().join("root"))),
+            ("test_jobs".into(), "true".into()),
+        ];
+        for (key, value) in overrides {
+            config.retain(|(k, _)| k != key);
+            if !value.is_empty() {
+                config.push((key.to_string(), value.to_string()));
+            }
+        }
+        let text: String = config.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+        std::fs::write(dir.path().join("agent.toml"), text).unwrap();
+        Sandbox { dir, stderr: Arc::new(Mutex::new(String::new())), child: None, env: Vec::new() }
     }
+
+    /// Adds an environment variable for the next starts.
+    pub fn env(&mut self, key: &str, value: impl Into<String>) {
+        self.env.push((key.to_owned(), value.into()));
+    }
+
 
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
@@ -319,6 +381,7 @@ impl Sandbox {
             .env("RUST_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
