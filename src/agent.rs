@@ -16,6 +16,9 @@ use crate::config::Config;
 use crate::connection::{Connection, HelloFn};
 use crate::engine::Engine;
 use crate::host::fs::ensure_dir;
+use crate::host::System;
+use crate::inventory::InventoryStore;
+use crate::job::Machine;
 use crate::jobs::Catalogue;
 use crate::jobstore::JobStore;
 use crate::metrics::Scraper;
@@ -47,6 +50,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let store = JobStore::open(&config.state_dir).map_err(state_error)?;
     let tls = tls::client_config(&config)?;
     let catalogue = Arc::new(Catalogue::new(config.test_jobs));
+    let inventory = Arc::new(InventoryStore::open(&config.state_dir).map_err(state_error)?);
+    let machine = Machine { host: Arc::new(System::new(config.root.clone())), inventory };
 
     let (jobs_tx, jobs_rx) = mpsc::channel(1024);
     let (output_tx, output_rx) = mpsc::channel(256);
@@ -57,7 +62,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         catalogue.clone(),
         store,
         outbox.clone(),
-        config.root.clone(),
+        machine,
         output_tx,
         config.max_parallel_jobs,
     );

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::job::{Job, JobContext, JobError, Outcome, Secrets};
+use crate::job::{Job, JobContext, JobError, Machine, Outcome, Secrets};
 use crate::jobs::Catalogue;
 use crate::jobstore::{JobStore, Record, State};
 use crate::outbox::Outbox;
@@ -37,7 +36,7 @@ pub struct Engine {
     catalogue: Arc<Catalogue>,
     store: JobStore,
     outbox: Arc<Outbox>,
-    root: PathBuf,
+    machine: Machine,
     output: mpsc::Sender<JobOutput>,
     scheduler: Scheduler,
     /// Accepted and not finished, by arrival.
@@ -59,7 +58,7 @@ impl Engine {
         catalogue: Arc<Catalogue>,
         store: JobStore,
         outbox: Arc<Outbox>,
-        root: PathBuf,
+        machine: Machine,
         output: mpsc::Sender<JobOutput>,
         max_parallel: usize,
     ) -> Self {
@@ -67,7 +66,7 @@ impl Engine {
             catalogue,
             store,
             outbox,
-            root,
+            machine,
             output,
             scheduler: Scheduler::new(max_parallel),
             active: HashMap::new(),
@@ -170,7 +169,7 @@ impl Engine {
             self.save(&record);
             self.status(&record, Status::Running);
             let secrets = Arc::new(Secrets::of(&record.params));
-            let ctx = JobContext::new(record.job_id.clone(), self.root.clone(), secrets, self.output.clone());
+            let ctx = JobContext::new(record.job_id.clone(), &self.machine, secrets, self.output.clone());
             let span = tracing::info_span!("job", job_id = %record.job_id, kind = %record.kind);
             self.running.spawn(
                 async move {

@@ -5,13 +5,15 @@
 //! where every field rule is checked, so a job that gets to `run` has valid input.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::host::Host;
+use crate::inventory::InventoryStore;
 use crate::protocol::{ErrorBody, ErrorCode, JobOutput, Step};
 use crate::validate::FieldError;
 
@@ -47,19 +49,31 @@ impl Resources {
     }
 }
 
+/// What the agent gives every job: the machine and what berth manages on it.
+#[derive(Clone)]
+pub struct Machine {
+    pub host: Arc<dyn Host>,
+    pub inventory: Arc<InventoryStore>,
+}
+
 /// What a running job gets from the agent.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JobContext {
     pub job_id: String,
-    /// Every host path is placed under this directory (`/` in production).
-    pub root: PathBuf,
+    pub host: Arc<dyn Host>,
+    pub inventory: Arc<InventoryStore>,
     secrets: Arc<Secrets>,
     output: mpsc::Sender<JobOutput>,
 }
 
 impl JobContext {
-    pub fn new(job_id: String, root: PathBuf, secrets: Arc<Secrets>, output: mpsc::Sender<JobOutput>) -> Self {
-        JobContext { job_id, root, secrets, output }
+    pub fn new(job_id: String, machine: &Machine, secrets: Arc<Secrets>, output: mpsc::Sender<JobOutput>) -> Self {
+        JobContext { job_id, host: machine.host.clone(), inventory: machine.inventory.clone(), secrets, output }
+    }
+
+    /// Every host path is placed under this directory (`/` in production).
+    pub fn root(&self) -> &Path {
+        self.host.root()
     }
 
     /// Live output (`job.output`), secrets removed: best effort, dropped when nobody is listening.
@@ -67,6 +81,18 @@ impl JobContext {
         let text = self.secrets.redact(text.as_ref());
         let _ = self.output.try_send(JobOutput { kind: "job.output", job_id: self.job_id.clone(), text });
     }
+}
+
+/// Runs a job body that blocks (commands, file writes) on tokio's blocking pool.
+pub fn blocking<F>(body: F) -> BoxFuture<Result<Outcome, JobError>>
+where
+    F: FnOnce() -> Result<Outcome, JobError> + Send + 'static,
+{
+    Box::pin(async move {
+        tokio::task::spawn_blocking(body)
+            .await
+            .unwrap_or_else(|e| Err(JobError::Internal(format!("the job stopped unexpectedly: {e}"))))
+    })
 }
 
 /// Params keys whose string values are secrets.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod connection;
 pub mod engine;
 pub mod host;
+pub mod inventory;
 pub mod job;
 pub mod jobs;
 pub mod jobstore;

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 needs=(
   "mount:mount"
   "dd:coreutils"
+  "useradd:passwd"
+  "chpasswd:passwd"
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -2,7 +2,142 @@
 //!
 //! `fs` writes files atomically and places every host path under the configured
 //! `root`, so tests and trials run in a sandbox directory with the same code; `cmd`
-//! runs commands without a shell, bounded in time and output.
+//! runs commands without a shell, bounded in time and output. Job families run
+//! commands through the [`Host`] trait, so unit tests can fake the machine and see
+//! exactly which commands a job would run.
 
 pub mod cmd;
 pub mod fs;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Secret;
+
+/// How long a host command may run before it is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A command: a program and its arguments, and an optional secret for its stdin.
+/// Displays as the command line without the secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cmd {
+    pub program: &'static str,
+    pub args: Vec<String>,
+    pub stdin: Option<Secret>,
+}
+
+impl Cmd {
+    pub fn new(program: &'static str) -> Self {
+        Cmd { program, args: Vec::new(), stdin: None }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn stdin(mut self, secret: Secret) -> Self {
+        self.stdin = Some(secret);
+        self
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.program)?;
+        self.args.iter().try_for_each(|arg| write!(f, " {arg}"))
+    }
+}
+
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot run {command}: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{command} exited with {status}: {stderr}")]
+    Failed { command: String, status: String, stderr: String },
+}
+
+impl From<HostError> for crate::job::JobError {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::Spawn { command, source } => {
+                crate::job::JobError::ToolFailed { command, stderr: source.to_string() }
+            }
+            HostError::Failed { command, status, stderr } => {
+                crate::job::JobError::ToolFailed { command, stderr: format!("{status}: {stderr}") }
+            }
+        }
+    }
+}
+
+/// The machine, as the job families see it.
+pub trait Host: Send + Sync + 'static {
+    /// Every host path is placed under this directory.
+    fn root(&self) -> &Path;
+    /// Runs `cmd`; on success, what it printed (stdout then stderr).
+    fn run(&self, cmd: &Cmd) -> Result<String, HostError>;
+}
+
+/// The real machine.
+#[derive(Debug, Clone)]
+pub struct System {
+    root: PathBuf,
+}
+
+impl System {
+    pub fn new(root: PathBuf) -> Self {
+        System { root }
+    }
+}
+
+impl Host for System {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn run(&self, cmd: &Cmd) -> Result<String, HostError> {
+        let args: Vec<&str> = cmd.args.iter().map(String::as_str).collect();
+        let input = cmd.stdin.as_ref().map(|s| s.expose().as_bytes());
+        let program = Path::new(cmd.program);
+        let output = cmd::run_bounded_with_input(program, &args, input, COMMAND_TIMEOUT)
+            .map_err(|source| HostError::Spawn { command: cmd.to_string(), source })?;
+        let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().chars().take(4096).collect();
+            return Err(HostError::Failed { command: cmd.to_string(), status: output.status.to_string(), stderr });
+        }
+        Ok(printed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_never_shows_stdin() {
+        let cmd = Cmd::new("/usr/sbin/chpasswd").arg("-e").stdin(Secret::new("derek:$6$salt$hash"));
+        assert_eq!(cmd.to_string(), "/usr/sbin/chpasswd -e");
+        assert!(!format!("{cmd:?}").contains("hash"));
+    }
+
+    #[test]
+    fn system_runs_with_stdin_and_reports_failures() {
+        let host = System::new(PathBuf::from("/"));
+        let out = host.run(&Cmd::new("/bin/cat").stdin(Secret::new("piped"))).unwrap();
+        assert_eq!(out, "piped");
+        let err = host.run(&Cmd::new("/bin/sh").args(["-c", "echo oops >&2; exit 4"])).unwrap_err();
+        assert!(err.to_string().contains("oops") && err.to_string().contains('4'), "{err}");
+    }
+}

@@ -1,44 +1,353 @@
 //! System users: `sysuser.create`, `sysuser.update`, `sysuser.delete` (PROTOCOL section 3).
 //!
-//! This version checks `sysuser.create`'s params; the account work arrives with the
-//! apps family, so valid params end in `unsupported` until then.
+//! A system user is a Linux account with home `/srv/users/NAME` holding `apps/` and
+//! `log/`. Accounts are changed with shadow-utils (`useradd`, `usermod`, `userdel`,
+//! `chpasswd`), pointed at `root` with `--prefix`/`--root` when it is a sandbox.
+//! Passwords are hashed here (SHA-512 crypt) and reach `chpasswd -e` on stdin: the
+//! password never leaves the process, and the hash never reaches argv. Only accounts
+//! in the inventory are changed or deleted; any other is a `conflict`.
 
-use serde_json::Value;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-use crate::job::{BoxFuture, Job, JobContext, JobError, Outcome, Resources};
+use serde_json::{json, Value};
+
+use crate::config::Secret;
+use crate::host::fs::under_root;
+use crate::host::Cmd;
+use crate::inventory::User;
+use crate::job::{blocking, within_limit, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
-use crate::validate::{self, Params};
+use crate::validate::{self, shown, Params};
+
+/// At most this many system users per server (PROTOCOL section 3).
+pub const MAX_USERS: usize = 1000;
+/// Where homes live.
+pub const HOME_BASE: &str = "/srv/users";
+/// Mode of a home and its `apps/` and `log/`: the owner, and its group (which the web
+/// server joins for the apps it serves), nobody else.
+const HOME_MODE: u32 = 0o750;
 
 pub fn register(catalogue: &mut Catalogue) {
-    catalogue.register_validation_only("sysuser.create", Create::parse);
+    catalogue.register("sysuser.create", Create::parse);
+    catalogue.register("sysuser.update", Update::parse);
+    catalogue.register("sysuser.delete", Delete::parse);
 }
 
 /// `sysuser.create {name, password?}`.
 #[derive(Debug)]
-pub struct Create {
-    pub name: String,
-    pub password: Option<String>,
+struct Create {
+    name: String,
+    password: Option<Secret>,
+}
+
+/// `sysuser.update {name, password}`.
+#[derive(Debug)]
+struct Update {
+    name: String,
+    password: Secret,
+}
+
+/// `sysuser.delete {name}`.
+#[derive(Debug)]
+struct Delete {
+    name: String,
+}
+
+fn name(params: &Params) -> Result<String, JobError> {
+    let name = params.str("name")?;
+    validate::sysuser_name(&params.field("name"), name)?;
+    Ok(name.to_owned())
+}
+
+fn password(params: &Params, value: &str) -> Result<Secret, JobError> {
+    validate::password(&params.field("password"), value)?;
+    Ok(Secret::new(value))
 }
 
 impl Create {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
-        let name = params.str("name")?;
-        validate::sysuser_name(&params.field("name"), name)?;
-        let password = params.opt_str("password")?;
-        if let Some(password) = password {
-            validate::password(&params.field("password"), password)?;
-        }
-        Ok(Box::new(Create { name: name.to_owned(), password: password.map(str::to_owned) }))
+        let name = name(&params)?;
+        let password = params.opt_str("password")?.map(|p| password(&params, p)).transpose()?;
+        Ok(Box::new(Create { name, password }))
     }
 }
 
-impl Job for Create {
-    fn resources(&self) -> Resources {
-        Resources::of([format!("sysuser:{}", self.name)])
+impl UserJob for Create {
+    fn user(&self) -> &str {
+        &self.name
     }
 
-    fn run(self: Box<Self>, _ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        Box::pin(async { Err(JobError::Unsupported("sysuser.create is not carried out by this agent version".into())) })
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        let root = ctx.root();
+        let mut outcome = Outcome::default();
+        let ours = ctx.inventory.read(|inv| inv.users.contains_key(&self.name));
+        let account = match (passwd_entry(root, &self.name)?, ours) {
+            (Some(_), false) => return Err(not_ours(&self.name)),
+            (Some(account), true) => {
+                outcome.step("account", false);
+                account
+            }
+            (None, _) => {
+                if !ours {
+                    within_limit("name", "system users", ctx.inventory.read(|inv| inv.users.len()), MAX_USERS)?;
+                    if group_exists(root, &self.name)? {
+                        return Err(JobError::Conflict(format!(
+                            "a group named {} exists and was not created by berth",
+                            shown(&self.name)
+                        )));
+                    }
+                }
+                ctx.host.run(&shadow_cmd("/usr/sbin/useradd", root).args([
+                    "--home-dir",
+                    &home(&self.name),
+                    "--no-create-home",
+                    "--shell",
+                    "/bin/bash",
+                    "--user-group",
+                    "--comment",
+                    "berth system user",
+                    &self.name,
+                ]))?;
+                // Recorded at once: a later failure must not leave an account berth disowns.
+                let created_ms = crate::time::unix_millis(std::time::SystemTime::now());
+                ctx.inventory
+                    .update(|inv| inv.users.insert(self.name.clone(), User { created_ms }))
+                    .map_err(|e| JobError::Internal(format!("cannot save the inventory: {e}")))?;
+                outcome.step("account", true);
+                passwd_entry(root, &self.name)?
+                    .ok_or_else(|| JobError::Internal(format!("useradd did not create {}", shown(&self.name))))?
+            }
+        };
+        let home_dir = under_root(root, &home(&self.name));
+        let mut changed = ensure_dir(&under_root(root, HOME_BASE), 0o755, 0, 0)?;
+        for dir in [home_dir.clone(), home_dir.join("apps"), home_dir.join("log")] {
+            changed |= ensure_dir(&dir, HOME_MODE, account.uid, account.gid)?;
+        }
+        outcome.step("home directory", changed);
+        outcome.step("password", set_password(ctx, &self.name, self.password.as_ref())?);
+        outcome.result = Some(json!({"name": self.name, "home": home(&self.name), "uid": account.uid}));
+        Ok(outcome)
+    }
+}
+
+impl Update {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        let name = name(&params)?;
+        let password = password(&params, params.str("password")?)?;
+        Ok(Box::new(Update { name, password }))
+    }
+}
+
+impl UserJob for Update {
+    fn user(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        let ours = ctx.inventory.read(|inv| inv.users.contains_key(&self.name));
+        match (passwd_entry(ctx.root(), &self.name)?, ours) {
+            (Some(_), false) => Err(not_ours(&self.name)),
+            (None, _) => Err(JobError::NotFound(format!("system user {} does not exist", shown(&self.name)))),
+            (Some(_), true) => {
+                let mut outcome = Outcome::default();
+                outcome.step("password", set_password(ctx, &self.name, Some(&self.password))?);
+                Ok(outcome)
+            }
+        }
+    }
+}
+
+impl Delete {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        Ok(Box::new(Delete { name: name(&params)? }))
+    }
+}
+
+impl UserJob for Delete {
+    fn user(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        let root = ctx.root();
+        let ours = ctx.inventory.read(|inv| inv.users.contains_key(&self.name));
+        let exists = passwd_entry(root, &self.name)?.is_some();
+        if exists && !ours {
+            return Err(not_ours(&self.name));
+        }
+        let mut outcome = Outcome::default();
+        if exists {
+            ctx.host.run(&shadow_cmd("/usr/sbin/userdel", root).arg(&self.name))?;
+        }
+        outcome.step("account", exists);
+        let home_dir = under_root(root, &home(&self.name));
+        let had_home = home_dir.exists();
+        if had_home {
+            std::fs::remove_dir_all(&home_dir).map_err(|e| io_error(&home_dir, e))?;
+        }
+        outcome.step("home directory", had_home);
+        ctx.inventory
+            .update(|inv| inv.users.remove(&self.name))
+            .map_err(|e| JobError::Internal(format!("cannot save the inventory: {e}")))?;
+        Ok(outcome)
+    }
+}
+
+/// A sysuser job: holds its user, and blocks while it works (shadow-utils, files).
+trait UserJob: Send + 'static {
+    fn user(&self) -> &str;
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError>;
+}
+
+impl<T: UserJob> Job for T {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("sysuser:{}", self.user())])
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(move || self.apply(&ctx))
+    }
+}
+
+fn home(name: &str) -> String {
+    format!("{HOME_BASE}/{name}")
+}
+
+fn not_ours(name: &str) -> JobError {
+    JobError::Conflict(format!("system account {} exists and was not created by berth; berth leaves it alone", shown(name)))
+}
+
+/// A shadow-utils command aimed at `root`'s account files.
+fn shadow_cmd(program: &'static str, root: &Path) -> Cmd {
+    let cmd = Cmd::new(program);
+    if root == Path::new("/") {
+        return cmd;
+    }
+    // chpasswd has no --prefix; its --root chroots, which is enough for -e.
+    let flag = if program.ends_with("chpasswd") { "--root" } else { "--prefix" };
+    cmd.arg(flag).arg(root.to_string_lossy())
+}
+
+/// Sets the password (or, with none, locks password login); true when it changed.
+fn set_password(ctx: &JobContext, name: &str, password: Option<&Secret>) -> Result<bool, JobError> {
+    let current = shadow_hash(ctx.root(), name)?.unwrap_or_default();
+    match password {
+        Some(password) => {
+            if current.starts_with("$6$") && sha_crypt::sha512_check(password.expose(), &current).is_ok() {
+                return Ok(false);
+            }
+            let params = sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT).expect("default rounds are valid");
+            let hash = sha_crypt::sha512_simple(password.expose(), &params)
+                .map_err(|e| JobError::Internal(format!("cannot hash the password: {e:?}")))?;
+            let line = Secret::new(format!("{name}:{hash}\n"));
+            ctx.host.run(&shadow_cmd("/usr/sbin/chpasswd", ctx.root()).arg("--encrypted").stdin(line))?;
+            Ok(true)
+        }
+        None if current.starts_with('!') || current.starts_with('*') => Ok(false),
+        None => {
+            ctx.host.run(&shadow_cmd("/usr/sbin/usermod", ctx.root()).args(["--lock", name]))?;
+            Ok(true)
+        }
+    }
+}
+
+/// An account of `<root>/etc/passwd`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Account {
+    uid: u32,
+    gid: u32,
+}
+
+fn passwd_entry(root: &Path, name: &str) -> Result<Option<Account>, JobError> {
+    let fields = find_line(&root.join("etc/passwd"), name)?;
+    Ok(fields.and_then(|f| Some(Account { uid: f.get(2)?.parse().ok()?, gid: f.get(3)?.parse().ok()? })))
+}
+
+fn shadow_hash(root: &Path, name: &str) -> Result<Option<String>, JobError> {
+    Ok(find_line(&root.join("etc/shadow"), name)?.and_then(|f| f.get(1).cloned()))
+}
+
+fn group_exists(root: &Path, name: &str) -> Result<bool, JobError> {
+    Ok(find_line(&root.join("etc/group"), name)?.is_some())
+}
+
+/// The `:`-separated fields of the line for `name` in an account database.
+fn find_line(path: &Path, name: &str) -> Result<Option<Vec<String>>, JobError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
+    Ok(text
+        .lines()
+        .map(|line| line.split(':').map(str::to_owned).collect::<Vec<_>>())
+        .find(|fields| fields.first().is_some_and(|f| f == name)))
+}
+
+/// Makes `dir` exist with `mode`, owned by `uid:gid`; true when anything changed.
+fn ensure_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<bool, JobError> {
+    let err = |e| io_error(dir, e);
+    let mut changed = false;
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(JobError::Conflict(format!("{} exists and is not a directory", dir.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(err)?;
+            changed = true;
+        }
+        Err(e) => return Err(err(e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(err)?;
+    if meta.uid() != uid || meta.gid() != gid {
+        std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(err)?;
+        changed = true;
+    }
+    if meta.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+fn io_error(path: &Path, e: io::Error) -> JobError {
+    JobError::Internal(format!("{}: {e}", PathBuf::from(path).display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+
+    #[test]
+    fn shadow_commands_aim_at_the_sandbox_root() {
+        let sandbox = shadow_cmd("/usr/sbin/useradd", Path::new("/tmp/sb")).arg("derek");
+        assert_eq!(sandbox.to_string(), "/usr/sbin/useradd --prefix /tmp/sb derek");
+        let chpasswd = shadow_cmd("/usr/sbin/chpasswd", Path::new("/tmp/sb"));
+        assert_eq!(chpasswd.to_string(), "/usr/sbin/chpasswd --root /tmp/sb");
+        assert_eq!(shadow_cmd("/usr/sbin/userdel", Path::new("/")).to_string(), "/usr/sbin/userdel");
+    }
+
+    #[test]
+    fn params_name_the_broken_field() {
+        let err = |params: Value| Create::parse(&params).err().unwrap();
+        assert_eq!(err(json!({"name": "3po"})).field(), Some("name"));
+        assert_eq!(err(json!({"name": "derek", "password": " padded "})).field(), Some("password"));
+        assert_eq!(err(json!({})).code(), ErrorCode::InvalidParams);
+        assert_eq!(Update::parse(&json!({"name": "derek"})).err().unwrap().field(), Some("password"));
+        assert_eq!(Delete::parse(&json!({"name": "../etc"})).err().unwrap().field(), Some("name"));
+    }
+
+    #[test]
+    fn account_databases_are_read_by_exact_name() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/passwd"), "derek2:x:1002:1002::/h:/bin/sh\nderek:x:1001:1003::/h:/bin/sh\n")
+            .unwrap();
+        std::fs::write(root.path().join("etc/group"), "www-data:x:33:\n").unwrap();
+        assert_eq!(passwd_entry(root.path(), "derek").unwrap(), Some(Account { uid: 1001, gid: 1003 }));
+        assert_eq!(passwd_entry(root.path(), "dere").unwrap(), None);
+        assert!(group_exists(root.path(), "www-data").unwrap());
+        assert!(!group_exists(root.path(), "www").unwrap());
     }
 }

@@ -50,7 +50,7 @@ impl Job for Sleep {
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
         Box::pin(async move {
-            let log = ctx.root.join(LOG_FILE);
+            let log = ctx.root().join(LOG_FILE);
             note(&log, "start", &ctx.job_id)?;
             ctx.output(format!("sleeping {} ms\n", self.ms));
             tokio::time::sleep(Duration::from_millis(self.ms)).await;

@@ -353,6 +353,16 @@ impl Sandbox {
         Sandbox { dir, stderr: Arc::new(Mutex::new(String::new())), child: None, env: Vec::new() }
     }
 
+    /// Copies the machine's account databases into the sandbox root, so shadow-utils
+    /// work on them there (`--prefix`) and never on the machine's own.
+    pub fn seed_accounts(&self) {
+        let etc = self.root().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        for file in ["passwd", "group", "shadow", "gshadow", "login.defs"] {
+            std::fs::copy(Path::new("/etc").join(file), etc.join(file)).unwrap();
+        }
+    }
+
     /// Adds an environment variable for the next starts.
     pub fn env(&mut self, key: &str, value: impl Into<String>) {
         self.env.push((key.to_owned(), value.into()));
