@@ -1,4 +1,4 @@
-//! The command line: `berth run`, `berth metrics`, `berth version`.
+//! The command line: `berth run`, `berth apply`, `berth metrics`, `berth version`.
 //!
 //! Exit codes: 0 success, 1 a runtime failure, 2 a bad config or bad usage.
 
@@ -26,6 +26,19 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Run jobs from a JSON file on this host, without a control plane; print each
+    /// final status as a `job.status` JSON line. Exit 0 when all succeed, 1 otherwise.
+    Apply {
+        /// The agent config to take `state_dir`, `root` and `test_jobs` from
+        /// (default: /etc/berth/agent.toml when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Place every host path under this directory instead of the config's root.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// A job object or an array of them, shaped like PROTOCOL's `job` message.
+        file: PathBuf,
+    },
     /// Print one metrics snapshot as JSON.
     Metrics {
         /// Read host files (reboot-required, apt state) under this directory.
@@ -46,6 +59,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run { config } => run(config),
+        Command::Apply { config, root, file } => apply(config, root, file),
         Command::Metrics { root } => metrics(root),
         Command::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
@@ -86,6 +100,50 @@ async fn signals() {
     tokio::select! {
         _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
         _ = int.recv() => tracing::info!(signal = "SIGINT", "stop requested"),
+    }
+}
+
+fn apply(config_path: Option<PathBuf>, root: Option<PathBuf>, file: PathBuf) -> ExitCode {
+    crate::logging::init();
+    let config_path = config_path.or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
+    let mut setup = match config_path.map(|path| Config::load(&path)).transpose() {
+        Ok(Some(config)) => crate::apply::Setup { state_dir: config.state_dir, root: config.root, test_jobs: config.test_jobs },
+        Ok(None) => crate::apply::Setup {
+            state_dir: PathBuf::from(crate::config::DEFAULT_STATE_DIR),
+            root: PathBuf::from("/"),
+            test_jobs: false,
+        },
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(root) = root {
+        if !root.is_absolute() {
+            tracing::error!("--root must be an absolute path, not {}", root.display());
+            return ExitCode::from(2);
+        }
+        setup.root = root;
+    }
+    let jobs = match crate::apply::read_jobs(&file) {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let print = |status: &crate::protocol::JobStatus| {
+        let event = crate::protocol::Event::JobStatus(status.clone());
+        println!("{}", serde_json::to_string(&event).expect("statuses serialize"));
+    };
+    match runtime.block_on(crate::apply::run(&setup, jobs, print)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -19,11 +19,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::job::{Job, JobContext, JobError, Machine, Outcome, Secrets};
+use crate::job::{final_status, Job, JobContext, JobError, Machine, Outcome, Secrets};
 use crate::jobs::Catalogue;
 use crate::jobstore::{JobStore, Record, State};
 use crate::outbox::Outbox;
-use crate::protocol::{Event, JobMsg, JobOutput, JobStatus, Status, MAX_OUTPUT_BYTES};
+use crate::protocol::{Event, JobMsg, JobOutput, JobStatus, Status};
 use crate::scheduler::Scheduler;
 use crate::shutdown::Shutdown;
 use crate::{time, validate};
@@ -198,28 +198,7 @@ impl Engine {
     /// Sends the final status, then marks the record finished (without its params).
     fn finish(&mut self, mut record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) {
         let secrets = Secrets::of(&record.params);
-        let now = time::now();
-        let mut status = JobStatus::progress(&record.job_id, &record.kind, Status::Success, now.clone());
-        status.started_at = started_at;
-        status.finished_at = Some(now);
-        match result {
-            Ok(outcome) => {
-                status.changed = Some(outcome.changed());
-                status.steps = Some(outcome.steps);
-                status.result = Some(outcome.result.unwrap_or(Value::Object(Default::default())));
-                status.output = Some(tail(&secrets.redact(&outcome.output), MAX_OUTPUT_BYTES));
-                tracing::info!(job_id = %record.job_id, kind = %record.kind, status = "success", changed = status.changed, "job finished");
-            }
-            Err(e) => {
-                let mut body = e.body();
-                body.message = secrets.redact(&body.message);
-                tracing::warn!(job_id = %record.job_id, kind = %record.kind, status = "error", code = ?body.code,
-                    field = body.field.as_deref().unwrap_or(""), message = %body.message, "job failed");
-                status.status = Status::Error;
-                status.changed = Some(false);
-                status.error = Some(body);
-            }
-        }
+        let status = final_status(&record.job_id, &record.kind, started_at, result, &secrets);
         self.outbox.push(Event::JobStatus(status.clone()));
         record.state = State::Finished;
         record.params = Value::Null;
@@ -269,27 +248,5 @@ impl Engine {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
         self.last_arrival = now.max(self.last_arrival + 1);
         self.last_arrival
-    }
-}
-
-/// The last `max` bytes of `text`, cut at a character boundary.
-fn tail(text: &str, max: usize) -> String {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_keeps_the_end_on_a_char_boundary() {
-        assert_eq!(tail("abcdef", 3), "def");
-        assert_eq!(tail("ab", 3), "ab");
-        assert_eq!(tail("aé", 1), "");
-        assert_eq!(tail("aéb", 2), "b");
     }
 }

@@ -3,11 +3,15 @@
 //! It is how berth tells its own system users from every other account: a user that
 //! exists but is not here (`root`, `www-data`, an operator's login) is never taken
 //! over or deleted. Every change is saved atomically before the job reports it.
+//!
+//! The daemon and `berth apply` may run at once, so the file is the truth: every
+//! read loads it, and every update is a read-modify-write under an exclusive
+//! `flock` on `inventory.lock`.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,46 +32,62 @@ pub struct User {
     pub created_ms: u64,
 }
 
-/// The inventory on disk, shared by the jobs that change it.
+/// The inventory on disk, shared by the jobs (and processes) that change it.
 #[derive(Debug)]
 pub struct InventoryStore {
     path: PathBuf,
-    inner: Mutex<Inventory>,
+    lock_path: PathBuf,
+    /// Serializes this process's updates (flock is per open file, not per thread).
+    local: Mutex<()>,
 }
 
 impl InventoryStore {
-    /// Loads the inventory; a missing file is an empty inventory, an unreadable one
-    /// an error (starting empty would let berth forget what it manages).
+    /// Opens the inventory and checks it reads: an unreadable file is an error
+    /// (starting empty would let berth forget what it manages).
     pub fn open(state_dir: &Path) -> io::Result<InventoryStore> {
-        let path = state_dir.join(FILE_NAME);
-        let inventory = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Inventory::default(),
-            Err(e) => return Err(e),
+        let store = InventoryStore {
+            path: state_dir.join(FILE_NAME),
+            lock_path: state_dir.join("inventory.lock"),
+            local: Mutex::new(()),
         };
-        Ok(InventoryStore { path, inner: Mutex::new(inventory) })
+        store.load()?;
+        Ok(store)
     }
 
+    /// Runs `f` on the inventory as it is on disk now. An unreadable inventory reads
+    /// as empty here (the error was refused at open; a later one is logged).
     pub fn read<R>(&self, f: impl FnOnce(&Inventory) -> R) -> R {
-        f(&self.lock())
+        let inventory = self.load().unwrap_or_else(|e| {
+            tracing::error!(path = %self.path.display(), error = %e, "inventory unreadable");
+            Inventory::default()
+        });
+        f(&inventory)
     }
 
-    /// Applies `f` and saves the result; on a failed save nothing changes.
+    /// Applies `f` to the inventory on disk and saves the result, all under the lock;
+    /// on a failed save nothing changes.
     pub fn update<R>(&self, f: impl FnOnce(&mut Inventory) -> R) -> io::Result<R> {
-        let mut inner = self.lock();
-        let mut next = inner.clone();
+        let _local = self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lock_file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&self.lock_path)?;
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| io::Error::from(errno))?;
+        let current = self.load()?;
+        let mut next = current.clone();
         let result = f(&mut next);
-        if next != *inner {
+        if next != current {
             let bytes = serde_json::to_vec_pretty(&next).map_err(io::Error::other)?;
             write_atomic(&self.path, &bytes, 0o600)?;
-            *inner = next;
         }
         Ok(result)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inventory> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn load(&self) -> io::Result<Inventory> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Inventory::default()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -93,6 +113,16 @@ mod tests {
         std::fs::create_dir(dir.path().join(FILE_NAME)).unwrap();
         assert!(store.update(|inv| inv.users.insert("x".into(), User::default())).is_err());
         assert!(store.read(|inv| inv.users.is_empty()));
+    }
+
+    #[test]
+    fn two_stores_on_one_file_see_each_others_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = InventoryStore::open(dir.path()).unwrap();
+        let apply = InventoryStore::open(dir.path()).unwrap();
+        daemon.update(|inv| inv.users.insert("a".into(), User::default())).unwrap();
+        apply.update(|inv| inv.users.insert("b".into(), User::default())).unwrap();
+        assert_eq!(daemon.read(|inv| inv.users.len()), 2, "neither update is lost");
     }
 
     #[test]

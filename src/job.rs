@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::host::Host;
 use crate::inventory::InventoryStore;
-use crate::protocol::{ErrorBody, ErrorCode, JobOutput, Step};
+use crate::protocol::{ErrorBody, ErrorCode, JobOutput, JobStatus, Status, Step, MAX_OUTPUT_BYTES};
 use crate::validate::FieldError;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -218,6 +218,49 @@ impl JobError {
     }
 }
 
+/// The final `job.status` of a job (not yet sequenced), secrets removed; logged
+/// at INFO for a success and WARN for an error.
+pub fn final_status(
+    job_id: &str,
+    kind: &str,
+    started_at: Option<String>,
+    result: Result<Outcome, JobError>,
+    secrets: &Secrets,
+) -> JobStatus {
+    let now = crate::time::now();
+    let mut status = JobStatus::progress(job_id, kind, Status::Success, now.clone());
+    status.started_at = started_at;
+    status.finished_at = Some(now);
+    match result {
+        Ok(outcome) => {
+            status.changed = Some(outcome.changed());
+            status.steps = Some(outcome.steps);
+            status.result = Some(outcome.result.unwrap_or(Value::Object(Default::default())));
+            status.output = Some(tail(&secrets.redact(&outcome.output), MAX_OUTPUT_BYTES));
+            tracing::info!(%job_id, %kind, status = "success", changed = status.changed, "job finished");
+        }
+        Err(e) => {
+            let mut body = e.body();
+            body.message = secrets.redact(&body.message);
+            tracing::warn!(%job_id, %kind, status = "error", code = ?body.code,
+                field = body.field.as_deref().unwrap_or(""), message = %body.message, "job failed");
+            status.status = Status::Error;
+            status.changed = Some(false);
+            status.error = Some(body);
+        }
+    }
+    status
+}
+
+/// The last `max` bytes of `text`, cut at a character boundary.
+fn tail(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
 /// Checks a count against a limit of PROTOCOL section 3.
 pub fn within_limit(field: &str, what: &str, count: usize, max: usize) -> Result<(), JobError> {
     if count >= max {
@@ -249,6 +292,25 @@ mod tests {
         let text = "chpasswd: hunter2hunter2 rejected; s3cr3t-pw-and-more, s3cr3t-pw too; derek stays";
         assert_eq!(secrets.redact(text), "chpasswd: *** rejected; ***, *** too; derek stays");
         assert_eq!(format!("{secrets:?}"), "Secrets(3 hidden)");
+    }
+
+    #[test]
+    fn tail_keeps_the_end_on_a_char_boundary() {
+        assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(tail("ab", 3), "ab");
+        assert_eq!(tail("aé", 1), "");
+        assert_eq!(tail("aéb", 2), "b");
+    }
+
+    #[test]
+    fn final_status_of_an_error_has_no_outcome_and_no_secret() {
+        let secrets = Secrets::of(&serde_json::json!({"password": "hunter2hunter2"}));
+        let err = JobError::ToolFailed { command: "chpasswd".into(), stderr: "bad hunter2hunter2".into() };
+        let status = final_status("j", "sysuser.update", None, Err(err), &secrets);
+        assert_eq!(status.status, Status::Error);
+        assert_eq!(status.changed, Some(false));
+        assert!(status.steps.is_none() && status.output.is_none());
+        assert_eq!(status.error.unwrap().message, "chpasswd failed: bad ***");
     }
 
     #[test]

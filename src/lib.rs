@@ -7,6 +7,7 @@
 //! in [`jobs`]; the field rules they share in [`validate`].
 
 pub mod agent;
+pub mod apply;
 pub mod backoff;
 pub mod cli;
 pub mod config;

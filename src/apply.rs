@@ -1,0 +1,122 @@
+//! `berth apply`: runs jobs from a JSON file on this host, without a control plane.
+//!
+//! For operators (repair, scripting) and tests. The file holds one job or an array
+//! of them, each shaped like PROTOCOL's `job` message (`type` may be left out, a
+//! missing `job_id` is made up). Jobs run one after another, in file order, through
+//! the same catalogue, field rules and host code as the daemon. Nothing goes to the
+//! outbox: the control plane never asked for these jobs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::host::System;
+use crate::inventory::InventoryStore;
+use crate::job::{final_status, JobContext, Machine, Secrets};
+use crate::jobs::Catalogue;
+use crate::protocol::{JobMsg, JobStatus, Status};
+
+/// Where `apply` works: the state dir (for the inventory) and the root.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub state_dir: PathBuf,
+    pub root: PathBuf,
+    pub test_jobs: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Jobs { path: PathBuf, message: String },
+    #[error("cannot open the state directory {path}: {source}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads the jobs of `path`.
+pub fn read_jobs(path: &Path) -> Result<Vec<JobMsg>, ApplyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ApplyError::Read { path: path.to_owned(), source })?;
+    parse_jobs(&text).map_err(|message| ApplyError::Jobs { path: path.to_owned(), message })
+}
+
+fn parse_jobs(text: &str) -> Result<Vec<JobMsg>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let items = match value {
+        Value::Array(items) => items,
+        single => vec![single],
+    };
+    let stamp = crate::time::unix_millis(std::time::SystemTime::now());
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let Value::Object(mut job) = item else { return Err(format!("job {i}: not a JSON object")) };
+            if job.get("type").is_some_and(|t| t != "job") {
+                return Err(format!("job {i}: \"type\" must be \"job\""));
+            }
+            job.entry("job_id").or_insert_with(|| Value::String(format!("apply-{stamp}-{i}")));
+            serde_json::from_value::<JobMsg>(Value::Object(job)).map_err(|e| format!("job {i}: {e}"))
+        })
+        .collect()
+}
+
+/// Runs `jobs` in order, handing each final status to `report`; true when all succeeded.
+pub async fn run(setup: &Setup, jobs: Vec<JobMsg>, mut report: impl FnMut(&JobStatus)) -> Result<bool, ApplyError> {
+    let state_error = |source| ApplyError::State { path: setup.state_dir.clone(), source };
+    crate::host::fs::ensure_dir(&setup.state_dir, 0o700).map_err(state_error)?;
+    let inventory = InventoryStore::open(&setup.state_dir).map_err(state_error)?;
+    let machine = Machine { host: Arc::new(System::new(setup.root.clone())), inventory: Arc::new(inventory) };
+    let catalogue = Catalogue::new(setup.test_jobs);
+    // Live output has no listener here; the final status carries the output tail.
+    let (output, _) = mpsc::channel(1);
+    let mut all_succeeded = true;
+    for job in jobs {
+        let secrets = Secrets::of(&job.params);
+        let result = match (crate::validate::job_id("job_id", &job.job_id), catalogue.parse(&job.kind, &job.params)) {
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(runnable)) => {
+                let ctx = JobContext::new(job.job_id.clone(), &machine, Arc::new(secrets.clone()), output.clone());
+                runnable.run(ctx).await
+            }
+        };
+        let status = final_status(&job.job_id, &job.kind, Some(crate::time::now()), result, &secrets);
+        all_succeeded &= status.status == Status::Success;
+        report(&status);
+    }
+    Ok(all_succeeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_job_or_many_with_ids_made_up_when_missing() {
+        let one = parse_jobs(r#"{"kind": "sysuser.create", "params": {"name": "derek"}}"#).unwrap();
+        assert_eq!(one.len(), 1);
+        assert!(one[0].job_id.starts_with("apply-"));
+        let many = parse_jobs(r#"[{"type": "job", "job_id": "a1", "kind": "k"}, {"kind": "k"}]"#).unwrap();
+        assert_eq!(many[0].job_id, "a1");
+        assert_ne!(many[1].job_id, "a1");
+    }
+
+    #[test]
+    fn malformed_files_say_which_job() {
+        assert!(parse_jobs("[1]").unwrap_err().contains("job 0"));
+        assert!(parse_jobs(r#"[{"kind": "k"}, {"type": "ack", "kind": "k"}]"#).unwrap_err().contains("job 1"));
+        assert!(parse_jobs(r#"{"params": {}}"#).unwrap_err().contains("kind"));
+        assert!(parse_jobs("{").is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! `berth apply`: jobs from a file, no control plane, the same rules and host code.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{berth, ControlPlane, Sandbox};
+
+fn statuses(stdout: &str) -> Vec<Value> {
+    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn apply_runs_a_file_of_jobs_in_order_and_exits_by_their_outcome() {
+    let cp = ControlPlane::start().await;
+    let agent = Sandbox::new(&cp);
+    agent.seed_accounts();
+    let config = agent.config_path();
+    let jobs = agent.dir.path().join("jobs.json");
+    std::fs::write(
+        &jobs,
+        json!([
+            {"type": "job", "job_id": "a1", "kind": "sysuser.create", "params": {"name": "derek", "password": "a-long-password"}},
+            {"kind": "sysuser.create", "params": {"name": "root"}},
+            {"kind": "sysuser.create", "params": {"name": "3po"}}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = berth(&["apply", "--config", config.to_str().unwrap(), jobs.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "one job failed: {stderr}");
+    let done = statuses(&stdout);
+    assert_eq!(done.len(), 3);
+    assert_eq!((done[0]["type"].as_str(), done[0]["job_id"].as_str()), (Some("job.status"), Some("a1")));
+    assert_eq!((done[0]["status"].as_str(), done[0]["changed"].as_bool()), (Some("success"), Some(true)), "{}", done[0]);
+    assert_eq!(done[1]["error"]["code"], "conflict");
+    assert_eq!(done[2]["error"]["field"], "name");
+    assert!(done[1]["job_id"].as_str().unwrap().starts_with("apply-"));
+    assert!(std::fs::read_to_string(agent.root().join("etc/passwd")).unwrap().contains("derek:"));
+    assert!(!stdout.contains("a-long-password") && !stderr.contains("a-long-password"));
+
+    std::fs::write(&jobs, json!({"kind": "sysuser.create", "params": {"name": "derek", "password": "a-long-password"}}).to_string())
+        .unwrap();
+    let (code, stdout, _) = berth(&["apply", "--config", config.to_str().unwrap(), jobs.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(statuses(&stdout)[0]["changed"], false, "the same state again changes nothing");
+}
+
+#[test]
+fn apply_refuses_a_malformed_file_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs.json");
+    std::fs::write(&jobs, r#"[{"type": "ack", "kind": "x"}]"#).unwrap();
+    let root = dir.path().join("root");
+    let (code, stdout, stderr) =
+        berth(&["apply", "--root", root.to_str().unwrap(), "--config", "/nonexistent.toml", jobs.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    let (code, _, stderr) = berth(&["apply", "--config", "/nonexistent.toml", "/nonexistent/jobs.json"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("nonexistent"), "{stderr}");
+}
