@@ -4,16 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests drive. Each entry: a command to look for, the package.
+# Debian packages the tests drive. Each entry: a program to look for, its package.
 needs=(
-  "mount:mount"
-  "dd:coreutils"
-  "useradd:passwd"
-  "chpasswd:passwd"
+  "/usr/bin/mount:mount"
+  "/usr/bin/dd:coreutils"
+  "/usr/sbin/useradd:passwd"
+  "/usr/sbin/chpasswd:passwd"
+  "/usr/sbin/start-stop-daemon:dpkg"
+  "/usr/sbin/nginx:nginx"
 )
 missing=()
 for need in "${needs[@]}"; do
-  command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
+  [ -x "${need%%:*}" ] || missing+=("${need#*:}")
 done
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"

@@ -20,15 +20,22 @@ const MAX_CAPTURE: u64 = 16 << 20;
 /// pipe. On a timeout they are left behind: a grandchild holding the pipes open must not
 /// keep the caller waiting; they end when the pipes close.
 pub fn run_bounded(program: &Path, args: &[&str], limit: Duration) -> io::Result<Output> {
-    run_bounded_with_input(program, args, None, limit)
+    run_bounded_with_input(program, args, &[], None, limit)
 }
 
-/// [`run_bounded`] with `input` written to the command's stdin (then closed): the
-/// way secrets reach a command, never argv.
-pub fn run_bounded_with_input(program: &Path, args: &[&str], input: Option<&[u8]>, limit: Duration) -> io::Result<Output> {
+/// [`run_bounded`] with extra environment and `input` written to the command's stdin
+/// (then closed): the way secrets reach a command, never argv.
+pub fn run_bounded_with_input(
+    program: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    input: Option<&[u8]>,
+    limit: Duration,
+) -> io::Result<Output> {
     let mut command = Command::new(program);
     let stdin = if input.is_some() { Stdio::piped() } else { Stdio::null() };
-    command.args(args).env("LC_ALL", "C").stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.args(args).env("LC_ALL", "C").envs(env.iter().map(|(k, v)| (k, v)));
+    command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = spawn_retrying(&mut command)?;
     if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
         use std::io::Write;

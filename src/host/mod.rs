@@ -4,10 +4,13 @@
 //! `root`, so tests and trials run in a sandbox directory with the same code; `cmd`
 //! runs commands without a shell, bounded in time and output. Job families run
 //! commands through the [`Host`] trait, so unit tests can fake the machine and see
-//! exactly which commands a job would run.
+//! exactly which commands a job would run. `services` knows how to check, reload
+//! and start the web servers; `transaction` changes their config files as one.
 
 pub mod cmd;
 pub mod fs;
+pub mod services;
+pub mod transaction;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,14 +25,22 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// Displays as the command line without the secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cmd {
-    pub program: &'static str,
+    /// An absolute path, from code (never from job input).
+    pub program: String,
     pub args: Vec<String>,
+    /// Extra environment (on top of `LC_ALL=C`); never secrets.
+    pub env: Vec<(String, String)>,
     pub stdin: Option<Secret>,
 }
 
 impl Cmd {
-    pub fn new(program: &'static str) -> Self {
-        Cmd { program, args: Vec::new(), stdin: None }
+    pub fn new(program: impl Into<String>) -> Self {
+        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), stdin: None }
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_owned(), value.into()));
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -50,7 +61,8 @@ impl Cmd {
 
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.program)?;
+        self.env.iter().try_for_each(|(k, v)| write!(f, "{k}={v} "))?;
+        f.write_str(&self.program)?;
         self.args.iter().try_for_each(|arg| write!(f, " {arg}"))
     }
 }
@@ -109,8 +121,8 @@ impl Host for System {
     fn run(&self, cmd: &Cmd) -> Result<String, HostError> {
         let args: Vec<&str> = cmd.args.iter().map(String::as_str).collect();
         let input = cmd.stdin.as_ref().map(|s| s.expose().as_bytes());
-        let program = Path::new(cmd.program);
-        let output = cmd::run_bounded_with_input(program, &args, input, COMMAND_TIMEOUT)
+        let program = Path::new(&cmd.program);
+        let output = cmd::run_bounded_with_input(program, &args, &cmd.env, input, COMMAND_TIMEOUT)
             .map_err(|source| HostError::Spawn { command: cmd.to_string(), source })?;
         let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         if !output.status.success() {
@@ -118,6 +130,52 @@ impl Host for System {
             return Err(HostError::Failed { command: cmd.to_string(), status: output.status.to_string(), stderr });
         }
         Ok(printed)
+    }
+}
+
+/// A recording stand-in for the machine, for unit tests.
+#[cfg(test)]
+pub mod fake {
+    use super::*;
+    use std::sync::Mutex;
+
+    pub struct FakeHost {
+        root: PathBuf,
+        ran: Mutex<Vec<String>>,
+        failures: Mutex<Vec<(String, String)>>,
+    }
+
+    impl FakeHost {
+        pub fn new(root: &Path) -> Self {
+            FakeHost { root: root.to_owned(), ran: Mutex::default(), failures: Mutex::default() }
+        }
+
+        /// Commands whose line contains `needle` fail with `stderr`.
+        pub fn fail_when(&self, needle: &str, stderr: &str) {
+            self.failures.lock().unwrap().push((needle.to_owned(), stderr.to_owned()));
+        }
+
+        /// Every command line run so far.
+        pub fn commands(&self) -> Vec<String> {
+            self.ran.lock().unwrap().clone()
+        }
+    }
+
+    impl Host for FakeHost {
+        fn root(&self) -> &Path {
+            &self.root
+        }
+
+        fn run(&self, cmd: &Cmd) -> Result<String, HostError> {
+            let line = cmd.to_string();
+            self.ran.lock().unwrap().push(line.clone());
+            match self.failures.lock().unwrap().iter().find(|(needle, _)| line.contains(needle.as_str())) {
+                Some((_, stderr)) => {
+                    Err(HostError::Failed { command: line, status: "exit status: 1".into(), stderr: stderr.clone() })
+                }
+                None => Ok(String::new()),
+            }
+        }
     }
 }
 

@@ -223,7 +223,7 @@ fn not_ours(name: &str) -> JobError {
 }
 
 /// A shadow-utils command aimed at `root`'s account files.
-fn shadow_cmd(program: &'static str, root: &Path) -> Cmd {
+fn shadow_cmd(program: &str, root: &Path) -> Cmd {
     let cmd = Cmd::new(program);
     if root == Path::new("/") {
         return cmd;

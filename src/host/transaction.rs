@@ -1,0 +1,205 @@
+//! A set of config files changed as one.
+//!
+//! Bottlerocket's render, write, restart, made atomic and fakeable: each file is
+//! written atomically (or removed); then each service whose files changed runs its
+//! own check (`nginx -t`, `apachectl -t`, `php-fpm -t`). A failed check puts every
+//! previous file back exactly, and the job ends in `config_invalid` with the
+//! tool's words, so the other sites never see the broken config. Otherwise each
+//! affected service reloads once (or starts, if it was not running). Files whose
+//! content already holds change nothing and reload nothing.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::host::fs::write_atomic;
+use crate::host::services::{Service, Services};
+use crate::host::{Host, HostError};
+use crate::job::JobError;
+
+/// One file's desired state, and the service that reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileChange {
+    pub path: PathBuf,
+    /// `None` removes the file.
+    pub content: Option<Vec<u8>>,
+    pub mode: u32,
+    pub service: Service,
+}
+
+impl FileChange {
+    pub fn write(path: PathBuf, content: impl Into<Vec<u8>>, mode: u32, service: Service) -> Self {
+        FileChange { path, content: Some(content.into()), mode, service }
+    }
+
+    pub fn remove(path: PathBuf, service: Service) -> Self {
+        FileChange { path, content: None, mode: 0, service }
+    }
+}
+
+/// What a transaction did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Applied {
+    pub changed: Vec<PathBuf>,
+    pub reloaded: Vec<Service>,
+}
+
+/// A file as it was before the transaction.
+struct Previous {
+    path: PathBuf,
+    content: Option<(Vec<u8>, u32)>,
+}
+
+/// Applies `changes`, checks, reloads; see the module docs.
+pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Result<Applied, JobError> {
+    let mut previous = Vec::new();
+    let mut affected: Vec<Service> = Vec::new();
+    for change in changes {
+        let before = read(&change.path).map_err(|e| io_error(&change.path, e))?;
+        let holds = match (&before, &change.content) {
+            (Some((bytes, mode)), Some(content)) => bytes == content && *mode == change.mode,
+            (None, None) => true,
+            _ => false,
+        };
+        if holds {
+            continue;
+        }
+        previous.push(Previous { path: change.path.clone(), content: before });
+        let written = match &change.content {
+            Some(content) => write_atomic(&change.path, content, change.mode),
+            None => std::fs::remove_file(&change.path),
+        };
+        if let Err(e) = written {
+            restore(&previous);
+            return Err(io_error(&change.path, e));
+        }
+        if !affected.contains(&change.service) {
+            affected.push(change.service.clone());
+        }
+    }
+    for service in &affected {
+        if let Err(e) = host.run(&services.check(service)) {
+            restore(&previous);
+            let path = changes.iter().find(|c| &c.service == service).map(|c| c.path.display().to_string());
+            return Err(match e {
+                HostError::Failed { stderr, .. } => {
+                    JobError::ConfigInvalid { tool: service.unit(), path: path.unwrap_or_default(), message: stderr }
+                }
+                spawn @ HostError::Spawn { .. } => spawn.into(),
+            });
+        }
+    }
+    for service in &affected {
+        if let Err(reload) = host.run(&services.reload(service)) {
+            // Not running: start it. If that fails too, say both.
+            host.run(&services.start(service)).map_err(|start| JobError::ToolFailed {
+                command: format!("{service} reload, then start"),
+                stderr: format!("{reload}; {start}"),
+            })?;
+        }
+    }
+    Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded: affected })
+}
+
+/// Puts every changed file back as it was, newest first.
+fn restore(previous: &[Previous]) {
+    for file in previous.iter().rev() {
+        let restored = match &file.content {
+            Some((bytes, mode)) => write_atomic(&file.path, bytes, *mode),
+            None => std::fs::remove_file(&file.path).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
+        };
+        if let Err(e) = restored {
+            tracing::error!(path = %file.path.display(), error = %e, "cannot restore a config file after a failed check");
+        }
+    }
+}
+
+fn read(path: &Path) -> io::Result<Option<(Vec<u8>, u32)>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some((bytes, std::fs::metadata(path)?.permissions().mode() & 0o7777))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn io_error(path: &Path, e: io::Error) -> JobError {
+    JobError::Internal(format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeHost;
+    use crate::protocol::ErrorCode;
+
+    fn nginx_file(dir: &Path, name: &str, content: &str) -> FileChange {
+        FileChange::write(dir.join(name), content, 0o644, Service::Nginx)
+    }
+
+    #[test]
+    fn changed_files_are_checked_and_each_service_reloads_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(dir.path());
+        let services = Services::detect(dir.path());
+        let changes = [
+            nginx_file(dir.path(), "a.conf", "server {}"),
+            nginx_file(dir.path(), "b.conf", "server {}"),
+            FileChange::write(dir.path().join("pool.conf"), "[app]", 0o644, Service::PhpFpm("8.2".into())),
+        ];
+        let applied = apply(&host, &services, &changes).unwrap();
+        assert_eq!(applied.changed.len(), 3);
+        assert_eq!(applied.reloaded, [Service::Nginx, Service::PhpFpm("8.2".into())]);
+        let ran = host.commands();
+        assert_eq!(ran.iter().filter(|c| c.contains("nginx") && c.contains("-t")).count(), 1);
+        assert_eq!(ran.iter().filter(|c| c.contains("-s reload")).count(), 1, "{ran:?}");
+        assert!(ran.iter().position(|c| c.contains("-t")) < ran.iter().position(|c| c.contains("reload")));
+    }
+
+    #[test]
+    fn what_already_holds_changes_nothing_and_reloads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(dir.path());
+        let services = Services::detect(dir.path());
+        let changes = [nginx_file(dir.path(), "a.conf", "server {}"), FileChange::remove(dir.path().join("gone"), Service::Nginx)];
+        apply(&host, &services, &changes).unwrap();
+        let before = host.commands().len();
+        let applied = apply(&host, &services, &changes).unwrap();
+        assert_eq!(applied, Applied::default());
+        assert_eq!(host.commands().len(), before, "no check, no reload");
+    }
+
+    #[test]
+    fn a_failed_check_restores_every_file_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(dir.path());
+        let services = Services::detect(dir.path());
+        std::fs::write(dir.path().join("old.conf"), "old").unwrap();
+        std::fs::set_permissions(dir.path().join("old.conf"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::write(dir.path().join("doomed.conf"), "still here").unwrap();
+        host.fail_when("-t", "nginx: [emerg] unexpected \"}\" in new.conf:1");
+        let changes = [
+            nginx_file(dir.path(), "old.conf", "new"),
+            nginx_file(dir.path(), "new.conf", "broken }"),
+            FileChange::remove(dir.path().join("doomed.conf"), Service::Nginx),
+        ];
+        let err = apply(&host, &services, &changes).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+        assert!(err.to_string().contains("unexpected \"}\""), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("old.conf")).unwrap(), "old");
+        assert_eq!(std::fs::metadata(dir.path().join("old.conf")).unwrap().permissions().mode() & 0o777, 0o640);
+        assert!(!dir.path().join("new.conf").exists());
+        assert_eq!(std::fs::read_to_string(dir.path().join("doomed.conf")).unwrap(), "still here");
+        assert!(!host.commands().iter().any(|c| c.contains("reload")), "nothing reloads a broken config");
+    }
+
+    #[test]
+    fn a_service_that_is_not_running_is_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(dir.path());
+        host.fail_when("-s reload", "nginx: [error] invalid PID number \"\"");
+        let applied = apply(&host, &Services::detect(dir.path()), &[nginx_file(dir.path(), "a.conf", "x")]).unwrap();
+        assert_eq!(applied.reloaded, [Service::Nginx]);
+        let last = host.commands().pop().unwrap();
+        assert!(last.ends_with(&format!("-p {}/etc/nginx", dir.path().display())), "started: {last}");
+    }
+}
