@@ -26,6 +26,7 @@ pub mod protocol;
 pub mod scheduler;
 pub mod shutdown;
 pub mod systemd;
+pub mod templates;
 pub mod time;
 pub mod tls;
 pub mod validate;

@@ -12,10 +12,12 @@ needs=(
   "/usr/sbin/chpasswd:passwd"
   "/usr/sbin/start-stop-daemon:dpkg"
   "/usr/sbin/nginx:nginx"
+  "/usr/sbin/apache2:apache2"
+  "/usr/sbin/php-fpm*:php-fpm"
 )
 missing=()
 for need in "${needs[@]}"; do
-  [ -x "${need%%:*}" ] || missing+=("${need#*:}")
+  compgen -G "${need%%:*}" >/dev/null || missing+=("${need#*:}")
 done
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"

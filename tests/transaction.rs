@@ -2,91 +2,14 @@
 //! loopback port: a good vhost is served, a broken one is refused by `nginx -t`
 //! and the previous files come back while the other site keeps answering.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod support;
 
-use berth::host::services::{Service, Services};
+use std::path::Path;
+
+use berth::host::services::Service;
 use berth::host::transaction::{apply, Applied, FileChange};
-use berth::host::{Host, System};
 use berth::protocol::ErrorCode;
-
-/// A sandboxed nginx: its own nginx.conf, pid, logs and temp dirs under `root`.
-struct Nginx {
-    root: tempfile::TempDir,
-    port: u16,
-}
-
-impl Nginx {
-    fn start() -> Nginx {
-        let root = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let r = root.path().display();
-        for dir in ["etc/nginx/sites-enabled", "run", "var/log/nginx", "var/lib/nginx"] {
-            std::fs::create_dir_all(root.path().join(dir)).unwrap();
-        }
-        let conf = format!(
-            "pid {r}/run/nginx.pid;\nerror_log {r}/var/log/nginx/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  \
-             client_body_temp_path {r}/var/lib/nginx/body;\n  proxy_temp_path {r}/var/lib/nginx/proxy;\n  \
-             fastcgi_temp_path {r}/var/lib/nginx/fastcgi;\n  uwsgi_temp_path {r}/var/lib/nginx/uwsgi;\n  \
-             scgi_temp_path {r}/var/lib/nginx/scgi;\n  include {r}/etc/nginx/sites-enabled/*.conf;\n}}\n"
-        );
-        std::fs::write(root.path().join("etc/nginx/nginx.conf"), conf).unwrap();
-        let nginx = Nginx { root, port };
-        nginx.host().run(&nginx.services().start(&Service::Nginx)).expect("nginx starts from the sandbox");
-        nginx
-    }
-
-    fn host(&self) -> System {
-        System::new(self.root.path().to_owned())
-    }
-
-    fn services(&self) -> Services {
-        Services::detect(self.root.path())
-    }
-
-    fn site(&self, name: &str, body: &str) -> FileChange {
-        let conf = format!(
-            "server {{\n  listen 127.0.0.1:{};\n  server_name {name};\n  location / {{ return 200 \"{body}\"; }}\n}}\n",
-            self.port
-        );
-        FileChange::write(self.path(&format!("{name}.conf")), conf, 0o644, Service::Nginx)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.root.path().join("etc/nginx/sites-enabled").join(file)
-    }
-
-    /// Polls until `host` answers `body` (a reload takes effect asynchronously).
-    fn answers(&self, host: &str, body: &str) {
-        let started = Instant::now();
-        loop {
-            let got = get(self.port, host);
-            if got.as_deref().is_some_and(|r| r.ends_with(body)) {
-                return;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "{host} answered {got:?}, not {body:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let conf = self.root.path().join("etc/nginx/nginx.conf");
-        let _ = std::process::Command::new("/usr/sbin/nginx").arg("-c").arg(&conf).args(["-s", "stop"]).status();
-    }
-}
-
-fn get(port: u16, host: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
+use support::servers::Nginx;
 
 #[test]
 fn a_good_change_is_served_a_broken_one_is_refused_and_restored() {
@@ -112,4 +35,70 @@ fn a_good_change_is_served_a_broken_one_is_refused_and_restored() {
     // Removing the site is a change too.
     apply(&host, &services, &[FileChange::remove(nginx.path("a.test.conf"), Service::Nginx)]).unwrap();
     assert!(!Path::new(&nginx.path("a.test.conf")).exists());
+}
+
+/// The built-in templates, rendered for a sandbox, pass each server's own check:
+/// nginx through the transaction, PHP-FPM and Apache on minimal configs.
+#[test]
+fn builtin_templates_pass_the_servers_own_checks() {
+    use berth::templates::Templates;
+    let nginx = Nginx::start();
+    let root = nginx.root.path();
+    let app_dir = root.join("srv/users/derek/apps/gallery");
+    std::fs::create_dir_all(app_dir.join("public")).unwrap();
+    std::fs::create_dir_all(root.join("srv/users/derek/log/gallery")).unwrap();
+    let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
+    let apache_port = support::servers::free_port();
+    let mut context = tera::Context::new();
+    context.insert("app", "gallery");
+    context.insert("user", "www-data");
+    context.insert("web_user", "www-data");
+    context.insert("http_listen", &format!("127.0.0.1:{}", nginx.port));
+    context.insert("server_names", &["example.com", "www.example.com"]);
+    context.insert("app_dir", &app_dir);
+    context.insert("web_root", &app_dir.join("public"));
+    context.insert("log_dir", &root.join("srv/users/derek/log/gallery"));
+    context.insert("php_socket", &root.join("run/berth-gallery.sock"));
+    context.insert("apache_port", &apache_port);
+    context.insert("deny_unknown_domains", &true);
+
+    for stack in ["nginx", "nginx-apache"] {
+        context.insert("stack", stack);
+        let vhost = templates.render("nginx-vhost.conf", &context).unwrap();
+        let catchall = templates.render("nginx-catchall.conf", &context).unwrap();
+        let changes = [
+            FileChange::write(nginx.path("gallery.conf"), vhost, 0o644, Service::Nginx),
+            FileChange::write(nginx.path("catchall.conf"), catchall, 0o644, Service::Nginx),
+        ];
+        apply(&nginx.host(), &nginx.services(), &changes).unwrap_or_else(|e| panic!("stack {stack}: {e}"));
+    }
+
+    let pool = root.join("pool.conf");
+    std::fs::write(&pool, templates.render("php-fpm-pool.conf", &context).unwrap()).unwrap();
+    let fpm = root.join("php-fpm.conf");
+    std::fs::write(&fpm, format!("[global]\npid = {0}/fpm.pid\nerror_log = {0}/fpm.log\ninclude = {1}\n", root.display(), pool.display()))
+        .unwrap();
+    let runtime = berth::probe::runtimes(Path::new("/")).pop().expect("a PHP-FPM is installed (tests/run.sh installs one)");
+    let php_fpm = format!("/usr/sbin/php-fpm{}", runtime.trim_start_matches("php"));
+    let checked = std::process::Command::new(php_fpm).arg("-t").arg("--fpm-config").arg(&fpm).output().unwrap();
+    assert!(checked.status.success(), "php-fpm -t: {}", String::from_utf8_lossy(&checked.stderr));
+
+    let vhost = root.join("apache-vhost.conf");
+    std::fs::write(&vhost, templates.render("apache-vhost.conf", &context).unwrap()).unwrap();
+    let modules = "/usr/lib/apache2/modules";
+    let httpd = root.join("httpd.conf");
+    std::fs::write(
+        &httpd,
+        format!(
+            "ServerRoot {r}\nServerName localhost\nPidFile {r}/apache.pid\nErrorLog {r}/apache-error.log\n\
+             LoadModule mpm_event_module {modules}/mod_mpm_event.so\nLoadModule authz_core_module {modules}/mod_authz_core.so\n\
+             LoadModule proxy_module {modules}/mod_proxy.so\nLoadModule proxy_fcgi_module {modules}/mod_proxy_fcgi.so\n\
+             LogFormat \"%h %l %u %t \\\"%r\\\" %>s %O\" combined\nListen 127.0.0.1:{apache_port}\nInclude {vhost}\n",
+            r = root.display(),
+            vhost = vhost.display()
+        ),
+    )
+    .unwrap();
+    let checked = std::process::Command::new("/usr/sbin/apache2").arg("-t").arg("-f").arg(&httpd).output().unwrap();
+    assert!(checked.status.success(), "apache2 -t: {}", String::from_utf8_lossy(&checked.stderr));
 }

@@ -8,6 +8,8 @@
 // The handshake callback's error type is tungstenite's HTTP response, not ours to shrink.
 #![allow(clippy::result_large_err)]
 
+pub mod servers;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,148 @@
+//! The tera templates berth renders host config from: nginx and Apache vhosts, the
+//! PHP-FPM pool, the nginx catch-all.
+//!
+//! The templates of `templates/` are compiled into the binary; a file of the same
+//! name under `<root>/etc/berth/templates/` overrides one (and `berth reconcile`
+//! carries an edit to every managed file). A template that uses a variable the
+//! context lacks fails to render instead of printing nothing, and every value
+//! that reaches a template has passed `validate`, so none can add a directive.
+
+use std::path::{Path, PathBuf};
+
+use tera::{Context, Tera};
+
+/// Where overrides live, under root.
+pub const OVERRIDE_DIR: &str = "/etc/berth/templates";
+
+const BUILTIN: &[(&str, &str)] = &[
+    ("nginx-vhost.conf", include_str!("../templates/nginx-vhost.conf")),
+    ("nginx-catchall.conf", include_str!("../templates/nginx-catchall.conf")),
+    ("php-fpm-pool.conf", include_str!("../templates/php-fpm-pool.conf")),
+    ("apache-vhost.conf", include_str!("../templates/apache-vhost.conf")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template {name} ({origin}) does not parse: {message}")]
+    Parse { name: String, origin: String, message: String },
+    #[error("cannot read template override {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("template {name} does not render: {message}")]
+    Render { name: String, message: String },
+}
+
+pub struct Templates {
+    tera: Tera,
+}
+
+impl Templates {
+    /// The built-in templates, each replaced by its override under `root` if there is one.
+    pub fn load(root: &Path) -> Result<Templates, TemplateError> {
+        let mut tera = Tera::default();
+        tera.autoescape_on(Vec::new());
+        let override_dir = crate::host::fs::under_root(root, OVERRIDE_DIR);
+        for (name, builtin) in BUILTIN {
+            let path = override_dir.join(name);
+            let (text, origin) = match std::fs::read_to_string(&path) {
+                Ok(text) => (text, path.display().to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (builtin.to_string(), "built in".to_string()),
+                Err(source) => return Err(TemplateError::Read { path, source }),
+            };
+            tera.add_raw_template(name, &text).map_err(|e| TemplateError::Parse {
+                name: name.to_string(),
+                origin,
+                message: chain(&e),
+            })?;
+        }
+        Ok(Templates { tera })
+    }
+
+    pub fn render(&self, name: &str, context: &Context) -> Result<String, TemplateError> {
+        self.tera.render(name, context).map_err(|e| TemplateError::Render { name: name.to_owned(), message: chain(&e) })
+    }
+}
+
+/// tera's error with its causes ("Failed to render": "Variable `x` not found").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden_dir(kind: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/tests").join(kind)
+    }
+
+    fn cases(kind: &str) -> Vec<(PathBuf, String, Context)> {
+        let mut cases: Vec<_> = std::fs::read_dir(golden_dir(kind))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|path| {
+                let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                let template = case["template"].as_str().unwrap().to_owned();
+                (path, template, Context::from_value(case["context"].clone()).unwrap())
+            })
+            .collect();
+        cases.sort_by(|a, b| a.0.cmp(&b.0));
+        cases
+    }
+
+    /// Each `succeeds/NAME.json` renders to `succeeds/NAME.expected`
+    /// (`BERTH_BLESS=1 cargo test templates` writes the expected files, to review).
+    #[test]
+    fn golden_files_render_exactly() {
+        let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
+        let cases = cases("succeeds");
+        assert!(cases.len() >= 6);
+        for (path, template, context) in cases {
+            let rendered = templates.render(&template, &context).unwrap();
+            let expected_path = path.with_extension("expected");
+            if std::env::var_os("BERTH_BLESS").is_some() {
+                std::fs::write(&expected_path, &rendered).unwrap();
+            }
+            let expected = std::fs::read_to_string(&expected_path).unwrap();
+            assert_eq!(rendered, expected, "{}", path.display());
+        }
+    }
+
+    /// Each `fails/NAME.json` fails to render, with an error naming `error_names`.
+    #[test]
+    fn golden_failures_fail_loudly() {
+        let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
+        for (path, template, context) in cases("fails") {
+            let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let err = templates.render(&template, &context).unwrap_err().to_string();
+            assert!(err.contains(case["error_names"].as_str().unwrap()), "{}: {err}", path.display());
+        }
+    }
+
+    #[test]
+    fn an_override_replaces_the_builtin_and_a_broken_one_is_named() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("etc/berth/templates");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("nginx-catchall.conf"), "custom {{ http_listen }}").unwrap();
+        let templates = Templates::load(root.path()).unwrap();
+        let mut context = Context::new();
+        context.insert("http_listen", "80");
+        assert_eq!(templates.render("nginx-catchall.conf", &context).unwrap(), "custom 80");
+
+        std::fs::write(dir.join("php-fpm-pool.conf"), "{% if %}").unwrap();
+        let err = Templates::load(root.path()).err().unwrap().to_string();
+        assert!(err.contains("php-fpm-pool.conf") && err.contains(&dir.display().to_string()), "{err}");
+    }
+}
