@@ -14,6 +14,9 @@ needs=(
   "/usr/sbin/nginx:nginx"
   "/usr/sbin/apache2:apache2"
   "/usr/sbin/php-fpm*:php-fpm"
+  "/usr/bin/unshare:util-linux"
+  "/usr/bin/nsenter:util-linux"
+  "/usr/sbin/ip:iproute2"
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -8,6 +8,7 @@
 // The handshake callback's error type is tungstenite's HTTP response, not ours to shrink.
 #![allow(clippy::result_large_err)]
 
+pub mod machine;
 pub mod servers;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,151 @@
+//! A test machine: mount, network and pid namespaces in which a copy of the host's
+//! `/etc`, and fresh `/srv`, `/run` and `/var/log`, stand in for the real ones.
+//!
+//! berth runs inside with `root = "/"`, its production paths, and starts the real
+//! nginx, Apache and PHP-FPM there (port 80 is the namespace's own). Nothing reaches
+//! the host: every command enters the namespaces with `nsenter` and first checks
+//! for a marker file that only the copied `/etc` has. Dropping the machine kills
+//! its pid namespace, and with it every daemon started inside.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const MARKER: &str = "/etc/.berth-test-machine";
+
+pub struct Machine {
+    pub dir: tempfile::TempDir,
+    /// The host pid of the namespace's init.
+    init: i32,
+    unshare: Child,
+}
+
+impl Machine {
+    pub fn start() -> Machine {
+        assert!(!Path::new(MARKER).exists(), "the host must not carry the test machine's marker");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let copied = Command::new("cp").arg("-a").arg("/etc").arg(d.join("etc")).status().unwrap();
+        assert!(copied.success(), "cannot copy /etc");
+        std::fs::write(d.join("etc/.berth-test-machine"), "").unwrap();
+        for sub in ["srv", "log/nginx", "log/apache2", "state"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let d = d.display();
+        let script = format!(
+            "set -e; mount --bind {d}/etc /etc; mount --bind {d}/srv /srv; mount -t tmpfs -o mode=0755 tmpfs /run; \
+             mkdir -p /run/lock; mount --bind {d}/log /var/log; ip link set lo up; test -e {MARKER}; \
+             echo ready; exec sleep infinity"
+        );
+        let mut unshare = Command::new("unshare")
+            .args(["--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--"])
+            .args(["/bin/sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let mut ready = String::new();
+        BufReader::new(unshare.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready", "the test machine did not come up (this needs root)");
+        // The namespace's init is unshare's only child (unshare itself stays outside the pid namespace).
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+        let init: i32 = children.split_whitespace().next().expect("unshare has its child").parse().unwrap();
+        let machine = Machine { dir, init, unshare };
+        assert!(machine.run("/bin/true", &[]).status.success(), "commands run inside the machine");
+        machine
+    }
+
+    /// Runs `program args` inside the machine (never outside: exit 97 if the marker is missing).
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["--target", &self.init.to_string(), "--mount", "--net", "--pid", "--"])
+            .args(["/bin/sh", "-c", &format!("test -e {MARKER} || exit 97; exec \"$0\" \"$@\""), program])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// The agent config of `berth apply` inside: root "/", state in the sandbox.
+    pub fn config(&self) -> PathBuf {
+        let path = self.dir.path().join("agent.toml");
+        let state = self.dir.path().join("state");
+        std::fs::write(
+            &path,
+            format!(
+                "server_id = \"machine\"\napi_key = \"unused-key\"\ncontrol_plane_url = \"wss://localhost/agent\"\n\
+                 state_dir = {state:?}\nroot = \"/\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// `berth apply` of `jobs` inside the machine: exit code and the final statuses.
+    pub fn apply(&self, jobs: Value) -> (Option<i32>, Vec<Value>) {
+        let file = self.dir.path().join("jobs.json");
+        std::fs::write(&file, jobs.to_string()).unwrap();
+        let config = self.config();
+        let out = self.run(env!("CARGO_BIN_EXE_berth"), &["apply", "--config", config.to_str().unwrap(), file.to_str().unwrap()]);
+        assert_ne!(out.status.code(), Some(97), "not inside the test machine");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for line in stderr.lines() {
+            eprintln!("[berth apply] {line}");
+        }
+        let statuses = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (out.status.code(), statuses)
+    }
+
+    /// Runs one job; returns its final status.
+    pub fn job(&self, kind: &str, params: Value) -> Value {
+        self.apply(serde_json::json!({"kind": kind, "params": params})).1.pop().expect("a final status")
+    }
+
+    /// An HTTP GET from inside: (status code, body); code 0 when the server closed
+    /// without a response.
+    pub fn get(&self, host: &str, path: &str) -> (u16, String) {
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/80 || exit 3; printf 'GET {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' >&3; cat <&3"
+        );
+        let out = self.run("/bin/bash", &["-c", &script]);
+        let response = String::from_utf8_lossy(&out.stdout).into_owned();
+        let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (code, body)
+    }
+
+    /// Waits until `host` answers `path` with `code` (reloads take effect asynchronously).
+    pub fn eventually_get(&self, host: &str, path: &str, code: u16) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let (got, body) = self.get(host, path);
+            if got == code {
+                return body;
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "{host}{path} answered {got}: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A path of the machine's filesystem, seen from the host.
+    pub fn path(&self, inside: &str) -> PathBuf {
+        let inside = Path::new(inside).strip_prefix("/").unwrap();
+        for (mount, source) in [("etc", "etc"), ("srv", "srv"), ("var/log", "log")] {
+            if let Ok(rest) = inside.strip_prefix(mount) {
+                return self.dir.path().join(source).join(rest);
+            }
+        }
+        panic!("{} is not a sandboxed path", inside.display());
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // SIGKILL to the namespace's init ends every process in it.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init), nix::sys::signal::Signal::SIGKILL);
+        let _ = self.unshare.wait();
+    }
+}
