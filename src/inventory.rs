@@ -24,6 +24,27 @@ pub struct Inventory {
     /// System users berth created, by name.
     #[serde(default)]
     pub users: BTreeMap<String, User>,
+    /// Apps, by name (unique on the server).
+    #[serde(default)]
+    pub apps: BTreeMap<String, App>,
+}
+
+impl Inventory {
+    /// The apps of `sysuser`, by name.
+    pub fn apps_of<'a>(&'a self, sysuser: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.apps.iter().filter(move |(_, app)| app.sysuser == sysuser).map(|(name, _)| name.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    pub sysuser: String,
+    /// `phpX.Y`.
+    pub runtime: String,
+    pub domains: Vec<String>,
+    pub stack: crate::stack::Stack,
+    /// Unix milliseconds.
+    pub created_ms: u64,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

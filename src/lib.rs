@@ -25,6 +25,7 @@ pub mod probe;
 pub mod protocol;
 pub mod scheduler;
 pub mod shutdown;
+pub mod stack;
 pub mod systemd;
 pub mod templates;
 pub mod time;

@@ -1,5 +1,5 @@
 //! The tera templates berth renders host config from: nginx and Apache vhosts, the
-//! PHP-FPM pool, the nginx catch-all.
+//! PHP-FPM pool, the nginx catch-all, Apache's loopback port and modules.
 //!
 //! The templates of `templates/` are compiled into the binary; a file of the same
 //! name under `<root>/etc/berth/templates/` overrides one (and `berth reconcile`
@@ -19,6 +19,8 @@ const BUILTIN: &[(&str, &str)] = &[
     ("nginx-catchall.conf", include_str!("../templates/nginx-catchall.conf")),
     ("php-fpm-pool.conf", include_str!("../templates/php-fpm-pool.conf")),
     ("apache-vhost.conf", include_str!("../templates/apache-vhost.conf")),
+    ("apache-ports.conf", include_str!("../templates/apache-ports.conf")),
+    ("apache-base.conf", include_str!("../templates/apache-base.conf")),
 ];
 
 #[derive(Debug, thiserror::Error)]

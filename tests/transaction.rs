@@ -61,6 +61,9 @@ fn builtin_templates_pass_the_servers_own_checks() {
     context.insert("php_socket", &root.join("run/berth-gallery.sock"));
     context.insert("apache_port", &apache_port);
     context.insert("deny_unknown_domains", &true);
+    let vhost_dir = root.join("etc/nginx/berth.d");
+    std::fs::create_dir_all(&vhost_dir).unwrap();
+    context.insert("vhost_dir", &vhost_dir);
 
     for stack in ["nginx", "nginx-apache"] {
         context.insert("stack", stack);

@@ -47,7 +47,15 @@ pub struct Applied {
 /// A file as it was before the transaction.
 struct Previous {
     path: PathBuf,
-    content: Option<(Vec<u8>, u32)>,
+    content: Before,
+}
+
+/// What stood at a path: restored exactly, a symlink as a symlink.
+#[derive(Debug, Clone, PartialEq)]
+enum Before {
+    Absent,
+    File(Vec<u8>, u32),
+    Symlink(PathBuf),
 }
 
 /// Applies `changes`, checks, reloads; see the module docs.
@@ -57,8 +65,8 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
     for change in changes {
         let before = read(&change.path).map_err(|e| io_error(&change.path, e))?;
         let holds = match (&before, &change.content) {
-            (Some((bytes, mode)), Some(content)) => bytes == content && *mode == change.mode,
-            (None, None) => true,
+            (Before::File(bytes, mode), Some(content)) => bytes == content && *mode == change.mode,
+            (Before::Absent, None) => true,
             _ => false,
         };
         if holds {
@@ -104,9 +112,11 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
 /// Puts every changed file back as it was, newest first.
 fn restore(previous: &[Previous]) {
     for file in previous.iter().rev() {
+        let gone = || std::fs::remove_file(&file.path).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) });
         let restored = match &file.content {
-            Some((bytes, mode)) => write_atomic(&file.path, bytes, *mode),
-            None => std::fs::remove_file(&file.path).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
+            Before::File(bytes, mode) => write_atomic(&file.path, bytes, *mode),
+            Before::Symlink(target) => gone().and_then(|()| std::os::unix::fs::symlink(target, &file.path)),
+            Before::Absent => gone(),
         };
         if let Err(e) = restored {
             tracing::error!(path = %file.path.display(), error = %e, "cannot restore a config file after a failed check");
@@ -114,10 +124,11 @@ fn restore(previous: &[Previous]) {
     }
 }
 
-fn read(path: &Path) -> io::Result<Option<(Vec<u8>, u32)>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some((bytes, std::fs::metadata(path)?.permissions().mode() & 0o7777))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+fn read(path: &Path) -> io::Result<Before> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(Before::Symlink(std::fs::read_link(path)?)),
+        Ok(meta) => Ok(Before::File(std::fs::read(path)?, meta.permissions().mode() & 0o7777)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Before::Absent),
         Err(e) => Err(e),
     }
 }
@@ -176,11 +187,13 @@ mod tests {
         std::fs::write(dir.path().join("old.conf"), "old").unwrap();
         std::fs::set_permissions(dir.path().join("old.conf"), std::fs::Permissions::from_mode(0o640)).unwrap();
         std::fs::write(dir.path().join("doomed.conf"), "still here").unwrap();
+        std::os::unix::fs::symlink("../sites-available/default", dir.path().join("default")).unwrap();
         host.fail_when("-t", "nginx: [emerg] unexpected \"}\" in new.conf:1");
         let changes = [
             nginx_file(dir.path(), "old.conf", "new"),
             nginx_file(dir.path(), "new.conf", "broken }"),
             FileChange::remove(dir.path().join("doomed.conf"), Service::Nginx),
+            FileChange::remove(dir.path().join("default"), Service::Nginx),
         ];
         let err = apply(&host, &services, &changes).unwrap_err();
         assert_eq!(err.code(), ErrorCode::ConfigInvalid);
@@ -189,6 +202,7 @@ mod tests {
         assert_eq!(std::fs::metadata(dir.path().join("old.conf")).unwrap().permissions().mode() & 0o777, 0o640);
         assert!(!dir.path().join("new.conf").exists());
         assert_eq!(std::fs::read_to_string(dir.path().join("doomed.conf")).unwrap(), "still here");
+        assert_eq!(std::fs::read_link(dir.path().join("default")).unwrap(), Path::new("../sites-available/default"));
         assert!(!host.commands().iter().any(|c| c.contains("reload")), "nothing reloads a broken config");
     }
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::job::{Job, JobError};
 
+pub mod app;
 pub mod sysuser;
 pub mod testing;
 
@@ -25,6 +26,7 @@ impl Catalogue {
     pub fn new(test_jobs: bool) -> Self {
         let mut catalogue = Catalogue { kinds: BTreeMap::new() };
         sysuser::register(&mut catalogue);
+        app::register(&mut catalogue);
         if test_jobs {
             testing::register(&mut catalogue);
         }

@@ -181,6 +181,12 @@ impl UserJob for Delete {
             return Err(not_ours(&self.name));
         }
         let mut outcome = Outcome::default();
+        // The user's apps go first: their pools run as the user.
+        let apps: Vec<String> = ctx.inventory.read(|inv| inv.apps_of(&self.name).map(str::to_owned).collect());
+        for app in &apps {
+            crate::jobs::app::remove(ctx, app)?;
+        }
+        outcome.step("apps", !apps.is_empty());
         if exists {
             ctx.host.run(&shadow_cmd("/usr/sbin/userdel", root).arg(&self.name))?;
         }
@@ -206,7 +212,8 @@ trait UserJob: Send + 'static {
 
 impl<T: UserJob> Job for T {
     fn resources(&self) -> Resources {
-        Resources::of([format!("sysuser:{}", self.user())])
+        // WEB_STACK: deleting a user deletes its apps, which changes web server config.
+        Resources::of([format!("sysuser:{}", self.user()), crate::jobs::app::WEB_STACK.to_owned()])
     }
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
@@ -218,12 +225,35 @@ fn home(name: &str) -> String {
     format!("{HOME_BASE}/{name}")
 }
 
+/// The error for a user that is not berth's: `not_found` when absent, else `conflict`.
+pub(crate) fn missing_or_not_ours(root: &Path, name: &str) -> Result<JobError, JobError> {
+    Ok(match passwd_entry(root, name)? {
+        Some(_) => not_ours(name),
+        None => JobError::NotFound(format!("system user {} does not exist", shown(name))),
+    })
+}
+
+/// The account of a user berth manages.
+pub(crate) fn account(root: &Path, name: &str) -> Result<Account, JobError> {
+    passwd_entry(root, name)?
+        .ok_or_else(|| JobError::NotFound(format!("system user {} is gone from /etc/passwd", shown(name))))
+}
+
+/// The members of group `name` (the fourth field of /etc/group).
+pub(crate) fn group_members(root: &Path, name: &str) -> Result<Vec<String>, JobError> {
+    let fields = find_line(&root.join("etc/group"), name)?;
+    Ok(fields
+        .and_then(|f| f.get(3).cloned())
+        .map(|members| members.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default())
+}
+
 fn not_ours(name: &str) -> JobError {
     JobError::Conflict(format!("system account {} exists and was not created by berth; berth leaves it alone", shown(name)))
 }
 
 /// A shadow-utils command aimed at `root`'s account files.
-fn shadow_cmd(program: &str, root: &Path) -> Cmd {
+pub(crate) fn shadow_cmd(program: &str, root: &Path) -> Cmd {
     let cmd = Cmd::new(program);
     if root == Path::new("/") {
         return cmd;
@@ -258,9 +288,9 @@ fn set_password(ctx: &JobContext, name: &str, password: Option<&Secret>) -> Resu
 
 /// An account of `<root>/etc/passwd`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Account {
-    uid: u32,
-    gid: u32,
+pub(crate) struct Account {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 fn passwd_entry(root: &Path, name: &str) -> Result<Option<Account>, JobError> {
@@ -286,7 +316,7 @@ fn find_line(path: &Path, name: &str) -> Result<Option<Vec<String>>, JobError> {
 }
 
 /// Makes `dir` exist with `mode`, owned by `uid:gid`; true when anything changed.
-fn ensure_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<bool, JobError> {
+pub(crate) fn ensure_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<bool, JobError> {
     let err = |e| io_error(dir, e);
     let mut changed = false;
     match std::fs::symlink_metadata(dir) {

@@ -1,0 +1,268 @@
+//! Apps: `app.create`, `app.update`, `app.delete` (PROTOCOL section 3).
+//!
+//! An app is a web root `/srv/users/USER/apps/APP/public`, logs in
+//! `/srv/users/USER/log/APP/`, a PHP-FPM pool running as USER, and vhosts for its
+//! domains (nginx, plus Apache behind it for stack `nginx-apache`). Create and
+//! update converge on one desired state: directories, the web server's access to
+//! them, then every config file at once through the transaction (checked by the
+//! servers' own tools, restored on failure, reloaded once). The inventory records
+//! the app only after its config holds.
+
+use serde_json::{json, Value};
+
+use crate::host::fs::under_root;
+use crate::host::services::Services;
+use crate::host::transaction;
+use crate::inventory::App;
+use crate::job::{blocking, within_limit, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
+use crate::jobs::sysuser;
+use crate::jobs::Catalogue;
+use crate::stack::{self, AppSite, Stack};
+use crate::templates::Templates;
+use crate::validate::{self, shown, FieldError, Params};
+
+pub const MAX_APPS_PER_USER: usize = 1000;
+pub const MAX_DOMAINS: usize = 1000;
+/// Every job that writes web server config holds this: their checks and reloads
+/// must not interleave.
+pub const WEB_STACK: &str = "webstack";
+
+pub fn register(catalogue: &mut Catalogue) {
+    catalogue.register("app.create", Create::parse);
+    catalogue.register("app.update", Update::parse);
+    catalogue.register("app.delete", Delete::parse);
+}
+
+/// `app.create {name, sysuser, runtime, domains, stack?}`.
+#[derive(Debug)]
+struct Create {
+    name: String,
+    sysuser: String,
+    runtime: String,
+    domains: Vec<String>,
+    stack: Stack,
+}
+
+/// `app.update {name, runtime?, domains?}`.
+#[derive(Debug)]
+struct Update {
+    name: String,
+    runtime: Option<String>,
+    domains: Option<Vec<String>>,
+}
+
+/// `app.delete {name}`.
+#[derive(Debug)]
+struct Delete {
+    name: String,
+}
+
+fn app_name(params: &Params) -> Result<String, JobError> {
+    let name = params.str("name")?;
+    validate::app_name(&params.field("name"), name)?;
+    Ok(name.to_owned())
+}
+
+fn runtime(params: &Params, value: &str) -> Result<String, JobError> {
+    validate::runtime(&params.field("runtime"), value)?;
+    Ok(value.to_owned())
+}
+
+fn domains(params: &Params, values: Vec<&str>) -> Result<Vec<String>, JobError> {
+    let field = params.field("domains");
+    if values.len() > MAX_DOMAINS {
+        return Err(JobError::LimitExceeded { field, message: format!("at most {MAX_DOMAINS} domains per app are allowed") });
+    }
+    validate::domain_list(&field, &values, MAX_DOMAINS)?;
+    Ok(values.into_iter().map(str::to_owned).collect())
+}
+
+impl Create {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        let name = app_name(&params)?;
+        let sysuser = params.str("sysuser")?;
+        validate::sysuser_name(&params.field("sysuser"), sysuser)?;
+        let runtime = runtime(&params, params.str("runtime")?)?;
+        let domains = domains(&params, params.str_array("domains")?)?;
+        let stack = match params.opt_str("stack")? {
+            None => Stack::NginxApache,
+            Some(value) => Stack::parse(value).ok_or_else(|| {
+                FieldError::new(params.field("stack"), format!("must be \"nginx-apache\" or \"nginx\", not {}", shown(value)))
+            })?,
+        };
+        Ok(Box::new(Create { name, sysuser: sysuser.to_owned(), runtime, domains, stack }))
+    }
+}
+
+impl Update {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        let name = app_name(&params)?;
+        let runtime = params.opt_str("runtime")?.map(|r| runtime(&params, r)).transpose()?;
+        let domains = params.opt_str_array("domains")?.map(|d| domains(&params, d)).transpose()?;
+        Ok(Box::new(Update { name, runtime, domains }))
+    }
+}
+
+impl Delete {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        Ok(Box::new(Delete { name: app_name(&params)? }))
+    }
+}
+
+impl Job for Create {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("app:{}", self.name), format!("sysuser:{}", self.sysuser), WEB_STACK.to_owned()])
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(move || {
+            let app = App { sysuser: self.sysuser, runtime: self.runtime, domains: self.domains, stack: self.stack, created_ms: 0 };
+            converge(&ctx, &self.name, app)
+        })
+    }
+}
+
+impl Job for Update {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("app:{}", self.name), WEB_STACK.to_owned()])
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(move || {
+            let mut app = ctx
+                .inventory
+                .read(|inv| inv.apps.get(&self.name).cloned())
+                .ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(&self.name))))?;
+            app.runtime = self.runtime.unwrap_or(app.runtime);
+            app.domains = self.domains.unwrap_or(app.domains);
+            converge(&ctx, &self.name, app)
+        })
+    }
+}
+
+impl Job for Delete {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("app:{}", self.name), WEB_STACK.to_owned()])
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(move || remove(&ctx, &self.name))
+    }
+}
+
+/// Makes the host hold `app` as `name`: the whole desired state, for create and update.
+fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobError> {
+    let root = ctx.root();
+    let runtimes = installed_php(root);
+    let php = app.runtime.trim_start_matches("php").to_owned();
+    if !runtimes.contains(&php) {
+        let installed: Vec<String> = runtimes.iter().map(|v| format!("php{v}")).collect();
+        return Err(JobError::PreconditionFailed(format!(
+            "runtime {} is not installed; installed: {}",
+            shown(&app.runtime),
+            if installed.is_empty() { "none".into() } else { installed.join(", ") }
+        )));
+    }
+    let apache = stack::apache_installed(root);
+    if app.stack == Stack::NginxApache && !apache {
+        return Err(JobError::PreconditionFailed("stack nginx-apache needs Apache, which is not installed".into()));
+    }
+    let inventory = ctx.inventory.read(|inv| inv.clone());
+    if !inventory.users.contains_key(&app.sysuser) {
+        return Err(sysuser::missing_or_not_ours(root, &app.sysuser)?);
+    }
+    match inventory.apps.get(name) {
+        Some(existing) if existing.sysuser != app.sysuser => {
+            return Err(JobError::Conflict(format!("app name {} is taken by another system user", shown(name))))
+        }
+        Some(existing) => app.created_ms = existing.created_ms,
+        None => {
+            within_limit("sysuser", "apps per system user", inventory.apps_of(&app.sysuser).count(), MAX_APPS_PER_USER)?;
+            app.created_ms = crate::time::unix_millis(std::time::SystemTime::now());
+        }
+    }
+    let wanted = stack::server_names(&app.domains);
+    for (other, held) in inventory.apps.iter().filter(|(other, _)| other.as_str() != name) {
+        if let Some(taken) = stack::server_names(&held.domains).into_iter().find(|d| wanted.contains(d)) {
+            return Err(JobError::Conflict(format!("domain {} belongs to app {}", shown(&taken), shown(other))));
+        }
+    }
+
+    let mut outcome = Outcome::default();
+    let account = sysuser::account(root, &app.sysuser)?;
+    let mut changed = false;
+    for dir in [stack::app_dir(&app.sysuser, name), stack::web_root(&app.sysuser, name), stack::log_dir(&app.sysuser, name)] {
+        changed |= sysuser::ensure_dir(&under_root(root, &dir), 0o750, account.uid, account.gid)?;
+    }
+    changed |= sysuser::ensure_dir(&under_root(root, "/run/php"), 0o755, 0, 0)?;
+    outcome.step("directories", changed);
+    outcome.step("web server access", grant_web_server(ctx, &app.sysuser)?);
+
+    let templates = Templates::load(root).map_err(stack::template_error)?;
+    let site = AppSite { name, sysuser: &app.sysuser, php: &php, domains: &app.domains, stack: app.stack };
+    let mut changes = stack::base_changes(&templates, root, apache)?;
+    changes.extend(stack::app_changes(&templates, root, &site, &runtimes, apache)?);
+    let applied = transaction::apply(ctx.host.as_ref(), &Services::detect(root), &changes)?;
+    outcome.step("config files", !applied.changed.is_empty());
+    for service in &applied.reloaded {
+        outcome.step(format!("reload {service}"), true);
+    }
+    let result = json!({
+        "web_root": stack::web_root(&app.sysuser, name),
+        "log_dir": stack::log_dir(&app.sysuser, name),
+        "domains": stack::server_names(&app.domains),
+        "stack": app.stack.as_str(),
+    });
+    ctx.inventory
+        .update(|inv| inv.apps.insert(name.to_owned(), app))
+        .map_err(|e| JobError::Internal(format!("cannot save the inventory: {e}")))?;
+    outcome.result = Some(result);
+    Ok(outcome)
+}
+
+/// Removes an app: its config (checked and reloaded like any change), then its
+/// files and logs, then its record. An app that is not there is a success.
+pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> {
+    let root = ctx.root();
+    let mut outcome = Outcome::default();
+    let Some(app) = ctx.inventory.read(|inv| inv.apps.get(name).cloned()) else {
+        outcome.step("app", false);
+        return Ok(outcome);
+    };
+    let changes = stack::app_removal(root, name, &installed_php(root), stack::apache_installed(root));
+    let applied = transaction::apply(ctx.host.as_ref(), &Services::detect(root), &changes)?;
+    outcome.step("config files", !applied.changed.is_empty());
+    for service in &applied.reloaded {
+        outcome.step(format!("reload {service}"), true);
+    }
+    let mut removed = false;
+    for dir in [stack::app_dir(&app.sysuser, name), stack::log_dir(&app.sysuser, name)] {
+        let dir = under_root(root, &dir);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| JobError::Internal(format!("{}: {e}", dir.display())))?;
+            removed = true;
+        }
+    }
+    outcome.step("files and logs", removed);
+    ctx.inventory
+        .update(|inv| inv.apps.remove(name))
+        .map_err(|e| JobError::Internal(format!("cannot save the inventory: {e}")))?;
+    Ok(outcome)
+}
+
+/// The web server joins the user's group, so it can read the user's apps (0750).
+fn grant_web_server(ctx: &JobContext, sysuser: &str) -> Result<bool, JobError> {
+    if sysuser::group_members(ctx.root(), sysuser)?.iter().any(|m| m == stack::WEB_USER) {
+        return Ok(false);
+    }
+    ctx.host.run(&sysuser::shadow_cmd("/usr/sbin/usermod", ctx.root()).args(["--append", "--groups", sysuser, stack::WEB_USER]))?;
+    Ok(true)
+}
+
+/// Installed PHP-FPM versions as `X.Y`.
+fn installed_php(root: &std::path::Path) -> Vec<String> {
+    crate::probe::runtimes(root).into_iter().map(|r| r.trim_start_matches("php").to_owned()).collect()
+}

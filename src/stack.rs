@@ -1,0 +1,228 @@
+//! The web stack's files: where berth puts each config on a Debian or Ubuntu host,
+//! which service reads it, and what goes in it.
+//!
+//! Plain data in, [`FileChange`]s out: the app jobs hand them to the transaction.
+//! The base files move the distribution's defaults out of the way (nginx's and
+//! Apache's default sites), put Apache on a loopback port behind nginx, and add
+//! the nginx catch-all with berth's include directory; each app adds its nginx
+//! vhost, its Apache vhost (stack `nginx-apache`) and its PHP-FPM pool.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tera::Context;
+
+use crate::host::fs::under_root;
+use crate::host::services::Service;
+use crate::host::transaction::FileChange;
+use crate::job::JobError;
+use crate::templates::{TemplateError, Templates};
+
+/// The user the web servers run as (Debian, Ubuntu).
+pub const WEB_USER: &str = "www-data";
+/// Apache's loopback port behind nginx.
+pub const APACHE_PORT: u16 = 8081;
+const HTTP_LISTEN: &str = "80";
+const NGINX_BASE: &str = "/etc/nginx/conf.d/berth.conf";
+const NGINX_VHOSTS: &str = "/etc/nginx/berth.d";
+const NGINX_DEFAULT_SITE: &str = "/etc/nginx/sites-enabled/default";
+const APACHE_PORTS: &str = "/etc/apache2/ports.conf";
+const APACHE_BASE: &str = "/etc/apache2/conf-enabled/berth.conf";
+const APACHE_DEFAULT_SITE: &str = "/etc/apache2/sites-enabled/000-default.conf";
+
+/// How an app is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stack {
+    /// nginx in front, Apache behind it for `.htaccess`, PHP-FPM for PHP.
+    NginxApache,
+    /// nginx straight to PHP-FPM.
+    Nginx,
+}
+
+impl Stack {
+    pub fn parse(value: &str) -> Option<Stack> {
+        match value {
+            "nginx-apache" => Some(Stack::NginxApache),
+            "nginx" => Some(Stack::Nginx),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stack::NginxApache => "nginx-apache",
+            Stack::Nginx => "nginx",
+        }
+    }
+}
+
+/// One app as the stack sees it (every field already validated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppSite<'a> {
+    pub name: &'a str,
+    pub sysuser: &'a str,
+    /// `X.Y` of the PHP runtime.
+    pub php: &'a str,
+    pub domains: &'a [String],
+    pub stack: Stack,
+}
+
+pub fn app_dir(sysuser: &str, app: &str) -> String {
+    format!("/srv/users/{sysuser}/apps/{app}")
+}
+
+pub fn web_root(sysuser: &str, app: &str) -> String {
+    format!("{}/public", app_dir(sysuser, app))
+}
+
+pub fn log_dir(sysuser: &str, app: &str) -> String {
+    format!("/srv/users/{sysuser}/log/{app}")
+}
+
+pub fn php_socket(app: &str) -> String {
+    format!("/run/php/berth-{app}.sock")
+}
+
+/// The names the web servers answer for `domains`: each, and its `www.` twin.
+pub fn server_names(domains: &[String]) -> Vec<String> {
+    let mut names = Vec::new();
+    for domain in domains {
+        for name in [Some(domain.clone()), twin(domain)].into_iter().flatten() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+fn twin(domain: &str) -> Option<String> {
+    (!domain.starts_with("*.") && !domain.starts_with("www.")).then(|| format!("www.{domain}"))
+}
+
+/// The files every app needs once per host.
+pub fn base_changes(templates: &Templates, root: &Path, apache: bool) -> Result<Vec<FileChange>, JobError> {
+    let mut context = Context::new();
+    context.insert("http_listen", HTTP_LISTEN);
+    context.insert("deny_unknown_domains", &true);
+    context.insert("vhost_dir", &path(root, NGINX_VHOSTS));
+    context.insert("apache_port", &APACHE_PORT);
+    let mut changes = vec![
+        write(root, NGINX_BASE, render(templates, "nginx-catchall.conf", &context)?, Service::Nginx),
+        FileChange::remove(under_root(root, NGINX_DEFAULT_SITE), Service::Nginx),
+    ];
+    if apache {
+        changes.push(write(root, APACHE_PORTS, render(templates, "apache-ports.conf", &context)?, Service::Apache));
+        changes.push(write(root, APACHE_BASE, render(templates, "apache-base.conf", &context)?, Service::Apache));
+        changes.push(FileChange::remove(under_root(root, APACHE_DEFAULT_SITE), Service::Apache));
+    }
+    Ok(changes)
+}
+
+/// An app's files; `runtimes` are the installed PHP versions (`X.Y`): the pool
+/// stands in the app's, and is absent from every other.
+pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, runtimes: &[String], apache: bool) -> Result<Vec<FileChange>, JobError> {
+    let mut context = Context::new();
+    context.insert("app", site.name);
+    context.insert("user", site.sysuser);
+    context.insert("web_user", WEB_USER);
+    context.insert("stack", site.stack.as_str());
+    context.insert("http_listen", HTTP_LISTEN);
+    context.insert("server_names", &server_names(site.domains));
+    context.insert("app_dir", &path(root, &app_dir(site.sysuser, site.name)));
+    context.insert("web_root", &path(root, &web_root(site.sysuser, site.name)));
+    context.insert("log_dir", &path(root, &log_dir(site.sysuser, site.name)));
+    context.insert("php_socket", &path(root, &php_socket(site.name)));
+    context.insert("apache_port", &APACHE_PORT);
+    let mut changes = vec![write(root, &nginx_vhost(site.name), render(templates, "nginx-vhost.conf", &context)?, Service::Nginx)];
+    if apache {
+        let vhost = under_root(root, &apache_vhost(site.name));
+        changes.push(match site.stack {
+            Stack::NginxApache => FileChange::write(vhost, render(templates, "apache-vhost.conf", &context)?, 0o644, Service::Apache),
+            Stack::Nginx => FileChange::remove(vhost, Service::Apache),
+        });
+    }
+    for version in runtimes {
+        let pool = under_root(root, &php_pool(version, site.name));
+        let service = Service::PhpFpm(version.clone());
+        changes.push(if version == site.php {
+            FileChange::write(pool, render(templates, "php-fpm-pool.conf", &context)?, 0o644, service)
+        } else {
+            FileChange::remove(pool, service)
+        });
+    }
+    Ok(changes)
+}
+
+/// Every file of an app, to be removed.
+pub fn app_removal(root: &Path, app: &str, runtimes: &[String], apache: bool) -> Vec<FileChange> {
+    let mut changes = vec![FileChange::remove(under_root(root, &nginx_vhost(app)), Service::Nginx)];
+    if apache {
+        changes.push(FileChange::remove(under_root(root, &apache_vhost(app)), Service::Apache));
+    }
+    for version in runtimes {
+        changes.push(FileChange::remove(under_root(root, &php_pool(version, app)), Service::PhpFpm(version.clone())));
+    }
+    changes
+}
+
+/// Whether Apache is installed under `root`.
+pub fn apache_installed(root: &Path) -> bool {
+    under_root(root, "/usr/sbin/apache2").exists()
+}
+
+fn nginx_vhost(app: &str) -> String {
+    format!("{NGINX_VHOSTS}/{app}.conf")
+}
+
+fn apache_vhost(app: &str) -> String {
+    format!("/etc/apache2/sites-enabled/berth-{app}.conf")
+}
+
+fn php_pool(version: &str, app: &str) -> String {
+    format!("/etc/php/{version}/fpm/pool.d/berth-{app}.conf")
+}
+
+fn path(root: &Path, host_path: &str) -> PathBuf {
+    under_root(root, host_path)
+}
+
+fn write(root: &Path, host_path: &str, content: String, service: Service) -> FileChange {
+    FileChange::write(under_root(root, host_path), content, 0o644, service)
+}
+
+fn render(templates: &Templates, name: &str, context: &Context) -> Result<String, JobError> {
+    templates.render(name, context).map_err(template_error)
+}
+
+/// A template that does not parse or render is a config the servers would refuse.
+pub fn template_error(e: TemplateError) -> JobError {
+    JobError::ConfigInvalid { tool: "berth templates".into(), path: String::new(), message: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_domain_is_answered_with_its_www_twin_once() {
+        let domains = ["example.com".to_string(), "www.example.com".into(), "*.shop.example.org".into()];
+        assert_eq!(server_names(&domains), ["example.com", "www.example.com", "*.shop.example.org"]);
+        assert_eq!(server_names(&["a.test".into()]), ["a.test", "www.a.test"]);
+    }
+
+    #[test]
+    fn an_app_has_one_pool_for_its_runtime_and_none_elsewhere() {
+        let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
+        let domains = ["a.test".to_string()];
+        let site = AppSite { name: "gallery", sysuser: "derek", php: "8.3", domains: &domains, stack: Stack::Nginx };
+        let changes = app_changes(&templates, Path::new("/"), &site, &["8.2".into(), "8.3".into()], true).unwrap();
+        let pools: Vec<_> = changes.iter().filter(|c| matches!(c.service, Service::PhpFpm(_))).collect();
+        assert_eq!(pools.len(), 2);
+        assert!(pools.iter().any(|c| c.path == Path::new("/etc/php/8.3/fpm/pool.d/berth-gallery.conf") && c.content.is_some()));
+        assert!(pools.iter().any(|c| c.path == Path::new("/etc/php/8.2/fpm/pool.d/berth-gallery.conf") && c.content.is_none()));
+        let apache = changes.iter().find(|c| c.service == Service::Apache).unwrap();
+        assert!(apache.content.is_none(), "stack nginx has no Apache vhost");
+    }
+}
