@@ -52,3 +52,194 @@ fn an_nginx_app_serves_php_static_files_and_its_www_twin_and_refuses_dotfiles() 
     assert_eq!(again["changed"], false, "{again}");
     assert!(!again["steps"].as_array().unwrap().iter().any(|s| s["name"].as_str().unwrap().starts_with("reload")), "{again}");
 }
+
+fn create(machine: &Machine, user: &str, app: &str, domains: &[&str], stack: &str) -> serde_json::Value {
+    machine.job("app.create", json!({"name": app, "sysuser": user, "runtime": "php8.2", "domains": domains, "stack": stack}))
+}
+
+#[test]
+fn an_nginx_apache_app_honours_htaccess_and_runs_php_as_its_user() {
+    let machine = Machine::start();
+    machine.job("sysuser.create", json!({"name": "derek"}));
+    let done = create(&machine, "derek", "blog", &["blog.test"], "nginx-apache");
+    assert_eq!(done["status"], "success", "{done}");
+    publish(&machine, "derek", "blog", "page.php", "<?php echo 'page as ', posix_getpwuid(posix_geteuid())['name'];");
+    publish(&machine, "derek", "blog", ".htaccess", "RewriteEngine On\nRewriteRule ^pretty$ page.php [L]\n");
+    publish(&machine, "derek", "blog", "logo.txt", "static from nginx");
+    assert_eq!(machine.eventually_get("blog.test", "/pretty", 200), "page as derek", ".htaccess rewrite through Apache");
+    assert_eq!(machine.get("blog.test", "/page.php").1, "page as derek");
+    assert_eq!(machine.get("blog.test", "/logo.txt").1, "static from nginx");
+    assert_eq!(machine.get("blog.test", "/.htaccess").0, 403);
+    assert!(machine.path("/srv/users/derek/log/blog/apache.access.log").exists());
+}
+
+#[test]
+fn update_moves_domains_refuses_missing_runtimes_and_domains_stay_with_one_app() {
+    let machine = Machine::start();
+    machine.job("sysuser.create", json!({"name": "derek"}));
+    create(&machine, "derek", "shop", &["shop.test"], "nginx");
+    publish(&machine, "derek", "shop", "index.html", "the shop");
+    machine.eventually_get("shop.test", "/", 200);
+
+    let moved = machine.job("app.update", json!({"name": "shop", "domains": ["store.test", "shop.example.org"]}));
+    assert_eq!((moved["status"].as_str(), moved["changed"].as_bool()), (Some("success"), Some(true)), "{moved}");
+    assert_eq!(machine.eventually_get("www.store.test", "/", 200), "the shop");
+    assert_eq!(machine.get("shop.example.org", "/").1, "the shop");
+    assert_eq!(machine.eventually_get("shop.test", "/", 0), "", "the old domain is no longer served");
+
+    let vhost = std::fs::read_to_string(machine.path("/etc/nginx/berth.d/shop.conf")).unwrap();
+    let missing = machine.job("app.update", json!({"name": "shop", "runtime": "php7.4"}));
+    assert_eq!(missing["error"]["code"], "precondition_failed", "{missing}");
+    assert!(missing["error"]["message"].as_str().unwrap().contains("php8.2"), "says what is installed: {missing}");
+    assert_eq!(std::fs::read_to_string(machine.path("/etc/nginx/berth.d/shop.conf")).unwrap(), vhost);
+
+    let taken = create(&machine, "derek", "copycat", &["www.store.test"], "nginx");
+    assert_eq!(taken["error"]["code"], "conflict", "{taken}");
+    assert!(!machine.path("/etc/nginx/berth.d/copycat.conf").exists());
+    let unknown = machine.job("app.update", json!({"name": "nosuchapp", "domains": ["x.test"]}));
+    assert_eq!(unknown["error"]["code"], "not_found");
+    let stranger = create(&machine, "root", "rootapp", &["root.test"], "nginx");
+    assert_eq!(stranger["error"]["code"], "conflict", "root is not berth's: {stranger}");
+    let nobody = create(&machine, "ghost", "ghostapp", &["ghost.test"], "nginx");
+    assert_eq!(nobody["error"]["code"], "not_found");
+}
+
+#[test]
+fn delete_leaves_no_file_pool_or_vhost_and_sysuser_delete_takes_the_apps_along() {
+    let machine = Machine::start();
+    machine.job("sysuser.create", json!({"name": "derek"}));
+    create(&machine, "derek", "gone", &["gone.test"], "nginx-apache");
+    create(&machine, "derek", "stays", &["stays.test"], "nginx");
+    publish(&machine, "derek", "stays", "index.html", "still here");
+    machine.eventually_get("stays.test", "/", 200);
+    assert!(machine.run("/bin/sh", &["-c", "test -S /run/php/berth-gone.sock"]).status.success(), "the pool listens");
+
+    let done = machine.job("app.delete", json!({"name": "gone"}));
+    assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}");
+    for path in [
+        "/etc/nginx/berth.d/gone.conf",
+        "/etc/apache2/sites-enabled/berth-gone.conf",
+        "/etc/php/8.2/fpm/pool.d/berth-gone.conf",
+        "/srv/users/derek/apps/gone",
+        "/srv/users/derek/log/gone",
+    ] {
+        assert!(!machine.path(path).exists(), "{path} is left behind");
+    }
+    let started = std::time::Instant::now();
+    // The master holds an ondemand pool's socket; the reload (asynchronous) drops it.
+    while machine.run("/bin/sh", &["-c", "test -e /run/php/berth-gone.sock"]).status.success() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the pool's socket is gone after the reload");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(machine.eventually_get("gone.test", "/", 0), "");
+    assert_eq!(machine.get("stays.test", "/").1, "still here");
+    let again = machine.job("app.delete", json!({"name": "gone"}));
+    assert_eq!((again["status"].as_str(), again["changed"].as_bool()), (Some("success"), Some(false)));
+
+    let user = machine.job("sysuser.delete", json!({"name": "derek"}));
+    assert_eq!(user["status"], "success", "{user}");
+    assert!(!machine.path("/etc/nginx/berth.d/stays.conf").exists());
+    assert!(!machine.path("/srv/users/derek").exists());
+    let inventory = std::fs::read_to_string(machine.dir.path().join("state/inventory.json")).unwrap();
+    let inventory: serde_json::Value = serde_json::from_str(&inventory).unwrap();
+    assert_eq!(inventory["apps"], json!({}));
+}
+
+#[test]
+fn a_broken_template_override_is_config_invalid_and_the_other_apps_still_answer() {
+    let machine = Machine::start();
+    machine.job("sysuser.create", json!({"name": "derek"}));
+    create(&machine, "derek", "first", &["first.test"], "nginx");
+    publish(&machine, "derek", "first", "index.html", "first app");
+    machine.eventually_get("first.test", "/", 200);
+    let overrides = machine.path("/etc/berth/templates");
+    std::fs::create_dir_all(&overrides).unwrap();
+    let builtin = include_str!("../templates/nginx-vhost.conf");
+    std::fs::write(overrides.join("nginx-vhost.conf"), builtin.replace("index index.php", "bogus_directive on;\n    index index.php")).unwrap();
+
+    let broken = create(&machine, "derek", "second", &["second.test"], "nginx");
+    assert_eq!(broken["error"]["code"], "config_invalid", "{broken}");
+    assert!(broken["error"]["message"].as_str().unwrap().contains("bogus_directive"), "the tool's words: {broken}");
+    assert!(!machine.path("/etc/nginx/berth.d/second.conf").exists(), "the previous files are back");
+    assert_eq!(machine.get("first.test", "/").1, "first app");
+
+    std::fs::write(overrides.join("nginx-vhost.conf"), "{% if %}").unwrap();
+    let unparsable = create(&machine, "derek", "second", &["second.test"], "nginx");
+    assert_eq!(unparsable["error"]["code"], "config_invalid", "{unparsable}");
+    std::fs::remove_file(overrides.join("nginx-vhost.conf")).unwrap();
+    assert_eq!(create(&machine, "derek", "second", &["second.test"], "nginx")["status"], "success");
+}
+
+#[test]
+fn users_and_apps_are_isolated_from_each_other() {
+    let machine = Machine::start();
+    for user in ["derek", "maria"] {
+        machine.job("sysuser.create", json!({"name": user}));
+    }
+    create(&machine, "derek", "dapp", &["dapp.test"], "nginx");
+    create(&machine, "derek", "dother", &["dother.test"], "nginx");
+    create(&machine, "maria", "mapp", &["mapp.test"], "nginx");
+    publish(&machine, "derek", "dapp", "secret.php", "<?php // derek's secret\n");
+    publish(&machine, "derek", "dother", "secret.php", "<?php // dother's secret\n");
+    let peek = "<?php $f = $_GET['f']; echo @file_get_contents($f) === false ? 'denied' : 'READ';";
+    publish(&machine, "maria", "mapp", "peek.php", peek);
+    publish(&machine, "derek", "dapp", "peek.php", peek);
+
+    let derek_secret = "/srv/users/derek/apps/dapp/public/secret.php";
+    assert_eq!(machine.eventually_get("mapp.test", &format!("/peek.php?f={derek_secret}"), 200), "denied");
+    assert_eq!(machine.get("dapp.test", &format!("/peek.php?f={derek_secret}")).1, "READ", "an app reads its own files");
+    let other_app = "/srv/users/derek/apps/dother/public/secret.php";
+    assert_eq!(machine.get("dapp.test", &format!("/peek.php?f={other_app}")).1, "denied", "not another app's, same user");
+    assert_eq!(machine.get("mapp.test", "/peek.php?f=/srv/users/derek/log/dapp/nginx.access.log").1, "denied");
+
+    // As a login shell: maria cannot list or read derek's home.
+    let as_maria = |cmd: &str| machine.run("/usr/bin/setpriv", &["--reuid=maria", "--regid=maria", "--init-groups", "/bin/sh", "-c", cmd]);
+    assert!(!as_maria(&format!("cat {derek_secret}")).status.success());
+    assert!(!as_maria("ls /srv/users/derek").status.success());
+    assert!(as_maria("ls /srv/users/maria/apps/mapp").status.success(), "the check itself works");
+}
+
+#[test]
+fn hostile_app_params_are_refused_naming_the_field_and_nothing_is_written() {
+    let machine = Machine::start();
+    machine.job("sysuser.create", json!({"name": "derek"}));
+    let good = json!({"name": "gallery", "sysuser": "derek", "runtime": "php8.2", "domains": ["gallery.test"]});
+    let with = |field: &str, value: serde_json::Value| {
+        let mut params = good.clone();
+        params[field] = value;
+        params
+    };
+    let mut cases = Vec::new();
+    for name in ["../etc", "gal lery", "Gallery", "ga", &"a".repeat(31), "gal;lery", "gal\nlery", "gal-lery", "gal_lery", "gаllery", "", "{{app}}"] {
+        cases.push((with("name", json!(name)), "name"));
+    }
+    for user in ["../root", "Derek", "3po", "de rek", "d", "derek;id", "derek\n"] {
+        cases.push((with("sysuser", json!(user)), "sysuser"));
+    }
+    for runtime in ["php", "8.2", "php8", "php8.2;", "php8.2\n", "PHP8.2", "php../8.2", "php8.2 ", "python3.11"] {
+        cases.push((with("runtime", json!(runtime)), "runtime"));
+    }
+    for domain in [
+        "test..com", ".example.com", "example.com.", "-a.com", "a-.com", "exa_mple.com", "EXAMPLE.com", "exаmple.com",
+        "a.*.com", "*.com", "1.2.3.4", "localhost", "example.com;", "example.com{", "example.com\nserver_name evil",
+        "exam ple.com", "", &format!("{}.com", "a".repeat(64)), "example.com/path", "\"example.com\"", "ex$ample.com",
+    ] {
+        cases.push((with("domains", json!([domain])), "domains[0]"));
+    }
+    cases.push((with("domains", json!(["gallery.test", "gallery.test"])), "domains[1]"));
+    cases.push((with("domains", json!("gallery.test")), "domains"));
+    cases.push((with("domains", json!([])), "domains"));
+    cases.push((with("stack", json!("apache")), "stack"));
+    cases.push((with("stack", json!("nginx;")), "stack"));
+    assert!(cases.len() >= 50, "{} cases", cases.len());
+
+    let jobs: Vec<_> = cases.iter().map(|(params, _)| json!({"kind": "app.create", "params": params})).collect();
+    let (code, statuses) = machine.apply(json!(jobs));
+    assert_eq!(code, Some(1));
+    for ((params, field), status) in cases.iter().zip(&statuses) {
+        assert_eq!(status["error"]["code"], "invalid_params", "{params}: {status}");
+        assert_eq!(status["error"]["field"], *field, "{params}: {status}");
+    }
+    assert!(!machine.path("/etc/nginx/berth.d").exists(), "no vhost was written");
+    assert!(!machine.path("/srv/users/derek/apps").read_dir().unwrap().any(|_| true), "no app dir was made");
+}

@@ -17,6 +17,8 @@ needs=(
   "/usr/bin/unshare:util-linux"
   "/usr/bin/nsenter:util-linux"
   "/usr/sbin/ip:iproute2"
+  "/usr/bin/setpriv:util-linux"
+  "/usr/bin/pgrep:procps"
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -44,9 +44,18 @@ impl Machine {
             .args(["--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--"])
             .args(["/bin/sh", "-c", &script])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("unshare (util-linux)");
+        // Forward what unshare says, but its complaint about being killed at the end.
+        let stderr = unshare.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !line.contains("sigprocmask") {
+                    eprintln!("[test machine] {line}");
+                }
+            }
+        });
         let mut ready = String::new();
         BufReader::new(unshare.stdout.take().unwrap()).read_line(&mut ready).unwrap();
         assert_eq!(ready.trim(), "ready", "the test machine did not come up (this needs root)");
