@@ -71,12 +71,17 @@ fn parse_jobs(text: &str) -> Result<Vec<JobMsg>, String> {
         .collect()
 }
 
-/// Runs `jobs` in order, handing each final status to `report`; true when all succeeded.
-pub async fn run(setup: &Setup, jobs: Vec<JobMsg>, mut report: impl FnMut(&JobStatus)) -> Result<bool, ApplyError> {
+/// The real machine under `setup.root`, with the inventory of `setup.state_dir`.
+pub fn machine(setup: &Setup) -> Result<Machine, ApplyError> {
     let state_error = |source| ApplyError::State { path: setup.state_dir.clone(), source };
     crate::host::fs::ensure_dir(&setup.state_dir, 0o700).map_err(state_error)?;
     let inventory = InventoryStore::open(&setup.state_dir).map_err(state_error)?;
-    let machine = Machine { host: Arc::new(System::new(setup.root.clone())), inventory: Arc::new(inventory) };
+    Ok(Machine { host: Arc::new(System::new(setup.root.clone())), inventory: Arc::new(inventory) })
+}
+
+/// Runs `jobs` in order, handing each final status to `report`; true when all succeeded.
+pub async fn run(setup: &Setup, jobs: Vec<JobMsg>, mut report: impl FnMut(&JobStatus)) -> Result<bool, ApplyError> {
+    let machine = machine(setup)?;
     let catalogue = Catalogue::new(setup.test_jobs);
     // Live output has no listener here; the final status carries the output tail.
     let (output, _) = mpsc::channel(1);

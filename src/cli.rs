@@ -1,4 +1,5 @@
-//! The command line: `berth run`, `berth apply`, `berth metrics`, `berth version`.
+//! The command line: `berth run`, `berth apply`, `berth reconcile`, `berth metrics`,
+//! `berth version`.
 //!
 //! Exit codes: 0 success, 1 a runtime failure, 2 a bad config or bad usage.
 
@@ -39,6 +40,14 @@ pub enum Command {
         /// A job object or an array of them, shaped like PROTOCOL's `job` message.
         file: PathBuf,
     },
+    /// Render every managed file again from the inventory and apply them as one
+    /// change (after an upgrade or a template edit); print what changed as JSON.
+    Reconcile {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
     /// Print one metrics snapshot as JSON.
     Metrics {
         /// Read host files (reboot-required, apt state) under this directory.
@@ -60,6 +69,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Apply { config, root, file } => apply(config, root, file),
+        Command::Reconcile { config, root } => reconcile(config, root),
         Command::Metrics { root } => metrics(root),
         Command::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
@@ -103,8 +113,9 @@ async fn signals() {
     }
 }
 
-fn apply(config_path: Option<PathBuf>, root: Option<PathBuf>, file: PathBuf) -> ExitCode {
-    crate::logging::init();
+/// Where `apply` and `reconcile` work: the config's state dir and root (or the
+/// defaults when there is no config), `--root` overriding.
+fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<crate::apply::Setup, ExitCode> {
     let config_path = config_path.or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
     let mut setup = match config_path.map(|path| Config::load(&path)).transpose() {
         Ok(Some(config)) => crate::apply::Setup { state_dir: config.state_dir, root: config.root, test_jobs: config.test_jobs },
@@ -115,16 +126,53 @@ fn apply(config_path: Option<PathBuf>, root: Option<PathBuf>, file: PathBuf) -> 
         },
         Err(e) => {
             tracing::error!("{e}");
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
     };
     if let Some(root) = root {
         if !root.is_absolute() {
             tracing::error!("--root must be an absolute path, not {}", root.display());
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
         setup.root = root;
     }
+    Ok(setup)
+}
+
+fn reconcile(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
+    crate::logging::init();
+    let setup = match local_setup(config_path, root) {
+        Ok(setup) => setup,
+        Err(code) => return code,
+    };
+    let machine = match crate::apply::machine(&setup) {
+        Ok(machine) => machine,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::reconcile::run(&machine) {
+        Ok(outcome) => {
+            let report = serde_json::json!({"changed": outcome.changed(), "steps": outcome.steps, "result": outcome.result, "output": outcome.output});
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let report = serde_json::json!({"changed": false, "error": e.body()});
+            println!("{report}");
+            tracing::error!("reconcile failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn apply(config_path: Option<PathBuf>, root: Option<PathBuf>, file: PathBuf) -> ExitCode {
+    crate::logging::init();
+    let setup = match local_setup(config_path, root) {
+        Ok(setup) => setup,
+        Err(code) => return code,
+    };
     let jobs = match crate::apply::read_jobs(&file) {
         Ok(jobs) => jobs,
         Err(e) => {

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod probe;
 pub mod protocol;
+pub mod reconcile;
 pub mod scheduler;
 pub mod shutdown;
 pub mod stack;

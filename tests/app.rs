@@ -243,3 +243,39 @@ fn hostile_app_params_are_refused_naming_the_field_and_nothing_is_written() {
     assert!(!machine.path("/etc/nginx/berth.d").exists(), "no vhost was written");
     assert!(!machine.path("/srv/users/derek/apps").read_dir().unwrap().any(|_| true), "no app dir was made");
 }
+
+#[test]
+fn reconcile_changes_nothing_when_all_holds_and_carries_template_edits_to_every_app() {
+    let machine = Machine::start();
+    machine.job("sysuser.create", json!({"name": "derek"}));
+    for app in ["one", "two"] {
+        create(&machine, "derek", app, &[&format!("{app}.test")], "nginx");
+        publish(&machine, "derek", app, "index.php", &format!("<?php echo '{app} ok';"));
+    }
+    machine.eventually_get("two.test", "/", 200);
+
+    let (code, report) = machine.reconcile();
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["changed"], false, "{report}");
+    assert_eq!(report["result"]["changed_files"], json!([]));
+
+    let overrides = machine.path("/etc/berth/templates");
+    std::fs::create_dir_all(&overrides).unwrap();
+    let pool = include_str!("../templates/php-fpm-pool.conf").replace("pm.max_children = 10", "pm.max_children = 7");
+    std::fs::write(overrides.join("php-fpm-pool.conf"), pool).unwrap();
+    let vhost = machine.path("/etc/nginx/berth.d/one.conf");
+    let pristine = std::fs::read_to_string(&vhost).unwrap();
+    std::fs::write(&vhost, format!("{pristine}\n# edited by hand\n")).unwrap();
+
+    let (code, report) = machine.reconcile();
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["changed"], true);
+    assert_eq!(report["result"]["changed_files"].as_array().unwrap().len(), 3, "two pools and the edited vhost: {report}");
+    for app in ["one", "two"] {
+        let pool = std::fs::read_to_string(machine.path(&format!("/etc/php/8.2/fpm/pool.d/berth-{app}.conf"))).unwrap();
+        assert!(pool.contains("pm.max_children = 7"), "the template edit reached {app}");
+    }
+    assert_eq!(std::fs::read_to_string(&vhost).unwrap(), pristine, "the hand edit is undone");
+    assert_eq!(machine.eventually_get("one.test", "/", 200), "one ok");
+    assert_eq!(machine.get("two.test", "/").1, "two ok");
+}

@@ -108,6 +108,15 @@ impl Machine {
         (out.status.code(), statuses)
     }
 
+    /// `berth reconcile` inside the machine: exit code and its JSON report.
+    pub fn reconcile(&self) -> (Option<i32>, Value) {
+        let config = self.config();
+        let out = self.run(env!("CARGO_BIN_EXE_berth"), &["reconcile", "--config", config.to_str().unwrap()]);
+        assert_ne!(out.status.code(), Some(97), "not inside the test machine");
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    }
+
     /// Runs one job; returns its final status.
     pub fn job(&self, kind: &str, params: Value) -> Value {
         self.apply(serde_json::json!({"kind": kind, "params": params})).1.pop().expect("a final status")

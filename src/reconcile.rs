@@ -1,0 +1,52 @@
+//! `berth reconcile`: every managed file rendered again from the inventory and
+//! applied as one transaction.
+//!
+//! After an upgrade of berth or an edit of a template override, every app's
+//! config follows (panels whose template edits never reach existing pools are a
+//! known pain). When everything already holds, nothing is written and nothing
+//! reloads. One transaction for all apps means one check and one reload per
+//! service, however many apps there are.
+
+use serde_json::json;
+
+use crate::host::services::Services;
+use crate::host::transaction;
+use crate::job::{JobError, Machine, Outcome};
+use crate::stack::{self, AppSite};
+use crate::templates::Templates;
+
+/// Re-renders and applies every managed file; apps whose runtime is no longer
+/// installed are left as they are and named in the output.
+pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
+    let root = machine.host.root();
+    let inventory = machine.inventory.read(|inv| inv.clone());
+    let mut outcome = Outcome::default();
+    if inventory.apps.is_empty() {
+        outcome.result = Some(json!({"apps": 0, "changed_files": []}));
+        return Ok(outcome);
+    }
+    let templates = Templates::load(root).map_err(stack::template_error)?;
+    let runtimes: Vec<String> =
+        crate::probe::runtimes(root).into_iter().map(|r| r.trim_start_matches("php").to_owned()).collect();
+    let apache = stack::apache_installed(root);
+    let mut changes = stack::base_changes(&templates, root, apache)?;
+    let mut skipped = Vec::new();
+    for (name, app) in &inventory.apps {
+        let php = app.runtime.trim_start_matches("php");
+        if !runtimes.iter().any(|r| r == php) {
+            outcome.output.push_str(&format!("app {name}: runtime {} is not installed; left as it is\n", app.runtime));
+            skipped.push(name.clone());
+            continue;
+        }
+        let site = AppSite { name, sysuser: &app.sysuser, php, domains: &app.domains, stack: app.stack };
+        changes.extend(stack::app_changes(&templates, root, &site, &runtimes, apache)?);
+    }
+    let applied = transaction::apply(machine.host.as_ref(), &Services::detect(root), &changes)?;
+    outcome.step("config files", !applied.changed.is_empty());
+    for service in &applied.reloaded {
+        outcome.step(format!("reload {service}"), true);
+    }
+    let changed: Vec<String> = applied.changed.iter().map(|p| p.display().to_string()).collect();
+    outcome.result = Some(json!({"apps": inventory.apps.len(), "changed_files": changed, "skipped": skipped}));
+    Ok(outcome)
+}
