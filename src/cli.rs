@@ -59,6 +59,9 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
+    if let Err(e) = crate::host::raise_open_files_limit() {
+        eprintln!("berth: cannot raise the open-files limit: {e}");
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

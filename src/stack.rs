@@ -26,6 +26,11 @@ const HTTP_LISTEN: &str = "80";
 const NGINX_BASE: &str = "/etc/nginx/conf.d/berth.conf";
 const NGINX_VHOSTS: &str = "/etc/nginx/berth.d";
 const NGINX_DEFAULT_SITE: &str = "/etc/nginx/sites-enabled/default";
+/// Debian's nginx.conf includes this directory at the main level: the one place
+/// `worker_rlimit_nofile` can go without replacing nginx.conf.
+const NGINX_LIMITS: &str = "/etc/nginx/modules-enabled/berth-limits.conf";
+/// Open files for the web servers: per-app log files at thousands of apps.
+pub const OPEN_FILES: u64 = 65536;
 const APACHE_PORTS: &str = "/etc/apache2/ports.conf";
 const APACHE_BASE: &str = "/etc/apache2/conf-enabled/berth.conf";
 const APACHE_DEFAULT_SITE: &str = "/etc/apache2/sites-enabled/000-default.conf";
@@ -108,8 +113,10 @@ pub fn base_changes(templates: &Templates, root: &Path, apache: bool) -> Result<
     context.insert("deny_unknown_domains", &true);
     context.insert("vhost_dir", &path(root, NGINX_VHOSTS));
     context.insert("apache_port", &APACHE_PORT);
+    context.insert("open_files", &OPEN_FILES);
     let mut changes = vec![
         write(root, NGINX_BASE, render(templates, "nginx-catchall.conf", &context)?, Service::Nginx),
+        write(root, NGINX_LIMITS, render(templates, "nginx-limits.conf", &context)?, Service::Nginx),
         FileChange::remove(under_root(root, NGINX_DEFAULT_SITE), Service::Nginx),
     ];
     if apache {

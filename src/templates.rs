@@ -21,6 +21,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("apache-vhost.conf", include_str!("../templates/apache-vhost.conf")),
     ("apache-ports.conf", include_str!("../templates/apache-ports.conf")),
     ("apache-base.conf", include_str!("../templates/apache-base.conf")),
+    ("nginx-limits.conf", include_str!("../templates/nginx-limits.conf")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,18 @@ use crate::config::Secret;
 /// How long a host command may run before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Raises this process's open-files limit to its hard limit, so the servers berth
+/// starts (outside systemd, which sets its own) inherit room for thousands of
+/// per-app log files. Returns the limit now in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+    }
+    Ok(hard)
+}
+
 /// A command: a program and its arguments, and an optional secret for its stdin.
 /// Displays as the command line without the secret.
 #[derive(Debug, Clone, PartialEq)]
