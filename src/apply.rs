@@ -87,6 +87,7 @@ pub async fn run(setup: &Setup, jobs: Vec<JobMsg>, mut report: impl FnMut(&JobSt
     let (output, _) = mpsc::channel(1);
     let mut all_succeeded = true;
     for job in jobs {
+        let started_at = crate::time::now();
         let secrets = Secrets::of(&job.params);
         let result = match (crate::validate::job_id("job_id", &job.job_id), catalogue.parse(&job.kind, &job.params)) {
             (Err(e), _) => Err(e.into()),
@@ -96,7 +97,7 @@ pub async fn run(setup: &Setup, jobs: Vec<JobMsg>, mut report: impl FnMut(&JobSt
                 runnable.run(ctx).await
             }
         };
-        let status = final_status(&job.job_id, &job.kind, Some(crate::time::now()), result, &secrets);
+        let status = final_status(&job.job_id, &job.kind, Some(started_at), result, &secrets);
         all_succeeded &= status.status == Status::Success;
         report(&status);
     }

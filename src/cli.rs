@@ -142,6 +142,16 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
     Ok(setup)
 }
 
+/// Peak memory of this process (VmHWM), for the log at the end of a one-shot command.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn reconcile(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
     crate::logging::init();
     let setup = match local_setup(config_path, root) {
@@ -155,7 +165,9 @@ fn reconcile(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match crate::reconcile::run(&machine) {
+    let result = crate::reconcile::run(&machine);
+    tracing::debug!(peak_rss_kib = peak_rss_kib(), "reconcile done");
+    match result {
         Ok(outcome) => {
             let report = serde_json::json!({"changed": outcome.changed(), "steps": outcome.steps, "result": outcome.result, "output": outcome.output});
             println!("{report}");
@@ -188,7 +200,9 @@ fn apply(config_path: Option<PathBuf>, root: Option<PathBuf>, file: PathBuf) -> 
         let event = crate::protocol::Event::JobStatus(status.clone());
         println!("{}", serde_json::to_string(&event).expect("statuses serialize"));
     };
-    match runtime.block_on(crate::apply::run(&setup, jobs, print)) {
+    let result = runtime.block_on(crate::apply::run(&setup, jobs, print));
+    tracing::debug!(peak_rss_kib = peak_rss_kib(), "apply done");
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

@@ -13,7 +13,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::host::Host;
-use crate::inventory::InventoryStore;
+use crate::host::transaction::Applied;
+use crate::inventory::{Inventory, InventoryStore};
 use crate::protocol::{ErrorBody, ErrorCode, JobOutput, JobStatus, Status, Step, MAX_OUTPUT_BYTES};
 use crate::validate::FieldError;
 
@@ -74,6 +75,11 @@ impl JobContext {
     /// Every host path is placed under this directory (`/` in production).
     pub fn root(&self) -> &Path {
         self.host.root()
+    }
+
+    /// Changes the inventory and saves it (see [`InventoryStore::update`]).
+    pub fn record<R>(&self, change: impl FnOnce(&mut Inventory) -> R) -> Result<R, JobError> {
+        self.inventory.update(change).map_err(|e| JobError::Internal(format!("cannot save the inventory: {e}")))
     }
 
     /// Live output (`job.output`), secrets removed: best effort, dropped when nobody is listening.
@@ -148,6 +154,14 @@ impl Outcome {
 
     pub fn step(&mut self, name: impl Into<String>, changed: bool) {
         self.steps.push(Step { name: name.into(), changed });
+    }
+
+    /// The steps of a config transaction: the files, then each reload.
+    pub fn applied(&mut self, applied: &Applied) {
+        self.step("config files", !applied.changed.is_empty());
+        for service in &applied.reloaded {
+            self.step(format!("reload {service}"), true);
+        }
     }
 }
 

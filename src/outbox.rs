@@ -292,6 +292,15 @@ mod tests {
         Event::JobStatus(JobStatus::progress(&format!("job{n}"), "test.sleep", Status::Queued, "t".into()))
     }
 
+    /// An outbox in `dir` holding events 1..=count.
+    fn outbox_with(dir: &Path, count: u32) -> Outbox {
+        let outbox = Outbox::open(dir).unwrap();
+        for n in 0..count {
+            outbox.push(event(n));
+        }
+        outbox
+    }
+
     fn seqs(outbox: &Outbox) -> Vec<u64> {
         outbox.after(0).iter().map(|e| e.seq).collect()
     }
@@ -317,10 +326,7 @@ mod tests {
     #[test]
     fn ack_trims_the_file_and_keeps_the_rest_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path()).unwrap();
-        for n in 0..5 {
-            outbox.push(event(n));
-        }
+        let outbox = outbox_with(dir.path(), 5);
         outbox.ack(2);
         assert_eq!(seqs(&outbox), [3, 4, 5]);
         assert_eq!(outbox.after(4).len(), 1);
@@ -333,10 +339,7 @@ mod tests {
     #[test]
     fn regression_kill_during_append_loses_only_the_torn_record() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path()).unwrap();
-        for n in 0..3 {
-            outbox.push(event(n));
-        }
+        let outbox = outbox_with(dir.path(), 3);
         drop(outbox);
         let path = dir.path().join(FILE_NAME);
         let full = std::fs::read(&path).unwrap();
@@ -355,10 +358,7 @@ mod tests {
     #[test]
     fn corrupt_record_in_the_middle_is_dropped_not_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path()).unwrap();
-        for n in 0..3 {
-            outbox.push(event(n));
-        }
+        let outbox = outbox_with(dir.path(), 3);
         drop(outbox);
         let path = dir.path().join(FILE_NAME);
         let text = std::fs::read_to_string(&path).unwrap().replacen("job1", "jobX", 1);

@@ -42,10 +42,7 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
         changes.extend(stack::app_changes(&templates, root, &site, &runtimes, apache)?);
     }
     let applied = transaction::apply(machine.host.as_ref(), &Services::detect(root), &changes)?;
-    outcome.step("config files", !applied.changed.is_empty());
-    for service in &applied.reloaded {
-        outcome.step(format!("reload {service}"), true);
-    }
+    outcome.applied(&applied);
     let changed: Vec<String> = applied.changed.iter().map(|p| p.display().to_string()).collect();
     outcome.result = Some(json!({"apps": inventory.apps.len(), "changed_files": changed, "skipped": skipped}));
     Ok(outcome)

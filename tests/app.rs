@@ -284,3 +284,29 @@ fn reconcile_changes_nothing_when_all_holds_and_carries_template_edits_to_every_
     assert_eq!(machine.eventually_get("one.test", "/", 200), "one ok");
     assert_eq!(machine.get("two.test", "/").1, "two ok");
 }
+
+#[test]
+fn update_moves_the_pool_to_the_new_runtime() {
+    let machine = Machine::start();
+    machine.add_php_runtime("8.9");
+    machine.job("sysuser.create", json!({"name": "derek"}));
+    create(&machine, "derek", "mover", &["mover.test"], "nginx");
+    publish(&machine, "derek", "mover", "index.php", "<?php echo posix_getppid();");
+    machine.eventually_get("mover.test", "/", 200);
+
+    let moved = machine.job("app.update", json!({"name": "mover", "runtime": "php8.9"}));
+    assert_eq!((moved["status"].as_str(), moved["changed"].as_bool()), (Some("success"), Some(true)), "{moved}");
+    let steps: Vec<&str> = moved["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(steps.contains(&"reload php8.9-fpm") && steps.contains(&"reload php8.2-fpm"), "{steps:?}");
+    assert!(machine.path("/etc/php/8.9/fpm/pool.d/berth-mover.conf").exists());
+    assert!(!machine.path("/etc/php/8.2/fpm/pool.d/berth-mover.conf").exists(), "the old pool is gone");
+    // The worker that answers is a child of the new runtime's master.
+    let master = machine.run("/bin/cat", &["/run/php/php8.9-fpm.pid"]);
+    let master = String::from_utf8_lossy(&master.stdout).trim().to_owned();
+    assert!(!master.is_empty(), "the php8.9 master runs");
+    let started = std::time::Instant::now();
+    while machine.get("mover.test", "/").1 != master {
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "served by {:?}, not {master}", machine.get("mover.test", "/"));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

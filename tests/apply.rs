@@ -45,6 +45,19 @@ async fn apply_runs_a_file_of_jobs_in_order_and_exits_by_their_outcome() {
     assert_eq!(statuses(&stdout)[0]["changed"], false, "the same state again changes nothing");
 }
 
+#[tokio::test]
+async fn regression_apply_stamps_started_at_before_the_job_runs() {
+    let cp = ControlPlane::start().await;
+    let agent = Sandbox::new(&cp);
+    let jobs = agent.dir.path().join("jobs.json");
+    std::fs::write(&jobs, json!({"kind": "test.sleep", "params": {"ms": 300}}).to_string()).unwrap();
+    let (code, stdout, stderr) = berth(&["apply", "--config", agent.config_path().to_str().unwrap(), jobs.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let done = &statuses(&stdout)[0];
+    let (started, finished) = (done["started_at"].as_str().unwrap(), done["finished_at"].as_str().unwrap());
+    assert!(started < finished, "started {started}, finished {finished}");
+}
+
 #[test]
 fn apply_refuses_a_malformed_file_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();

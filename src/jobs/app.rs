@@ -205,20 +205,14 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
     let site = AppSite { name, sysuser: &app.sysuser, php: &php, domains: &app.domains, stack: app.stack };
     let mut changes = stack::base_changes(&templates, root, apache)?;
     changes.extend(stack::app_changes(&templates, root, &site, &runtimes, apache)?);
-    let applied = transaction::apply(ctx.host.as_ref(), &Services::detect(root), &changes)?;
-    outcome.step("config files", !applied.changed.is_empty());
-    for service in &applied.reloaded {
-        outcome.step(format!("reload {service}"), true);
-    }
+    outcome.applied(&transaction::apply(ctx.host.as_ref(), &Services::detect(root), &changes)?);
     let result = json!({
         "web_root": stack::web_root(&app.sysuser, name),
         "log_dir": stack::log_dir(&app.sysuser, name),
         "domains": stack::server_names(&app.domains),
         "stack": app.stack.as_str(),
     });
-    ctx.inventory
-        .update(|inv| inv.apps.insert(name.to_owned(), app))
-        .map_err(|e| JobError::Internal(format!("cannot save the inventory: {e}")))?;
+    ctx.record(|inv| inv.apps.insert(name.to_owned(), app))?;
     outcome.result = Some(result);
     Ok(outcome)
 }
@@ -233,11 +227,7 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
         return Ok(outcome);
     };
     let changes = stack::app_removal(root, name, &installed_php(root), stack::apache_installed(root));
-    let applied = transaction::apply(ctx.host.as_ref(), &Services::detect(root), &changes)?;
-    outcome.step("config files", !applied.changed.is_empty());
-    for service in &applied.reloaded {
-        outcome.step(format!("reload {service}"), true);
-    }
+    outcome.applied(&transaction::apply(ctx.host.as_ref(), &Services::detect(root), &changes)?);
     let mut removed = false;
     for dir in [stack::app_dir(&app.sysuser, name), stack::log_dir(&app.sysuser, name)] {
         let dir = under_root(root, &dir);
@@ -247,9 +237,7 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
         }
     }
     outcome.step("files and logs", removed);
-    ctx.inventory
-        .update(|inv| inv.apps.remove(name))
-        .map_err(|e| JobError::Internal(format!("cannot save the inventory: {e}")))?;
+    ctx.record(|inv| inv.apps.remove(name))?;
     Ok(outcome)
 }
 

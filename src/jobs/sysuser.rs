@@ -113,9 +113,7 @@ impl UserJob for Create {
                 ]))?;
                 // Recorded at once: a later failure must not leave an account berth disowns.
                 let created_ms = crate::time::unix_millis(std::time::SystemTime::now());
-                ctx.inventory
-                    .update(|inv| inv.users.insert(self.name.clone(), User { created_ms }))
-                    .map_err(|e| JobError::Internal(format!("cannot save the inventory: {e}")))?;
+                ctx.record(|inv| inv.users.insert(self.name.clone(), User { created_ms }))?;
                 outcome.step("account", true);
                 passwd_entry(root, &self.name)?
                     .ok_or_else(|| JobError::Internal(format!("useradd did not create {}", shown(&self.name))))?
@@ -197,9 +195,7 @@ impl UserJob for Delete {
             std::fs::remove_dir_all(&home_dir).map_err(|e| io_error(&home_dir, e))?;
         }
         outcome.step("home directory", had_home);
-        ctx.inventory
-            .update(|inv| inv.users.remove(&self.name))
-            .map_err(|e| JobError::Internal(format!("cannot save the inventory: {e}")))?;
+        ctx.record(|inv| inv.users.remove(&self.name))?;
         Ok(outcome)
     }
 }

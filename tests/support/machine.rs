@@ -78,6 +78,38 @@ impl Machine {
             .unwrap()
     }
 
+    /// Installs a second PHP-FPM runtime, `php{version}`, inside the machine: a copy of
+    /// the installed php-fpm binary on an overlay of `/usr/sbin` (the host's stays as
+    /// it is) and its own config under `/etc/php/{version}`. It is the same PHP, run
+    /// as a master of its own, which is what berth moves pools between.
+    pub fn add_php_runtime(&self, version: &str) {
+        let existing = berth::probe::runtimes(Path::new("/")).pop().expect("a PHP-FPM is installed");
+        let existing = existing.trim_start_matches("php").to_owned();
+        let d = self.dir.path();
+        for sub in ["sbin-upper", "sbin-work"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let mount = format!(
+            "mount -t overlay overlay -o lowerdir=/usr/sbin,upperdir={0}/sbin-upper,workdir={0}/sbin-work /usr/sbin && \
+             cp /usr/sbin/php-fpm{existing} /usr/sbin/php-fpm{version}",
+            d.display()
+        );
+        let out = self.run("/bin/sh", &["-c", &mount]);
+        assert!(out.status.success(), "overlay: {}", String::from_utf8_lossy(&out.stderr));
+        let copied = Command::new("cp").arg("-a").arg(d.join(format!("etc/php/{existing}"))).arg(d.join(format!("etc/php/{version}"))).status();
+        assert!(copied.unwrap().success());
+        let conf = d.join(format!("etc/php/{version}/fpm/php-fpm.conf"));
+        let text = std::fs::read_to_string(&conf).unwrap().replace(&format!("php/{existing}/"), &format!("php/{version}/"));
+        let text = text.replace(&format!("php{existing}-fpm"), &format!("php{version}-fpm"));
+        std::fs::write(&conf, text).unwrap();
+        std::fs::remove_file(d.join(format!("etc/php/{version}/fpm/pool.d/www.conf"))).unwrap();
+        std::fs::write(
+            d.join(format!("etc/php/{version}/fpm/pool.d/placeholder.conf")),
+            format!("[placeholder]\nuser = www-data\nlisten = /run/php/placeholder{version}.sock\npm = ondemand\npm.max_children = 1\n"),
+        )
+        .unwrap();
+    }
+
     /// The agent config of `berth apply` inside: root "/", state in the sandbox.
     pub fn config(&self) -> PathBuf {
         let path = self.dir.path().join("agent.toml");
@@ -95,26 +127,42 @@ impl Machine {
 
     /// `berth apply` of `jobs` inside the machine: exit code and the final statuses.
     pub fn apply(&self, jobs: Value) -> (Option<i32>, Vec<Value>) {
+        let (code, statuses, _) = self.apply_logged(jobs);
+        (code, statuses)
+    }
+
+    /// [`Machine::apply`], also returning berth's log (at debug level).
+    pub fn apply_logged(&self, jobs: Value) -> (Option<i32>, Vec<Value>, String) {
         let file = self.dir.path().join("jobs.json");
         std::fs::write(&file, jobs.to_string()).unwrap();
         let config = self.config();
-        let out = self.run(env!("CARGO_BIN_EXE_berth"), &["apply", "--config", config.to_str().unwrap(), file.to_str().unwrap()]);
+        let berth = env!("CARGO_BIN_EXE_berth");
+        let args = ["RUST_LOG=info,berth=debug", berth, "apply", "--config", config.to_str().unwrap(), file.to_str().unwrap()];
+        let out = self.run("/usr/bin/env", &args);
         assert_ne!(out.status.code(), Some(97), "not inside the test machine");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        for line in stderr.lines() {
+        for line in stderr.lines().filter(|l| !l.contains("DEBUG")) {
             eprintln!("[berth apply] {line}");
         }
         let statuses = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        (out.status.code(), statuses)
+        (out.status.code(), statuses, stderr.into_owned())
     }
 
     /// `berth reconcile` inside the machine: exit code and its JSON report.
     pub fn reconcile(&self) -> (Option<i32>, Value) {
+        let (code, report, _) = self.reconcile_logged();
+        (code, report)
+    }
+
+    /// [`Machine::reconcile`], also returning berth's log (at debug level).
+    pub fn reconcile_logged(&self) -> (Option<i32>, Value, String) {
         let config = self.config();
-        let out = self.run(env!("CARGO_BIN_EXE_berth"), &["reconcile", "--config", config.to_str().unwrap()]);
+        let berth = env!("CARGO_BIN_EXE_berth");
+        let out = self.run("/usr/bin/env", &["RUST_LOG=info,berth=debug", berth, "reconcile", "--config", config.to_str().unwrap()]);
         assert_ne!(out.status.code(), Some(97), "not inside the test machine");
-        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-        (out.status.code(), report)
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{stderr}"));
+        (out.status.code(), report, stderr)
     }
 
     /// Runs one job; returns its final status.
