@@ -162,6 +162,9 @@ impl Outcome {
         for service in &applied.reloaded {
             self.step(format!("reload {service}"), true);
         }
+        for service in &applied.restarted {
+            self.step(format!("restart {service}"), true);
+        }
     }
 }
 

@@ -26,22 +26,21 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
         return Ok(outcome);
     }
     let templates = Templates::load(root).map_err(stack::template_error)?;
-    let runtimes: Vec<String> =
-        crate::probe::runtimes(root).into_iter().map(|r| r.trim_start_matches("php").to_owned()).collect();
-    let apache = stack::apache_installed(root);
-    let mut changes = stack::base_changes(&templates, root, apache)?;
+    let services = Services::detect(root);
+    let host = stack::Facts::detect(root, &services);
+    let mut changes = stack::base_changes(&templates, root, &host)?;
     let mut skipped = Vec::new();
     for (name, app) in &inventory.apps {
         let php = app.runtime.trim_start_matches("php");
-        if !runtimes.iter().any(|r| r == php) {
+        if !host.runtimes.iter().any(|r| r == php) {
             outcome.output.push_str(&format!("app {name}: runtime {} is not installed; left as it is\n", app.runtime));
             skipped.push(name.clone());
             continue;
         }
         let site = AppSite { name, sysuser: &app.sysuser, php, domains: &app.domains, stack: app.stack };
-        changes.extend(stack::app_changes(&templates, root, &site, &runtimes, apache)?);
+        changes.extend(stack::app_changes(&templates, root, &site, &host)?);
     }
-    let applied = transaction::apply(machine.host.as_ref(), &Services::detect(root), &changes)?;
+    let applied = transaction::apply(machine.host.as_ref(), &services, &changes)?;
     outcome.applied(&applied);
     let changed: Vec<String> = applied.changed.iter().map(|p| p.display().to_string()).collect();
     outcome.result = Some(json!({"apps": inventory.apps.len(), "changed_files": changed, "skipped": skipped}));

@@ -23,6 +23,7 @@ pub const WEB_USER: &str = "www-data";
 /// Apache's loopback port behind nginx.
 pub const APACHE_PORT: u16 = 8081;
 const HTTP_LISTEN: &str = "80";
+const HTTP_LISTEN_V6: &str = "[::]:80";
 const NGINX_BASE: &str = "/etc/nginx/conf.d/berth.conf";
 const NGINX_VHOSTS: &str = "/etc/nginx/berth.d";
 const NGINX_DEFAULT_SITE: &str = "/etc/nginx/sites-enabled/default";
@@ -106,10 +107,43 @@ fn twin(domain: &str) -> Option<String> {
     (!domain.starts_with("*.") && !domain.starts_with("www.")).then(|| format!("www.{domain}"))
 }
 
+/// What the base configuration depends on, found on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub apache: bool,
+    /// systemd runs the services: limits go in unit drop-ins.
+    pub systemd: bool,
+    /// The kernel has IPv6: nginx also listens on `[::]` (it would not start otherwise).
+    pub ipv6: bool,
+    /// Installed PHP-FPM versions, `X.Y`.
+    pub runtimes: Vec<String>,
+}
+
+impl Facts {
+    pub fn detect(root: &Path, services: &crate::host::services::Services) -> Facts {
+        Facts {
+            apache: apache_installed(root),
+            systemd: services.systemd(),
+            ipv6: Path::new("/proc/net/if_inet6").exists(),
+            runtimes: crate::probe::runtimes(root).into_iter().map(|r| r.trim_start_matches("php").to_owned()).collect(),
+        }
+    }
+
+    fn listen_v6(&self) -> &'static str {
+        if self.ipv6 {
+            HTTP_LISTEN_V6
+        } else {
+            ""
+        }
+    }
+}
+
 /// The files every app needs once per host.
-pub fn base_changes(templates: &Templates, root: &Path, apache: bool) -> Result<Vec<FileChange>, JobError> {
+pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<Vec<FileChange>, JobError> {
+    let apache = host.apache;
     let mut context = Context::new();
     context.insert("http_listen", HTTP_LISTEN);
+    context.insert("http_listen_v6", host.listen_v6());
     context.insert("deny_unknown_domains", &true);
     context.insert("vhost_dir", &path(root, NGINX_VHOSTS));
     context.insert("apache_port", &APACHE_PORT);
@@ -124,13 +158,25 @@ pub fn base_changes(templates: &Templates, root: &Path, apache: bool) -> Result<
         changes.push(write(root, APACHE_BASE, render(templates, "apache-base.conf", &context)?, Service::Apache));
         changes.push(FileChange::remove(under_root(root, APACHE_DEFAULT_SITE), Service::Apache));
     }
+    if host.systemd {
+        let limits = render(templates, "systemd-limits.conf", &context)?;
+        let mut services = vec![Service::Nginx];
+        services.extend(apache.then_some(Service::Apache));
+        services.extend(host.runtimes.iter().map(|v| Service::PhpFpm(v.clone())));
+        for service in services {
+            let drop_in = under_root(root, &format!("/etc/systemd/system/{}.service.d/berth-limits.conf", service.unit()));
+            changes.push(FileChange::unit_drop_in(drop_in, limits.clone(), service));
+        }
+    }
     Ok(changes)
 }
 
-/// An app's files; `runtimes` are the installed PHP versions (`X.Y`): the pool
-/// stands in the app's, and is absent from every other.
-pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, runtimes: &[String], apache: bool) -> Result<Vec<FileChange>, JobError> {
+/// An app's files: the pool stands in the app's runtime, and is absent from every
+/// other installed one.
+pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, host: &Facts) -> Result<Vec<FileChange>, JobError> {
+    let (runtimes, apache) = (&host.runtimes, host.apache);
     let mut context = Context::new();
+    context.insert("http_listen_v6", host.listen_v6());
     context.insert("app", site.name);
     context.insert("user", site.sysuser);
     context.insert("web_user", WEB_USER);
@@ -213,6 +259,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn under_systemd_every_service_gets_a_limits_drop_in() {
+        let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
+        let host = Facts { apache: true, systemd: true, ipv6: false, runtimes: vec!["8.2".into()] };
+        let changes = base_changes(&templates, Path::new("/"), &host).unwrap();
+        let drop_ins: Vec<_> = changes.iter().filter(|c| c.restart).map(|c| c.path.display().to_string()).collect();
+        assert_eq!(
+            drop_ins,
+            [
+                "/etc/systemd/system/nginx.service.d/berth-limits.conf",
+                "/etc/systemd/system/apache2.service.d/berth-limits.conf",
+                "/etc/systemd/system/php8.2-fpm.service.d/berth-limits.conf"
+            ]
+        );
+        let without = Facts { systemd: false, ..host };
+        assert!(!base_changes(&templates, Path::new("/"), &without).unwrap().iter().any(|c| c.restart));
+    }
+
+    #[test]
     fn every_domain_is_answered_with_its_www_twin_once() {
         let domains = ["example.com".to_string(), "www.example.com".into(), "*.shop.example.org".into()];
         assert_eq!(server_names(&domains), ["example.com", "www.example.com", "*.shop.example.org"]);
@@ -224,7 +288,8 @@ mod tests {
         let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
         let domains = ["a.test".to_string()];
         let site = AppSite { name: "gallery", sysuser: "derek", php: "8.3", domains: &domains, stack: Stack::Nginx };
-        let changes = app_changes(&templates, Path::new("/"), &site, &["8.2".into(), "8.3".into()], true).unwrap();
+        let host = Facts { apache: true, systemd: false, ipv6: true, runtimes: vec!["8.2".into(), "8.3".into()] };
+        let changes = app_changes(&templates, Path::new("/"), &site, &host).unwrap();
         let pools: Vec<_> = changes.iter().filter(|c| matches!(c.service, Service::PhpFpm(_))).collect();
         assert_eq!(pools.len(), 2);
         assert!(pools.iter().any(|c| c.path == Path::new("/etc/php/8.3/fpm/pool.d/berth-gallery.conf") && c.content.is_some()));

@@ -43,6 +43,11 @@ fn an_nginx_app_serves_php_static_files_and_its_www_twin_and_refuses_dotfiles() 
     assert_eq!(machine.get("gallery.test", "/hello.txt"), (200, "static hello".into()));
     assert_eq!(machine.get("gallery.test", "/.env").0, 403, "dotfiles are refused");
     assert_eq!(machine.get("unknown.test", "/").0, 0, "an unknown Host is closed without a response");
+    let over_v6 = "exec 3<>/dev/tcp/::1/80 && printf 'GET /hello.txt HTTP/1.0\\r\\nHost: gallery.test\\r\\n\\r\\n' >&3 && cat <&3";
+    let v6 = machine.run("/bin/bash", &["-c", over_v6]);
+    assert!(String::from_utf8_lossy(&v6.stdout).ends_with("static hello"), "served over IPv6 too");
+    let socket = machine.run("/usr/bin/stat", &["-c", "%a %U %G", "/run/php/berth-gallery.sock"]);
+    assert_eq!(String::from_utf8_lossy(&socket.stdout).trim(), "660 www-data www-data", "only the web server talks to the pool");
     assert!(machine.path("/srv/users/derek/log/gallery/nginx.access.log").exists(), "the app logs to its own files");
     // Room for per-app log files: part of the configuration nginx loads. (Whether the
     // kernel grants it needs CAP_SYS_RESOURCE, which root has on a server but not in

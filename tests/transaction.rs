@@ -54,6 +54,7 @@ fn builtin_templates_pass_the_servers_own_checks() {
     context.insert("user", "www-data");
     context.insert("web_user", "www-data");
     context.insert("http_listen", &format!("127.0.0.1:{}", nginx.port));
+    context.insert("http_listen_v6", &format!("[::1]:{}", nginx.port));
     context.insert("server_names", &["example.com", "www.example.com"]);
     context.insert("app_dir", &app_dir);
     context.insert("web_root", &app_dir.join("public"));

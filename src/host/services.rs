@@ -51,6 +51,31 @@ impl Services {
         Services { root: root.to_owned(), systemd }
     }
 
+    /// Whether systemd runs the services.
+    pub fn systemd(&self) -> bool {
+        self.systemd
+    }
+
+    /// For unit tests of the systemd commands.
+    #[cfg(test)]
+    pub fn systemd_for_tests() -> Self {
+        Services { root: PathBuf::from("/"), systemd: true }
+    }
+
+    /// `systemctl daemon-reload`, after a unit drop-in changed (systemd only).
+    pub fn daemon_reload(&self) -> Option<Cmd> {
+        self.systemd.then(|| Cmd::new("/usr/bin/systemctl").arg("daemon-reload"))
+    }
+
+    /// A full restart (a unit drop-in applies to a new process); outside systemd,
+    /// where berth writes no drop-ins, the same as a reload.
+    pub fn restart(&self, service: &Service) -> Cmd {
+        if self.systemd {
+            return Cmd::new("/usr/bin/systemctl").args(["restart", &service.unit()]);
+        }
+        self.reload(service)
+    }
+
     /// The service's own config check.
     pub fn check(&self, service: &Service) -> Cmd {
         match service {

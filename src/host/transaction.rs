@@ -25,15 +25,23 @@ pub struct FileChange {
     pub content: Option<Vec<u8>>,
     pub mode: u32,
     pub service: Service,
+    /// The service must restart, not reload, for this file to count (a systemd
+    /// unit drop-in: limits apply to a new process).
+    pub restart: bool,
 }
 
 impl FileChange {
     pub fn write(path: PathBuf, content: impl Into<Vec<u8>>, mode: u32, service: Service) -> Self {
-        FileChange { path, content: Some(content.into()), mode, service }
+        FileChange { path, content: Some(content.into()), mode, service, restart: false }
     }
 
     pub fn remove(path: PathBuf, service: Service) -> Self {
-        FileChange { path, content: None, mode: 0, service }
+        FileChange { path, content: None, mode: 0, service, restart: false }
+    }
+
+    /// A systemd drop-in of `service`'s unit: a change means daemon-reload and restart.
+    pub fn unit_drop_in(path: PathBuf, content: impl Into<Vec<u8>>, service: Service) -> Self {
+        FileChange { restart: true, ..FileChange::write(path, content, 0o644, service) }
     }
 }
 
@@ -42,6 +50,7 @@ impl FileChange {
 pub struct Applied {
     pub changed: Vec<PathBuf>,
     pub reloaded: Vec<Service>,
+    pub restarted: Vec<Service>,
 }
 
 /// A file as it was before the transaction.
@@ -62,6 +71,7 @@ enum Before {
 pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Result<Applied, JobError> {
     let mut previous = Vec::new();
     let mut affected: Vec<Service> = Vec::new();
+    let mut restart: Vec<Service> = Vec::new();
     for change in changes {
         let before = read(&change.path).map_err(|e| io_error(&change.path, e))?;
         let holds = match (&before, &change.content) {
@@ -84,6 +94,9 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         if !affected.contains(&change.service) {
             affected.push(change.service.clone());
         }
+        if change.restart && !restart.contains(&change.service) {
+            restart.push(change.service.clone());
+        }
     }
     for service in &affected {
         if let Err(e) = host.run(&services.check(service)) {
@@ -97,16 +110,28 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
             });
         }
     }
-    for service in &affected {
-        if let Err(reload) = host.run(&services.reload(service)) {
+    if !restart.is_empty() {
+        if let Some(daemon_reload) = services.daemon_reload() {
+            host.run(&daemon_reload)?;
+        }
+    }
+    let (mut reloaded, mut restarted) = (Vec::new(), Vec::new());
+    for service in affected {
+        if restart.contains(&service) {
+            host.run(&services.restart(&service))?;
+            restarted.push(service);
+            continue;
+        }
+        if let Err(reload) = host.run(&services.reload(&service)) {
             // Not running: start it. If that fails too, say both.
-            host.run(&services.start(service)).map_err(|start| JobError::ToolFailed {
+            host.run(&services.start(&service)).map_err(|start| JobError::ToolFailed {
                 command: format!("{service} reload, then start"),
                 stderr: format!("{reload}; {start}"),
             })?;
         }
+        reloaded.push(service);
     }
-    Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded: affected })
+    Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded, restarted })
 }
 
 /// Puts every changed file back as it was, newest first.
@@ -204,6 +229,28 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.path().join("doomed.conf")).unwrap(), "still here");
         assert_eq!(std::fs::read_link(dir.path().join("default")).unwrap(), Path::new("../sites-available/default"));
         assert!(!host.commands().iter().any(|c| c.contains("reload")), "nothing reloads a broken config");
+    }
+
+    #[test]
+    fn a_unit_drop_in_means_daemon_reload_and_restart_instead_of_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(Path::new("/"));
+        let services = Services::systemd_for_tests();
+        let changes = [
+            FileChange::unit_drop_in(dir.path().join("nginx.service.d/berth.conf"), "[Service]\nLimitNOFILE=65536\n", Service::Nginx),
+            nginx_file(dir.path(), "a.conf", "x"),
+            FileChange::write(dir.path().join("pool.conf"), "[app]", 0o644, Service::PhpFpm("8.2".into())),
+        ];
+        let applied = apply(&host, &services, &changes).unwrap();
+        assert_eq!(applied.restarted, [Service::Nginx]);
+        assert_eq!(applied.reloaded, [Service::PhpFpm("8.2".into())]);
+        let ran = host.commands();
+        let tail: Vec<&str> = ran.iter().skip(2).map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            ["/usr/bin/systemctl daemon-reload", "/usr/bin/systemctl restart nginx", "/usr/bin/systemctl reload-or-restart php8.2-fpm"],
+            "{ran:?}"
+        );
     }
 
     #[test]

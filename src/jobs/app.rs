@@ -156,18 +156,18 @@ impl Job for Delete {
 /// Makes the host hold `app` as `name`: the whole desired state, for create and update.
 fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobError> {
     let root = ctx.root();
-    let runtimes = installed_php(root);
+    let services = Services::detect(root);
+    let host = stack::Facts::detect(root, &services);
     let php = app.runtime.trim_start_matches("php").to_owned();
-    if !runtimes.contains(&php) {
-        let installed: Vec<String> = runtimes.iter().map(|v| format!("php{v}")).collect();
+    if !host.runtimes.contains(&php) {
+        let installed: Vec<String> = host.runtimes.iter().map(|v| format!("php{v}")).collect();
         return Err(JobError::PreconditionFailed(format!(
             "runtime {} is not installed; installed: {}",
             shown(&app.runtime),
             if installed.is_empty() { "none".into() } else { installed.join(", ") }
         )));
     }
-    let apache = stack::apache_installed(root);
-    if app.stack == Stack::NginxApache && !apache {
+    if app.stack == Stack::NginxApache && !host.apache {
         return Err(JobError::PreconditionFailed("stack nginx-apache needs Apache, which is not installed".into()));
     }
     let inventory = ctx.inventory.read(|inv| inv.clone());
@@ -203,9 +203,9 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
 
     let templates = Templates::load(root).map_err(stack::template_error)?;
     let site = AppSite { name, sysuser: &app.sysuser, php: &php, domains: &app.domains, stack: app.stack };
-    let mut changes = stack::base_changes(&templates, root, apache)?;
-    changes.extend(stack::app_changes(&templates, root, &site, &runtimes, apache)?);
-    outcome.applied(&transaction::apply(ctx.host.as_ref(), &Services::detect(root), &changes)?);
+    let mut changes = stack::base_changes(&templates, root, &host)?;
+    changes.extend(stack::app_changes(&templates, root, &site, &host)?);
+    outcome.applied(&transaction::apply(ctx.host.as_ref(), &services, &changes)?);
     let result = json!({
         "web_root": stack::web_root(&app.sysuser, name),
         "log_dir": stack::log_dir(&app.sysuser, name),
@@ -226,8 +226,10 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
         outcome.step("app", false);
         return Ok(outcome);
     };
-    let changes = stack::app_removal(root, name, &installed_php(root), stack::apache_installed(root));
-    outcome.applied(&transaction::apply(ctx.host.as_ref(), &Services::detect(root), &changes)?);
+    let services = Services::detect(root);
+    let host = stack::Facts::detect(root, &services);
+    let changes = stack::app_removal(root, name, &host.runtimes, host.apache);
+    outcome.applied(&transaction::apply(ctx.host.as_ref(), &services, &changes)?);
     let mut removed = false;
     for dir in [stack::app_dir(&app.sysuser, name), stack::log_dir(&app.sysuser, name)] {
         let dir = under_root(root, &dir);
@@ -248,9 +250,4 @@ fn grant_web_server(ctx: &JobContext, sysuser: &str) -> Result<bool, JobError> {
     }
     ctx.host.run(&sysuser::shadow_cmd("/usr/sbin/usermod", ctx.root()).args(["--append", "--groups", sysuser, stack::WEB_USER]))?;
     Ok(true)
-}
-
-/// Installed PHP-FPM versions as `X.Y`.
-fn installed_php(root: &std::path::Path) -> Vec<String> {
-    crate::probe::runtimes(root).into_iter().map(|r| r.trim_start_matches("php").to_owned()).collect()
 }
