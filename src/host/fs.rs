@@ -57,6 +57,33 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(mode))
 }
 
+/// Makes `dir` (and its parents) exist with exactly `mode`, owned by `uid:gid`;
+/// true when anything changed. A non-directory in the way is `AlreadyExists`; a
+/// symlink is never followed.
+pub fn ensure_dir_owned(dir: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let mut changed = false;
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "not a directory")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            changed = true;
+        }
+        Err(e) => return Err(e),
+    }
+    let meta = fs::symlink_metadata(dir)?;
+    if meta.uid() != uid || meta.gid() != gid {
+        std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+        changed = true;
+    }
+    if meta.permissions().mode() & 0o7777 != mode {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +98,18 @@ mod tests {
     #[should_panic(expected = "must not contain")]
     fn under_root_refuses_traversal() {
         under_root(Path::new("/tmp/sandbox"), "/srv/users/../../etc");
+    }
+
+    #[test]
+    fn ensure_dir_owned_reports_changes_and_refuses_what_is_not_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a/b");
+        assert!(ensure_dir_owned(&target, 0o750, 0, 0).unwrap());
+        assert!(!ensure_dir_owned(&target, 0o750, 0, 0).unwrap(), "nothing to do the second time");
+        assert!(ensure_dir_owned(&target, 0o700, 0, 0).unwrap());
+        assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o700);
+        std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
+        assert_eq!(ensure_dir_owned(&dir.path().join("link"), 0o750, 0, 0).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
     }
 
     #[test]

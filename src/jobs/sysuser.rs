@@ -8,13 +8,12 @@
 //! in the inventory are changed or deleted; any other is a `conflict`.
 
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
 use crate::config::Secret;
-use crate::host::fs::under_root;
+use crate::host::fs::{ensure_dir_owned, under_root};
 use crate::host::Cmd;
 use crate::inventory::User;
 use crate::job::{blocking, within_limit, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
@@ -311,29 +310,12 @@ fn find_line(path: &Path, name: &str) -> Result<Option<Vec<String>>, JobError> {
         .find(|fields| fields.first().is_some_and(|f| f == name)))
 }
 
-/// Makes `dir` exist with `mode`, owned by `uid:gid`; true when anything changed.
+/// [`ensure_dir_owned`] with the error a job reports.
 pub(crate) fn ensure_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<bool, JobError> {
-    let err = |e| io_error(dir, e);
-    let mut changed = false;
-    match std::fs::symlink_metadata(dir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(JobError::Conflict(format!("{} exists and is not a directory", dir.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(err)?;
-            changed = true;
-        }
-        Err(e) => return Err(err(e)),
-    }
-    let meta = std::fs::symlink_metadata(dir).map_err(err)?;
-    if meta.uid() != uid || meta.gid() != gid {
-        std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(err)?;
-        changed = true;
-    }
-    if meta.permissions().mode() & 0o7777 != mode {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(err)?;
-        changed = true;
-    }
-    Ok(changed)
+    ensure_dir_owned(dir, mode, uid, gid).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => JobError::Conflict(format!("{} exists and is not a directory", dir.display())),
+        _ => io_error(dir, e),
+    })
 }
 
 fn io_error(path: &Path, e: io::Error) -> JobError {
