@@ -121,11 +121,17 @@ async fn signals() {
 fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<crate::apply::Setup, ExitCode> {
     let config_path = config_path.or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
     let mut setup = match config_path.map(|path| Config::load(&path)).transpose() {
-        Ok(Some(config)) => crate::apply::Setup { state_dir: config.state_dir, root: config.root, test_jobs: config.test_jobs },
+        Ok(Some(config)) => crate::apply::Setup {
+            state_dir: config.state_dir,
+            root: config.root,
+            test_jobs: config.test_jobs,
+            mysql: config.mysql,
+        },
         Ok(None) => crate::apply::Setup {
             state_dir: PathBuf::from(crate::config::DEFAULT_STATE_DIR),
             root: PathBuf::from("/"),
             test_jobs: false,
+            mysql: crate::host::mysql::MysqlSettings::under(std::path::Path::new("/")),
         },
         Err(e) => {
             tracing::error!("{e}");
@@ -137,6 +143,7 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             tracing::error!("--root must be an absolute path, not {}", root.display());
             return Err(ExitCode::from(2));
         }
+        setup.mysql = crate::host::mysql::MysqlSettings::under(&root);
         setup.root = root;
     }
     Ok(setup)

@@ -46,6 +46,8 @@ pub struct Config {
     pub max_parallel_jobs: usize,
     /// Registers the `test.*` job kinds (for the test suite and trials; never in production).
     pub test_jobs: bool,
+    /// How berth reaches MySQL/MariaDB.
+    pub mysql: crate::host::mysql::MysqlSettings,
 }
 
 /// The file as written; checked into [`Config`].
@@ -66,6 +68,8 @@ struct File {
     max_parallel_jobs: Option<usize>,
     #[serde(default)]
     test_jobs: bool,
+    mysql_socket: Option<PathBuf>,
+    mysql_user: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +143,19 @@ impl Config {
         if !(1..=64).contains(&max_parallel_jobs) {
             return Err(invalid("max_parallel_jobs", "must be between 1 and 64".into()));
         }
+        let mut mysql = crate::host::mysql::MysqlSettings::under(&root);
+        if let Some(socket) = file.mysql_socket {
+            if !socket.is_absolute() {
+                return Err(invalid("mysql_socket", format!("must be an absolute path, not {}", socket.display())));
+            }
+            mysql.socket = socket;
+        }
+        if let Some(user) = file.mysql_user {
+            if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(invalid("mysql_user", "must be a plain user name".into()));
+            }
+            mysql.user = user;
+        }
         Ok(Config {
             server_id: file.server_id,
             api_key: Secret(api_key),
@@ -151,6 +168,7 @@ impl Config {
             allow_insecure_ws: file.allow_insecure_ws,
             max_parallel_jobs,
             test_jobs: file.test_jobs,
+            mysql,
         })
     }
 }

@@ -27,6 +27,9 @@ pub struct Inventory {
     /// Apps, by name (unique on the server).
     #[serde(default)]
     pub apps: BTreeMap<String, App>,
+    /// Databases, by name.
+    #[serde(default)]
+    pub databases: BTreeMap<String, Database>,
 }
 
 impl Inventory {
@@ -34,6 +37,13 @@ impl Inventory {
     pub fn apps_of<'a>(&'a self, sysuser: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.apps.iter().filter(move |(_, app)| app.sysuser == sysuser).map(|(name, _)| name.as_str())
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Database {
+    pub app: String,
+    /// Its one user, `user@localhost`.
+    pub user: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::host::mysql::MysqlSettings;
 use crate::host::Host;
 use crate::host::transaction::Applied;
 use crate::inventory::{Inventory, InventoryStore};
@@ -55,6 +56,7 @@ impl Resources {
 pub struct Machine {
     pub host: Arc<dyn Host>,
     pub inventory: Arc<InventoryStore>,
+    pub mysql: MysqlSettings,
 }
 
 /// What a running job gets from the agent.
@@ -63,13 +65,21 @@ pub struct JobContext {
     pub job_id: String,
     pub host: Arc<dyn Host>,
     pub inventory: Arc<InventoryStore>,
+    pub mysql: MysqlSettings,
     secrets: Arc<Secrets>,
     output: mpsc::Sender<JobOutput>,
 }
 
 impl JobContext {
     pub fn new(job_id: String, machine: &Machine, secrets: Arc<Secrets>, output: mpsc::Sender<JobOutput>) -> Self {
-        JobContext { job_id, host: machine.host.clone(), inventory: machine.inventory.clone(), secrets, output }
+        JobContext {
+            job_id,
+            host: machine.host.clone(),
+            inventory: machine.inventory.clone(),
+            mysql: machine.mysql.clone(),
+            secrets,
+            output,
+        }
     }
 
     /// Every host path is placed under this directory (`/` in production).

@@ -19,6 +19,7 @@ needs=(
   "/usr/sbin/ip:iproute2"
   "/usr/bin/setpriv:util-linux"
   "/usr/bin/pgrep:procps"
+  "/usr/sbin/mariadbd:mariadb-server"
 )
 missing=()
 for need in "${needs[@]}"; do

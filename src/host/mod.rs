@@ -9,6 +9,7 @@
 
 pub mod cmd;
 pub mod fs;
+pub mod mysql;
 pub mod services;
 pub mod transaction;
 

@@ -217,8 +217,9 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
     Ok(outcome)
 }
 
-/// Removes an app: its config (checked and reloaded like any change), then its
-/// files and logs, then its record. An app that is not there is a success.
+/// Removes an app: its databases and their users, its config (checked and
+/// reloaded like any change), its files and logs, then its record. An app that is
+/// not there is a success.
 pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> {
     let root = ctx.root();
     let mut outcome = Outcome::default();
@@ -226,6 +227,13 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
         outcome.step("app", false);
         return Ok(outcome);
     };
+    // Its databases and their users go first.
+    let databases: Vec<String> =
+        ctx.inventory.read(|inv| inv.databases.iter().filter(|(_, db)| db.app == name).map(|(n, _)| n.clone()).collect());
+    for database in &databases {
+        crate::jobs::db::drop_database(ctx, database)?;
+    }
+    outcome.step("databases", !databases.is_empty());
     let services = Services::detect(root);
     let host = stack::Facts::detect(root, &services);
     let changes = stack::app_removal(root, name, &host.runtimes, host.apache);

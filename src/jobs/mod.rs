@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::job::{Job, JobError};
 
 pub mod app;
+pub mod db;
 pub mod sysuser;
 pub mod testing;
 
@@ -27,6 +28,7 @@ impl Catalogue {
         let mut catalogue = Catalogue { kinds: BTreeMap::new() };
         sysuser::register(&mut catalogue);
         app::register(&mut catalogue);
+        db::register(&mut catalogue);
         if test_jobs {
             testing::register(&mut catalogue);
         }

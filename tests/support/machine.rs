@@ -31,13 +31,15 @@ impl Machine {
         let copied = Command::new("cp").arg("-a").arg("/etc").arg(d.join("etc")).status().unwrap();
         assert!(copied.success(), "cannot copy /etc");
         std::fs::write(d.join("etc/.berth-test-machine"), "").unwrap();
-        for sub in ["srv", "log/nginx", "log/apache2", "state"] {
+        for sub in ["srv", "log/nginx", "log/apache2", "log/mysql", "state", "mysql"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         let d = d.display();
         let script = format!(
             "set -e; mount --bind {d}/etc /etc; mount --bind {d}/srv /srv; mount -t tmpfs -o mode=0755 tmpfs /run; \
-             mkdir -p /run/lock; mount --bind {d}/log /var/log; ip link set lo up; test -e {MARKER}; \
+             mkdir -p /run/lock; mount --bind {d}/log /var/log; \
+             if [ -d /var/lib/mysql ]; then mount --bind {d}/mysql /var/lib/mysql; fi; \
+             ip link set lo up; test -e {MARKER}; \
              echo ready; exec sleep infinity"
         );
         let mut unshare = Command::new("unshare")
@@ -108,6 +110,34 @@ impl Machine {
             format!("[placeholder]\nuser = www-data\nlisten = /run/php/placeholder{version}.sock\npm = ondemand\npm.max_children = 1\n"),
         )
         .unwrap();
+    }
+
+    /// Starts MariaDB inside the machine on Debian's socket, with a fresh data
+    /// directory and root authenticated by the unix socket, as a new server has it.
+    pub fn start_mariadb(&self) {
+        let script = "set -e; \
+            mariadb-install-db --user=mysql --datadir=/var/lib/mysql --auth-root-authentication-method=socket >/dev/null 2>&1; \
+            mkdir -p /run/mysqld; chown mysql:mysql /run/mysqld; \
+            mariadbd --user=mysql --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.sock --skip-networking \
+                     --pid-file=/run/mysqld/mysqld.pid --log-error=/var/log/mysql/error.log >/dev/null 2>&1 &
+            for i in $(seq 600); do test -S /run/mysqld/mysqld.sock && exit 0; sleep 0.1; done; \
+            cat /var/log/mysql/error.log >&2; exit 1";
+        let out = self.run("/bin/sh", &["-c", script]);
+        assert!(out.status.success(), "MariaDB did not start: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Runs SQL inside the machine as `user` (root through the socket when `password` is None).
+    pub fn sql(&self, user: &str, password: Option<&str>, database: &str, sql: &str) -> Output {
+        let mut args = vec!["--protocol=socket".to_string(), format!("--user={user}"), "--batch".into(), "--skip-column-names".into()];
+        if let Some(password) = password {
+            args.push(format!("--password={password}"));
+        }
+        if !database.is_empty() {
+            args.push(format!("--database={database}"));
+        }
+        args.push(format!("--execute={sql}"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run("/usr/bin/mariadb", &args)
     }
 
     /// The agent config of `berth apply` inside: root "/", state in the sandbox.

@@ -1,0 +1,202 @@
+//! Databases: `db.create`, `db.update`, `db.delete` (PROTOCOL section 3).
+//!
+//! A database belongs to an app and has one user, `user@localhost`, with every
+//! privilege on that database and nothing else. Databases and users berth did not
+//! create are a `conflict`, never taken over or dropped. `app.delete` (and so
+//! `sysuser.delete`) drops the app's databases and their users.
+
+use serde_json::{json, Value};
+
+use crate::config::Secret;
+use crate::host::mysql::Server;
+use crate::inventory::Database;
+use crate::job::{blocking, within_limit, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
+use crate::jobs::Catalogue;
+use crate::validate::{self, shown, Params};
+
+/// At most this many databases per app (PROTOCOL section 3).
+pub const MAX_DATABASES_PER_APP: usize = 1000;
+
+pub fn register(catalogue: &mut Catalogue) {
+    catalogue.register("db.create", Create::parse);
+    catalogue.register("db.update", Update::parse);
+    catalogue.register("db.delete", Delete::parse);
+}
+
+/// `db.create {app, name, user {name, password}}`.
+#[derive(Debug)]
+struct Create {
+    app: String,
+    name: String,
+    user: String,
+    password: Secret,
+}
+
+/// `db.update {name, user {name, password}}`.
+#[derive(Debug)]
+struct Update {
+    name: String,
+    user: String,
+    password: Secret,
+}
+
+/// `db.delete {name}`.
+#[derive(Debug)]
+struct Delete {
+    name: String,
+}
+
+fn db_name(params: &Params) -> Result<String, JobError> {
+    let name = params.str("name")?;
+    validate::db_name(&params.field("name"), name)?;
+    Ok(name.to_owned())
+}
+
+/// `user {name, password}`.
+fn db_user(params: &Params) -> Result<(String, Secret), JobError> {
+    let user = params.object("user")?;
+    let name = user.str("name")?;
+    validate::db_user_name(&user.field("name"), name)?;
+    let password = user.str("password")?;
+    validate::password(&user.field("password"), password)?;
+    Ok((name.to_owned(), Secret::new(password)))
+}
+
+impl Create {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        let app = params.str("app")?;
+        validate::app_name(&params.field("app"), app)?;
+        let name = db_name(&params)?;
+        let (user, password) = db_user(&params)?;
+        Ok(Box::new(Create { app: app.to_owned(), name, user, password }))
+    }
+
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        let inventory = ctx.inventory.read(|inv| inv.clone());
+        if !inventory.apps.contains_key(&self.app) {
+            return Err(JobError::NotFound(format!("app {} does not exist", shown(&self.app))));
+        }
+        let mut server = Server::connect(&ctx.mysql)?;
+        match inventory.databases.get(&self.name) {
+            Some(db) if db.app != self.app => {
+                return Err(JobError::Conflict(format!("database {} belongs to another app", shown(&self.name))))
+            }
+            Some(db) if db.user != self.user => {
+                return Err(JobError::Conflict(format!("database {} has the user {}", shown(&self.name), shown(&db.user))))
+            }
+            Some(_) => {}
+            None => {
+                let of_app = inventory.databases.values().filter(|db| db.app == self.app).count();
+                within_limit("name", "databases per app", of_app, MAX_DATABASES_PER_APP)?;
+                if server.database_exists(&self.name)? {
+                    return Err(JobError::Conflict(format!("database {} exists and was not created by berth", shown(&self.name))));
+                }
+                if inventory.databases.values().any(|db| db.user == self.user) || server.user_exists(&self.user)? {
+                    return Err(JobError::Conflict(format!("database user {} exists and is not this database's", shown(&self.user))));
+                }
+            }
+        }
+        // Recorded first: a failure halfway must not leave a database berth disowns.
+        let record = Database { app: self.app.clone(), user: self.user.clone() };
+        ctx.record(|inv| inv.databases.insert(self.name.clone(), record))?;
+        let mut outcome = Outcome::default();
+        outcome.step("database", server.create_database(&self.name)?);
+        let created = server.create_user(&self.user, &self.password)?;
+        outcome.step("user", created);
+        outcome.step("password", !created && server.set_password(&self.user, &self.password)?);
+        outcome.step("privileges", server.grant_all(&self.name, &self.user)?);
+        outcome.result = Some(json!({"name": self.name, "user": self.user, "host": "localhost"}));
+        Ok(outcome)
+    }
+}
+
+impl Update {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        let name = db_name(&params)?;
+        let (user, password) = db_user(&params)?;
+        Ok(Box::new(Update { name, user, password }))
+    }
+
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        let db = ctx
+            .inventory
+            .read(|inv| inv.databases.get(&self.name).cloned())
+            .ok_or_else(|| JobError::NotFound(format!("database {} does not exist", shown(&self.name))))?;
+        if db.user != self.user {
+            return Err(JobError::NotFound(format!("database {} has no user {}", shown(&self.name), shown(&self.user))));
+        }
+        let mut server = Server::connect(&ctx.mysql)?;
+        let mut outcome = Outcome::default();
+        outcome.step("password", server.set_password(&self.user, &self.password)?);
+        Ok(outcome)
+    }
+}
+
+impl Delete {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        Ok(Box::new(Delete { name: db_name(&params)? }))
+    }
+
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        if ctx.inventory.read(|inv| !inv.databases.contains_key(&self.name)) {
+            let mut server = Server::connect(&ctx.mysql)?;
+            if server.database_exists(&self.name)? {
+                return Err(JobError::Conflict(format!(
+                    "database {} was not created by berth; berth does not drop it",
+                    shown(&self.name)
+                )));
+            }
+            let mut outcome = Outcome::default();
+            outcome.step("database", false);
+            return Ok(outcome);
+        }
+        drop_database(ctx, &self.name)
+    }
+}
+
+/// Drops a database of the inventory and its user, then forgets it.
+pub(crate) fn drop_database(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> {
+    let mut outcome = Outcome::default();
+    let Some(db) = ctx.inventory.read(|inv| inv.databases.get(name).cloned()) else {
+        outcome.step("database", false);
+        return Ok(outcome);
+    };
+    let mut server = Server::connect(&ctx.mysql)?;
+    outcome.step("database", server.drop_database(name)?);
+    outcome.step("user", server.drop_user(&db.user)?);
+    ctx.record(|inv| inv.databases.remove(name))?;
+    Ok(outcome)
+}
+
+impl Job for Create {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("db:{}", self.name), format!("app:{}", self.app), format!("dbuser:{}", self.user)])
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(move || self.apply(&ctx))
+    }
+}
+
+impl Job for Update {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("db:{}", self.name), format!("dbuser:{}", self.user)])
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(move || self.apply(&ctx))
+    }
+}
+
+impl Job for Delete {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("db:{}", self.name)])
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(move || self.apply(&ctx))
+    }
+}
