@@ -115,10 +115,13 @@ impl Machine {
     /// Starts MariaDB inside the machine on Debian's socket, with a fresh data
     /// directory and root authenticated by the unix socket, as a new server has it.
     pub fn start_mariadb(&self) {
-        let script = "set -e; \
-            mariadb-install-db --user=mysql --datadir=/var/lib/mysql --auth-root-authentication-method=socket >/dev/null 2>&1; \
-            mkdir -p /run/mysqld; chown mysql:mysql /run/mysqld; \
+        // The machines share the host's /tmp, and MariaDB names temp tables after its
+        // pid, which repeats across pid namespaces: each gets a tmpdir of its own.
+        let script = "mkdir -p /run/mysqld/tmp && chown -R mysql:mysql /run/mysqld || exit 1; \
+            mariadb-install-db --user=mysql --datadir=/var/lib/mysql --auth-root-authentication-method=socket \
+                --tmpdir=/run/mysqld/tmp >/var/log/mysql/install.log 2>&1 || { cat /var/log/mysql/install.log >&2; exit 1; }; \
             mariadbd --user=mysql --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.sock --skip-networking \
+                     --tmpdir=/run/mysqld/tmp \
                      --pid-file=/run/mysqld/mysqld.pid --log-error=/var/log/mysql/error.log >/dev/null 2>&1 &
             for i in $(seq 600); do test -S /run/mysqld/mysqld.sock && exit 0; sleep 0.1; done; \
             cat /var/log/mysql/error.log >&2; exit 1";
