@@ -99,16 +99,25 @@ impl JobContext {
     }
 }
 
-/// Runs a job body that blocks (commands, file writes) on tokio's blocking pool.
-pub fn blocking<F>(body: F) -> BoxFuture<Result<Outcome, JobError>>
-where
-    F: FnOnce() -> Result<Outcome, JobError> + Send + 'static,
-{
-    Box::pin(async move {
-        tokio::task::spawn_blocking(body)
-            .await
-            .unwrap_or_else(|e| Err(JobError::Internal(format!("the job stopped unexpectedly: {e}"))))
-    })
+/// A job whose work blocks (commands, files, a database client): it runs on
+/// tokio's blocking pool. The job families implement this rather than [`Job`].
+pub trait BlockingJob: Send + 'static {
+    fn resources(&self) -> Resources;
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError>;
+}
+
+impl<T: BlockingJob> Job for T {
+    fn resources(&self) -> Resources {
+        BlockingJob::resources(self)
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || self.apply(&ctx))
+                .await
+                .unwrap_or_else(|e| Err(JobError::Internal(format!("the job stopped unexpectedly: {e}"))))
+        })
+    }
 }
 
 /// Params keys whose string values are secrets.

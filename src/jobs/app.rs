@@ -14,7 +14,7 @@ use crate::host::fs::under_root;
 use crate::host::services::Services;
 use crate::host::transaction;
 use crate::inventory::App;
-use crate::job::{blocking, within_limit, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
+use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::sysuser;
 use crate::jobs::Catalogue;
 use crate::stack::{self, AppSite, Stack};
@@ -112,44 +112,40 @@ impl Delete {
     }
 }
 
-impl Job for Create {
+impl BlockingJob for Create {
     fn resources(&self) -> Resources {
         Resources::of([format!("app:{}", self.name), format!("sysuser:{}", self.sysuser), WEB_STACK.to_owned()])
     }
 
-    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        blocking(move || {
-            let app = App { sysuser: self.sysuser, runtime: self.runtime, domains: self.domains, stack: self.stack, created_ms: 0 };
-            converge(&ctx, &self.name, app)
-        })
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        let app = App { sysuser: self.sysuser, runtime: self.runtime, domains: self.domains, stack: self.stack, created_ms: 0 };
+        converge(ctx, &self.name, app)
     }
 }
 
-impl Job for Update {
+impl BlockingJob for Update {
     fn resources(&self) -> Resources {
         Resources::of([format!("app:{}", self.name), WEB_STACK.to_owned()])
     }
 
-    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        blocking(move || {
-            let mut app = ctx
-                .inventory
-                .read(|inv| inv.apps.get(&self.name).cloned())
-                .ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(&self.name))))?;
-            app.runtime = self.runtime.unwrap_or(app.runtime);
-            app.domains = self.domains.unwrap_or(app.domains);
-            converge(&ctx, &self.name, app)
-        })
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        let mut app = ctx
+            .inventory
+            .read(|inv| inv.apps.get(&self.name).cloned())
+            .ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(&self.name))))?;
+        app.runtime = self.runtime.unwrap_or(app.runtime);
+        app.domains = self.domains.unwrap_or(app.domains);
+        converge(ctx, &self.name, app)
     }
 }
 
-impl Job for Delete {
+impl BlockingJob for Delete {
     fn resources(&self) -> Resources {
         Resources::of([format!("app:{}", self.name), WEB_STACK.to_owned()])
     }
 
-    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        blocking(move || remove(&ctx, &self.name))
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        remove(ctx, &self.name)
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::config::Secret;
 use crate::host::mysql::Server;
 use crate::inventory::Database;
-use crate::job::{blocking, within_limit, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
+use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
 use crate::validate::{self, shown, Params};
 
@@ -71,6 +71,12 @@ impl Create {
         let (user, password) = db_user(&params)?;
         Ok(Box::new(Create { app: app.to_owned(), name, user, password }))
     }
+}
+
+impl BlockingJob for Create {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("db:{}", self.name), format!("app:{}", self.app), format!("dbuser:{}", self.user)])
+    }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
         let inventory = ctx.inventory.read(|inv| inv.clone());
@@ -118,6 +124,12 @@ impl Update {
         let (user, password) = db_user(&params)?;
         Ok(Box::new(Update { name, user, password }))
     }
+}
+
+impl BlockingJob for Update {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("db:{}", self.name), format!("dbuser:{}", self.user)])
+    }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
         let db = ctx
@@ -138,6 +150,12 @@ impl Delete {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
         Ok(Box::new(Delete { name: db_name(&params)? }))
+    }
+}
+
+impl BlockingJob for Delete {
+    fn resources(&self) -> Resources {
+        Resources::of([format!("db:{}", self.name)])
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -169,34 +187,4 @@ pub(crate) fn drop_database(ctx: &JobContext, name: &str) -> Result<Outcome, Job
     outcome.step("user", server.drop_user(&db.user)?);
     ctx.record(|inv| inv.databases.remove(name))?;
     Ok(outcome)
-}
-
-impl Job for Create {
-    fn resources(&self) -> Resources {
-        Resources::of([format!("db:{}", self.name), format!("app:{}", self.app), format!("dbuser:{}", self.user)])
-    }
-
-    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        blocking(move || self.apply(&ctx))
-    }
-}
-
-impl Job for Update {
-    fn resources(&self) -> Resources {
-        Resources::of([format!("db:{}", self.name), format!("dbuser:{}", self.user)])
-    }
-
-    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        blocking(move || self.apply(&ctx))
-    }
-}
-
-impl Job for Delete {
-    fn resources(&self) -> Resources {
-        Resources::of([format!("db:{}", self.name)])
-    }
-
-    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        blocking(move || self.apply(&ctx))
-    }
 }

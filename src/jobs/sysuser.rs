@@ -16,7 +16,7 @@ use crate::config::Secret;
 use crate::host::fs::{ensure_dir_owned, under_root};
 use crate::host::Cmd;
 use crate::inventory::User;
-use crate::job::{blocking, within_limit, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
+use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
 use crate::validate::{self, shown, Params};
 
@@ -74,9 +74,9 @@ impl Create {
     }
 }
 
-impl UserJob for Create {
-    fn user(&self) -> &str {
-        &self.name
+impl BlockingJob for Create {
+    fn resources(&self) -> Resources {
+        user_resources(&self.name)
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -139,9 +139,9 @@ impl Update {
     }
 }
 
-impl UserJob for Update {
-    fn user(&self) -> &str {
-        &self.name
+impl BlockingJob for Update {
+    fn resources(&self) -> Resources {
+        user_resources(&self.name)
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -165,9 +165,9 @@ impl Delete {
     }
 }
 
-impl UserJob for Delete {
-    fn user(&self) -> &str {
-        &self.name
+impl BlockingJob for Delete {
+    fn resources(&self) -> Resources {
+        user_resources(&self.name)
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -199,21 +199,10 @@ impl UserJob for Delete {
     }
 }
 
-/// A sysuser job: holds its user, and blocks while it works (shadow-utils, files).
-trait UserJob: Send + 'static {
-    fn user(&self) -> &str;
-    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError>;
-}
-
-impl<T: UserJob> Job for T {
-    fn resources(&self) -> Resources {
-        // WEB_STACK: deleting a user deletes its apps, which changes web server config.
-        Resources::of([format!("sysuser:{}", self.user()), crate::jobs::app::WEB_STACK.to_owned()])
-    }
-
-    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        blocking(move || self.apply(&ctx))
-    }
+/// What every sysuser job holds. WEB_STACK: deleting a user deletes its apps,
+/// which changes web server config.
+fn user_resources(user: &str) -> Resources {
+    Resources::of([format!("sysuser:{user}"), crate::jobs::app::WEB_STACK.to_owned()])
 }
 
 fn home(name: &str) -> String {
