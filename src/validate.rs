@@ -362,6 +362,19 @@ impl<'a> Params<'a> {
         self.get(key).map(|_| self.str(key)).transpose()
     }
 
+    /// Required string that passes `rule` (one of this module's field rules),
+    /// reported under this key's field name.
+    pub fn checked(&self, key: &str, rule: fn(&str, &str) -> Result<()>) -> Result<&'a str> {
+        let value = self.str(key)?;
+        rule(&self.field(key), value)?;
+        Ok(value)
+    }
+
+    /// [`Params::checked`] for an optional string (null counts as absent).
+    pub fn opt_checked(&self, key: &str, rule: fn(&str, &str) -> Result<()>) -> Result<Option<&'a str>> {
+        self.get(key).map(|_| self.checked(key, rule)).transpose()
+    }
+
     pub fn bool(&self, key: &str) -> Result<bool> {
         self.required(key)?.as_bool().ok_or_else(|| self.error(key, "must be true or false"))
     }
@@ -756,6 +769,16 @@ mod tests {
         let user = Params::new(&v).unwrap().object("user").unwrap();
         let name = user.str("name").unwrap();
         assert_eq!(db_user_name(&user.field("name"), name).unwrap_err().field, "user.name");
+    }
+
+    #[test]
+    fn checked_params_name_the_field_of_the_broken_rule() {
+        let value = serde_json::json!({"name": "3po", "user": {"name": "ok"}, "runtime": null});
+        let params = Params::new(&value).unwrap();
+        assert_eq!(params.checked("name", sysuser_name).unwrap_err().field, "name");
+        assert_eq!(params.object("user").unwrap().checked("name", sysuser_name).unwrap_err().field, "user.name");
+        assert_eq!(params.opt_checked("runtime", runtime).unwrap(), None);
+        assert_eq!(params.checked("missing", app_name).unwrap_err().field, "missing");
     }
 
     #[test]

@@ -58,14 +58,7 @@ struct Delete {
 }
 
 fn app_name(params: &Params) -> Result<String, JobError> {
-    let name = params.str("name")?;
-    validate::app_name(&params.field("name"), name)?;
-    Ok(name.to_owned())
-}
-
-fn runtime(params: &Params, value: &str) -> Result<String, JobError> {
-    validate::runtime(&params.field("runtime"), value)?;
-    Ok(value.to_owned())
+    Ok(params.checked("name", validate::app_name)?.to_owned())
 }
 
 fn domains(params: &Params, values: Vec<&str>) -> Result<Vec<String>, JobError> {
@@ -81,9 +74,8 @@ impl Create {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
         let name = app_name(&params)?;
-        let sysuser = params.str("sysuser")?;
-        validate::sysuser_name(&params.field("sysuser"), sysuser)?;
-        let runtime = runtime(&params, params.str("runtime")?)?;
+        let sysuser = params.checked("sysuser", validate::sysuser_name)?;
+        let runtime = params.checked("runtime", validate::runtime)?.to_owned();
         let domains = domains(&params, params.str_array("domains")?)?;
         let stack = match params.opt_str("stack")? {
             None => Stack::NginxApache,
@@ -99,7 +91,7 @@ impl Update {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
         let name = app_name(&params)?;
-        let runtime = params.opt_str("runtime")?.map(|r| runtime(&params, r)).transpose()?;
+        let runtime = params.opt_checked("runtime", validate::runtime)?.map(str::to_owned);
         let domains = params.opt_str_array("domains")?.map(|d| domains(&params, d)).transpose()?;
         Ok(Box::new(Update { name, runtime, domains }))
     }

@@ -47,26 +47,21 @@ struct Delete {
 }
 
 fn db_name(params: &Params) -> Result<String, JobError> {
-    let name = params.str("name")?;
-    validate::db_name(&params.field("name"), name)?;
-    Ok(name.to_owned())
+    Ok(params.checked("name", validate::db_name)?.to_owned())
 }
 
 /// `user {name, password}`.
 fn db_user(params: &Params) -> Result<(String, Secret), JobError> {
     let user = params.object("user")?;
-    let name = user.str("name")?;
-    validate::db_user_name(&user.field("name"), name)?;
-    let password = user.str("password")?;
-    validate::password(&user.field("password"), password)?;
+    let name = user.checked("name", validate::db_user_name)?;
+    let password = user.checked("password", validate::password)?;
     Ok((name.to_owned(), Secret::new(password)))
 }
 
 impl Create {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
-        let app = params.str("app")?;
-        validate::app_name(&params.field("app"), app)?;
+        let app = params.checked("app", validate::app_name)?;
         let name = db_name(&params)?;
         let (user, password) = db_user(&params)?;
         Ok(Box::new(Create { app: app.to_owned(), name, user, password }))

@@ -55,21 +55,14 @@ struct Delete {
 }
 
 fn name(params: &Params) -> Result<String, JobError> {
-    let name = params.str("name")?;
-    validate::sysuser_name(&params.field("name"), name)?;
-    Ok(name.to_owned())
-}
-
-fn password(params: &Params, value: &str) -> Result<Secret, JobError> {
-    validate::password(&params.field("password"), value)?;
-    Ok(Secret::new(value))
+    Ok(params.checked("name", validate::sysuser_name)?.to_owned())
 }
 
 impl Create {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
         let name = name(&params)?;
-        let password = params.opt_str("password")?.map(|p| password(&params, p)).transpose()?;
+        let password = params.opt_checked("password", validate::password)?.map(Secret::new);
         Ok(Box::new(Create { name, password }))
     }
 }
@@ -134,7 +127,7 @@ impl Update {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
         let name = name(&params)?;
-        let password = password(&params, params.str("password")?)?;
+        let password = Secret::new(params.checked("password", validate::password)?);
         Ok(Box::new(Update { name, password }))
     }
 }
