@@ -7,7 +7,7 @@
 //! the nginx catch-all with berth's include directory; each app adds its nginx
 //! vhost, its Apache vhost (stack `nginx-apache`) and its PHP-FPM pool.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tera::Context;
@@ -145,7 +145,7 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
     context.insert("http_listen", HTTP_LISTEN);
     context.insert("http_listen_v6", host.listen_v6());
     context.insert("deny_unknown_domains", &true);
-    context.insert("vhost_dir", &path(root, NGINX_VHOSTS));
+    context.insert("vhost_dir", &under_root(root, NGINX_VHOSTS));
     context.insert("apache_port", &APACHE_PORT);
     context.insert("open_files", &OPEN_FILES);
     let mut changes = vec![
@@ -183,10 +183,10 @@ pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, host: &Fa
     context.insert("stack", site.stack.as_str());
     context.insert("http_listen", HTTP_LISTEN);
     context.insert("server_names", &server_names(site.domains));
-    context.insert("app_dir", &path(root, &app_dir(site.sysuser, site.name)));
-    context.insert("web_root", &path(root, &web_root(site.sysuser, site.name)));
-    context.insert("log_dir", &path(root, &log_dir(site.sysuser, site.name)));
-    context.insert("php_socket", &path(root, &php_socket(site.name)));
+    context.insert("app_dir", &under_root(root, &app_dir(site.sysuser, site.name)));
+    context.insert("web_root", &under_root(root, &web_root(site.sysuser, site.name)));
+    context.insert("log_dir", &under_root(root, &log_dir(site.sysuser, site.name)));
+    context.insert("php_socket", &under_root(root, &php_socket(site.name)));
     context.insert("apache_port", &APACHE_PORT);
     let mut changes = vec![write(root, &nginx_vhost(site.name), render(templates, "nginx-vhost.conf", &context)?, Service::Nginx)];
     if apache {
@@ -235,10 +235,6 @@ fn apache_vhost(app: &str) -> String {
 
 fn php_pool(version: &str, app: &str) -> String {
     format!("/etc/php/{version}/fpm/pool.d/berth-{app}.conf")
-}
-
-fn path(root: &Path, host_path: &str) -> PathBuf {
-    under_root(root, host_path)
 }
 
 fn write(root: &Path, host_path: &str, content: String, service: Service) -> FileChange {

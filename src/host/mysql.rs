@@ -67,19 +67,18 @@ impl Server {
     }
 
     pub fn database_exists(&mut self, name: &str) -> Result<bool, JobError> {
-        let found: Option<String> = self
-            .conn
-            .exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (name,))
-            .map_err(|e| tool("look up the database", e))?;
-        Ok(found.is_some())
+        let sql = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?";
+        Ok(self.lookup("the database", sql, (name,))?.is_some())
     }
 
     pub fn user_exists(&mut self, user: &str) -> Result<bool, JobError> {
-        let found: Option<String> = self
-            .conn
-            .exec_first("SELECT User FROM mysql.user WHERE User = ? AND Host = 'localhost'", (user,))
-            .map_err(|e| tool("look up the user", e))?;
-        Ok(found.is_some())
+        let sql = "SELECT User FROM mysql.user WHERE User = ? AND Host = 'localhost'";
+        Ok(self.lookup("the user", sql, (user,))?.is_some())
+    }
+
+    /// The first column of the first row of a bound query.
+    fn lookup(&mut self, what: &str, sql: &str, params: impl Into<mysql::Params>) -> Result<Option<String>, JobError> {
+        self.conn.exec_first(sql, params).map_err(|e| tool(&format!("look up {what}"), e))
     }
 
     /// Creates the database if it is not there; true when it was created.
@@ -114,11 +113,8 @@ impl Server {
 
     /// Grants every privilege on `database` (and nothing else) to `user`; true when new.
     pub fn grant_all(&mut self, database: &str, user: &str) -> Result<bool, JobError> {
-        let granted: Option<String> = self
-            .conn
-            .exec_first("SELECT Db FROM mysql.db WHERE Db = ? AND User = ? AND Host = 'localhost'", (database, user))
-            .map_err(|e| tool("look up the grant", e))?;
-        if granted.is_some() {
+        let sql = "SELECT Db FROM mysql.db WHERE Db = ? AND User = ? AND Host = 'localhost'";
+        if self.lookup("the grant", sql, (database, user))?.is_some() {
             return Ok(false);
         }
         let sql = format!("GRANT ALL PRIVILEGES ON {}.* TO {}", ident(database), account(user));
@@ -147,10 +143,8 @@ impl Server {
     fn password_holds(&mut self, user: &str, password: &Secret) -> Result<bool, JobError> {
         match self.flavor {
             Flavor::MariaDb => {
-                let stored: Option<String> = self
-                    .conn
-                    .exec_first("SELECT authentication_string FROM mysql.user WHERE User = ? AND Host = 'localhost'", (user,))
-                    .map_err(|e| tool("look up the password", e))?;
+                let sql = "SELECT authentication_string FROM mysql.user WHERE User = ? AND Host = 'localhost'";
+                let stored = self.lookup("the password", sql, (user,))?;
                 Ok(stored.as_deref() == Some(native_hash(password).as_str()))
             }
             // MySQL 8's caching_sha2 hash cannot be recomputed here: set it again.
