@@ -51,7 +51,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let tls = tls::client_config(&config)?;
     let catalogue = Arc::new(Catalogue::new(config.test_jobs));
     let inventory = Arc::new(InventoryStore::open(&config.state_dir).map_err(state_error)?);
-    let machine = Machine { host: Arc::new(System::new(config.root.clone())), inventory, mysql: config.mysql.clone() };
+    let machine = Machine {
+        host: Arc::new(System::new(config.root.clone())),
+        inventory,
+        mysql: config.mysql.clone(),
+        acme: Arc::new(config.acme.clone()),
+    };
 
     let (jobs_tx, jobs_rx) = mpsc::channel(1024);
     let (output_tx, output_rx) = mpsc::channel(256);

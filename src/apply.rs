@@ -25,6 +25,7 @@ pub struct Setup {
     pub root: PathBuf,
     pub test_jobs: bool,
     pub mysql: crate::host::mysql::MysqlSettings,
+    pub acme: crate::acme::AcmeSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +78,12 @@ pub fn machine(setup: &Setup) -> Result<Machine, ApplyError> {
     let state_error = |source| ApplyError::State { path: setup.state_dir.clone(), source };
     crate::host::fs::ensure_dir(&setup.state_dir, 0o700).map_err(state_error)?;
     let inventory = InventoryStore::open(&setup.state_dir).map_err(state_error)?;
-    Ok(Machine { host: Arc::new(System::new(setup.root.clone())), inventory: Arc::new(inventory), mysql: setup.mysql.clone() })
+    Ok(Machine {
+        host: Arc::new(System::new(setup.root.clone())),
+        inventory: Arc::new(inventory),
+        mysql: setup.mysql.clone(),
+        acme: Arc::new(setup.acme.clone()),
+    })
 }
 
 /// Runs `jobs` in order, handing each final status to `report`; true when all succeeded.

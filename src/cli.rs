@@ -126,12 +126,14 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             root: config.root,
             test_jobs: config.test_jobs,
             mysql: config.mysql,
+            acme: config.acme,
         },
         Ok(None) => crate::apply::Setup {
             state_dir: PathBuf::from(crate::config::DEFAULT_STATE_DIR),
             root: PathBuf::from("/"),
             test_jobs: false,
             mysql: crate::host::mysql::MysqlSettings::under(std::path::Path::new("/")),
+            acme: crate::acme::AcmeSettings::new(std::path::Path::new(crate::config::DEFAULT_STATE_DIR)),
         },
         Err(e) => {
             tracing::error!("{e}");

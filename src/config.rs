@@ -48,6 +48,8 @@ pub struct Config {
     pub test_jobs: bool,
     /// How berth reaches MySQL/MariaDB.
     pub mysql: crate::host::mysql::MysqlSettings,
+    /// How berth orders certificates.
+    pub acme: crate::acme::AcmeSettings,
 }
 
 /// The file as written; checked into [`Config`].
@@ -70,6 +72,10 @@ struct File {
     test_jobs: bool,
     mysql_socket: Option<PathBuf>,
     mysql_user: Option<String>,
+    acme_directory: Option<String>,
+    acme_ca_file: Option<PathBuf>,
+    acme_profile: Option<String>,
+    acme_email: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +162,8 @@ impl Config {
             }
             mysql.user = user;
         }
+        let acme = acme_settings(&state_dir, file.acme_directory, file.acme_ca_file, file.acme_profile, file.acme_email)
+            .map_err(|(key, message)| invalid(key, message))?;
         Ok(Config {
             server_id: file.server_id,
             api_key: Secret(api_key),
@@ -169,8 +177,53 @@ impl Config {
             max_parallel_jobs,
             test_jobs: file.test_jobs,
             mysql,
+            acme,
         })
     }
+}
+
+/// The ACME keys: `acme_directory` is `letsencrypt` (the default),
+/// `letsencrypt-staging`, or an `https://` directory URL.
+fn acme_settings(
+    state_dir: &Path,
+    directory: Option<String>,
+    ca_file: Option<PathBuf>,
+    profile: Option<String>,
+    email: Option<String>,
+) -> Result<crate::acme::AcmeSettings, (&'static str, String)> {
+    let mut acme = crate::acme::AcmeSettings::new(state_dir);
+    match directory.as_deref() {
+        None | Some("letsencrypt") => {}
+        Some("letsencrypt-staging") => acme.directory = crate::acme::LETSENCRYPT_STAGING.into(),
+        Some(url) if url.starts_with("https://") && url.len() > 8 && !url.contains(char::is_whitespace) => {
+            acme.directory = url.into()
+        }
+        Some(_) => {
+            return Err(("acme_directory", "must be \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL".into()))
+        }
+    }
+    if let Some(ca) = ca_file {
+        if !ca.is_absolute() {
+            return Err(("acme_ca_file", format!("must be an absolute path, not {}", ca.display())));
+        }
+        acme.ca_file = Some(ca);
+    }
+    if let Some(profile) = profile {
+        if profile.is_empty() || profile.len() > 64 || !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(("acme_profile", "must be a profile name such as \"classic\" or \"shortlived\"".into()));
+        }
+        acme.profile = Some(profile);
+    }
+    if let Some(email) = email {
+        let plausible = email.len() <= 254
+            && email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+            && email.chars().all(|c| c.is_ascii_graphic() && c != '<' && c != '>' && c != ',');
+        if !plausible {
+            return Err(("acme_email", "must be one e-mail address".into()));
+        }
+        acme.email = Some(email);
+    }
+    Ok(acme)
 }
 
 /// `wss://host[:port]/path`, or `ws://` to a loopback host when insecure is allowed.

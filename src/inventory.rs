@@ -55,6 +55,37 @@ pub struct App {
     pub stack: crate::stack::Stack,
     /// Unix milliseconds.
     pub created_ms: u64,
+    /// The app's certificate, when it serves HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<Ssl>,
+}
+
+/// An app's certificate: where it came from, ForceSSL, and (AutoSSL) its renewal.
+/// The certificate's own dates are read from its file, not kept here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ssl {
+    pub source: SslSource,
+    /// HTTP answers 301 to HTTPS (but for ACME challenges).
+    #[serde(default)]
+    pub force: bool,
+    /// AutoSSL: the names the app served when the certificate was ordered (its
+    /// `www.` twins included); a change of domains means a new order.
+    #[serde(default)]
+    pub ordered_for: Vec<String>,
+    /// AutoSSL: failed renewals since the last success, and when to try again.
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub next_attempt_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SslSource {
+    /// `ssl.install`: the operator's certificate.
+    Custom,
+    /// `ssl.auto`: ACME, renewed by berth.
+    Auto,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

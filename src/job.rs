@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::acme::AcmeSettings;
 use crate::host::mysql::MysqlSettings;
 use crate::host::Host;
 use crate::host::transaction::Applied;
@@ -57,6 +58,7 @@ pub struct Machine {
     pub host: Arc<dyn Host>,
     pub inventory: Arc<InventoryStore>,
     pub mysql: MysqlSettings,
+    pub acme: Arc<AcmeSettings>,
 }
 
 /// What a running job gets from the agent.
@@ -66,6 +68,7 @@ pub struct JobContext {
     pub host: Arc<dyn Host>,
     pub inventory: Arc<InventoryStore>,
     pub mysql: MysqlSettings,
+    pub acme: Arc<AcmeSettings>,
     secrets: Arc<Secrets>,
     output: mpsc::Sender<JobOutput>,
 }
@@ -77,6 +80,7 @@ impl JobContext {
             host: machine.host.clone(),
             inventory: machine.inventory.clone(),
             mysql: machine.mysql.clone(),
+            acme: machine.acme.clone(),
             secrets,
             output,
         }
@@ -112,12 +116,21 @@ impl<T: BlockingJob> Job for T {
     }
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || self.apply(&ctx))
-                .await
-                .unwrap_or_else(|e| Err(JobError::Internal(format!("the job stopped unexpectedly: {e}"))))
-        })
+        blocking(ctx, move |ctx| self.apply(ctx))
     }
+}
+
+/// Runs a blocking part of a job (commands, files, a database client) on tokio's
+/// blocking pool; for jobs that also wait on the network in between.
+pub fn blocking<T: Send + 'static>(
+    ctx: JobContext,
+    f: impl FnOnce(&JobContext) -> Result<T, JobError> + Send + 'static,
+) -> BoxFuture<Result<T, JobError>> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(move || f(&ctx))
+            .await
+            .unwrap_or_else(|e| Err(JobError::Internal(format!("the job stopped unexpectedly: {e}"))))
+    })
 }
 
 /// Params keys whose string values are secrets.

@@ -6,9 +6,11 @@
 //! [`scheduler`]), and changes the host only through [`host`]. Job families live
 //! in [`jobs`]; the field rules they share in [`validate`].
 
+pub mod acme;
 pub mod agent;
 pub mod apply;
 pub mod backoff;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -37,7 +37,7 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
             skipped.push(name.clone());
             continue;
         }
-        let site = AppSite { name, sysuser: &app.sysuser, php, domains: &app.domains, stack: app.stack };
+        let site = AppSite::of(name, app, php);
         changes.extend(stack::app_changes(&templates, root, &site, &host)?);
     }
     let applied = transaction::apply(machine.host.as_ref(), &services, &changes)?;

@@ -24,6 +24,13 @@ pub const WEB_USER: &str = "www-data";
 pub const APACHE_PORT: u16 = 8081;
 const HTTP_LISTEN: &str = "80";
 const HTTP_LISTEN_V6: &str = "[::]:80";
+const HTTPS_LISTEN: &str = "443";
+const HTTPS_LISTEN_V6: &str = "[::]:443";
+/// TLS settings shared by every HTTPS app, included by their server blocks (the
+/// http level is nginx.conf's, whose own `ssl_protocols` would clash).
+const NGINX_TLS: &str = "/etc/nginx/snippets/berth-tls.conf";
+/// Certificates and keys, one root-owned directory per app.
+pub const SSL_DIR: &str = "/etc/berth/ssl";
 const NGINX_BASE: &str = "/etc/nginx/conf.d/berth.conf";
 const NGINX_VHOSTS: &str = "/etc/nginx/berth.d";
 const NGINX_DEFAULT_SITE: &str = "/etc/nginx/sites-enabled/default";
@@ -72,6 +79,25 @@ pub struct AppSite<'a> {
     pub php: &'a str,
     pub domains: &'a [String],
     pub stack: Stack,
+    /// The app serves HTTPS with its certificate in [`SSL_DIR`].
+    pub ssl: bool,
+    /// ForceSSL: plain HTTP redirects to HTTPS.
+    pub force_ssl: bool,
+}
+
+impl<'a> AppSite<'a> {
+    /// The app `name` as the inventory records it; `php` is its runtime's `X.Y`.
+    pub fn of(name: &'a str, app: &'a crate::inventory::App, php: &'a str) -> Self {
+        AppSite {
+            name,
+            sysuser: &app.sysuser,
+            php,
+            domains: &app.domains,
+            stack: app.stack,
+            ssl: app.ssl.is_some(),
+            force_ssl: app.ssl.as_ref().is_some_and(|s| s.force),
+        }
+    }
 }
 
 pub fn app_dir(sysuser: &str, app: &str) -> String {
@@ -84,6 +110,20 @@ pub fn web_root(sysuser: &str, app: &str) -> String {
 
 pub fn log_dir(sysuser: &str, app: &str) -> String {
     format!("/srv/users/{sysuser}/log/{app}")
+}
+
+/// The app's certificate directory (root's alone, 0700).
+pub fn ssl_dir(app: &str) -> String {
+    format!("{SSL_DIR}/{app}")
+}
+
+/// The app's certificate followed by its CA chain.
+pub fn ssl_cert(app: &str) -> String {
+    format!("{}/fullchain.pem", ssl_dir(app))
+}
+
+pub fn ssl_key(app: &str) -> String {
+    format!("{}/key.pem", ssl_dir(app))
 }
 
 pub fn php_socket(app: &str) -> String {
@@ -136,6 +176,14 @@ impl Facts {
             ""
         }
     }
+
+    fn https_listen_v6(&self) -> &'static str {
+        if self.ipv6 {
+            HTTPS_LISTEN_V6
+        } else {
+            ""
+        }
+    }
 }
 
 /// The files every app needs once per host.
@@ -144,6 +192,8 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
     let mut context = Context::new();
     context.insert("http_listen", HTTP_LISTEN);
     context.insert("http_listen_v6", host.listen_v6());
+    context.insert("https_listen", HTTPS_LISTEN);
+    context.insert("https_listen_v6", host.https_listen_v6());
     context.insert("deny_unknown_domains", &true);
     context.insert("vhost_dir", &under_root(root, NGINX_VHOSTS));
     context.insert("apache_port", &APACHE_PORT);
@@ -151,6 +201,7 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
     let mut changes = vec![
         write(root, NGINX_BASE, render(templates, "nginx-catchall.conf", &context)?, Service::Nginx),
         write(root, NGINX_LIMITS, render(templates, "nginx-limits.conf", &context)?, Service::Nginx),
+        write(root, NGINX_TLS, render(templates, "nginx-tls.conf", &context)?, Service::Nginx),
         FileChange::remove(under_root(root, NGINX_DEFAULT_SITE), Service::Nginx),
     ];
     if apache {
@@ -188,6 +239,14 @@ pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, host: &Fa
     context.insert("log_dir", &under_root(root, &log_dir(site.sysuser, site.name)));
     context.insert("php_socket", &under_root(root, &php_socket(site.name)));
     context.insert("apache_port", &APACHE_PORT);
+    context.insert("challenge_dir", &under_root(root, crate::acme::CHALLENGE_DIR));
+    context.insert("https_listen", HTTPS_LISTEN);
+    context.insert("https_listen_v6", host.https_listen_v6());
+    let path = |p: String| if site.ssl { under_root(root, &p).display().to_string() } else { String::new() };
+    context.insert("ssl_certificate", &path(ssl_cert(site.name)));
+    context.insert("ssl_certificate_key", &path(ssl_key(site.name)));
+    context.insert("tls_snippet", &under_root(root, NGINX_TLS));
+    context.insert("force_ssl", &(site.ssl && site.force_ssl));
     let mut changes = vec![write(root, &nginx_vhost(site.name), render(templates, "nginx-vhost.conf", &context)?, Service::Nginx)];
     if apache {
         let vhost = under_root(root, &apache_vhost(site.name));
@@ -208,9 +267,22 @@ pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, host: &Fa
     Ok(changes)
 }
 
+/// An app's certificate files: written (`Some((chain, key))`, the key 0600) or removed.
+pub fn ssl_changes(root: &Path, app: &str, files: Option<(&str, &str)>) -> Vec<FileChange> {
+    let (cert, key) = (under_root(root, &ssl_cert(app)), under_root(root, &ssl_key(app)));
+    match files {
+        Some((chain, secret)) => vec![
+            FileChange::write(cert, chain, 0o644, Service::Nginx),
+            FileChange::write(key, secret, 0o600, Service::Nginx),
+        ],
+        None => vec![FileChange::remove(cert, Service::Nginx), FileChange::remove(key, Service::Nginx)],
+    }
+}
+
 /// Every file of an app, to be removed.
 pub fn app_removal(root: &Path, app: &str, runtimes: &[String], apache: bool) -> Vec<FileChange> {
     let mut changes = vec![FileChange::remove(under_root(root, &nginx_vhost(app)), Service::Nginx)];
+    changes.extend(ssl_changes(root, app, None));
     if apache {
         changes.push(FileChange::remove(under_root(root, &apache_vhost(app)), Service::Apache));
     }
@@ -283,7 +355,7 @@ mod tests {
     fn an_app_has_one_pool_for_its_runtime_and_none_elsewhere() {
         let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
         let domains = ["a.test".to_string()];
-        let site = AppSite { name: "gallery", sysuser: "derek", php: "8.3", domains: &domains, stack: Stack::Nginx };
+        let site = AppSite { name: "gallery", sysuser: "derek", php: "8.3", domains: &domains, stack: Stack::Nginx, ssl: false, force_ssl: false };
         let host = Facts { apache: true, systemd: false, ipv6: true, runtimes: vec!["8.2".into(), "8.3".into()] };
         let changes = app_changes(&templates, Path::new("/"), &site, &host).unwrap();
         let pools: Vec<_> = changes.iter().filter(|c| matches!(c.service, Service::PhpFpm(_))).collect();

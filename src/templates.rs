@@ -22,6 +22,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("apache-ports.conf", include_str!("../templates/apache-ports.conf")),
     ("apache-base.conf", include_str!("../templates/apache-base.conf")),
     ("nginx-limits.conf", include_str!("../templates/nginx-limits.conf")),
+    ("nginx-tls.conf", include_str!("../templates/nginx-tls.conf")),
     ("systemd-limits.conf", include_str!("../templates/systemd-limits.conf")),
 ];
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::host::fs::under_root;
 use crate::host::services::Services;
-use crate::host::transaction;
+use crate::host::transaction::{self, Applied, FileChange};
 use crate::inventory::App;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::sysuser;
@@ -110,7 +110,14 @@ impl BlockingJob for Create {
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
-        let app = App { sysuser: self.sysuser, runtime: self.runtime, domains: self.domains, stack: self.stack, created_ms: 0 };
+        let app = App {
+            sysuser: self.sysuser,
+            runtime: self.runtime,
+            domains: self.domains,
+            stack: self.stack,
+            created_ms: 0,
+            ssl: None,
+        };
         converge(ctx, &self.name, app)
     }
 }
@@ -166,7 +173,10 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
         Some(existing) if existing.sysuser != app.sysuser => {
             return Err(JobError::Conflict(format!("app name {} is taken by another system user", shown(name))))
         }
-        Some(existing) => app.created_ms = existing.created_ms,
+        Some(existing) => {
+            app.created_ms = existing.created_ms;
+            app.ssl = existing.ssl.clone();
+        }
         None => {
             within_limit("sysuser", "apps per system user", inventory.apps_of(&app.sysuser).count(), MAX_APPS_PER_USER)?;
             app.created_ms = crate::time::unix_millis(std::time::SystemTime::now());
@@ -189,11 +199,7 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
     outcome.step("directories", changed);
     outcome.step("web server access", grant_web_server(ctx, &app.sysuser)?);
 
-    let templates = Templates::load(root).map_err(stack::template_error)?;
-    let site = AppSite { name, sysuser: &app.sysuser, php: &php, domains: &app.domains, stack: app.stack };
-    let mut changes = stack::base_changes(&templates, root, &host)?;
-    changes.extend(stack::app_changes(&templates, root, &site, &host)?);
-    outcome.applied(&transaction::apply(ctx.host.as_ref(), &services, &changes)?);
+    outcome.applied(&apply_config(ctx, name, &app, Vec::new())?);
     let result = json!({
         "web_root": stack::web_root(&app.sysuser, name),
         "log_dir": stack::log_dir(&app.sysuser, name),
@@ -203,6 +209,23 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
     ctx.record(|inv| inv.apps.insert(name.to_owned(), app))?;
     outcome.result = Some(result);
     Ok(outcome)
+}
+
+/// Renders the base files and `app`'s files as `name`, adds `extra` (certificate
+/// files), and applies them all as one transaction.
+pub(crate) fn apply_config(ctx: &JobContext, name: &str, app: &App, extra: Vec<FileChange>) -> Result<Applied, JobError> {
+    let root = ctx.root();
+    let services = Services::detect(root);
+    let host = stack::Facts::detect(root, &services);
+    let php = app.runtime.trim_start_matches("php");
+    if !host.runtimes.iter().any(|r| r == php) {
+        return Err(JobError::PreconditionFailed(format!("runtime {} of app {} is not installed", shown(&app.runtime), shown(name))));
+    }
+    let templates = Templates::load(root).map_err(stack::template_error)?;
+    let mut changes = stack::base_changes(&templates, root, &host)?;
+    changes.extend(stack::app_changes(&templates, root, &AppSite::of(name, app, php), &host)?);
+    changes.extend(extra);
+    transaction::apply(ctx.host.as_ref(), &services, &changes)
 }
 
 /// Removes an app: its databases and their users, its config (checked and
@@ -227,14 +250,14 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
     let changes = stack::app_removal(root, name, &host.runtimes, host.apache);
     outcome.applied(&transaction::apply(ctx.host.as_ref(), &services, &changes)?);
     let mut removed = false;
-    for dir in [stack::app_dir(&app.sysuser, name), stack::log_dir(&app.sysuser, name)] {
+    for dir in [stack::app_dir(&app.sysuser, name), stack::log_dir(&app.sysuser, name), stack::ssl_dir(name)] {
         let dir = under_root(root, &dir);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| JobError::Internal(format!("{}: {e}", dir.display())))?;
             removed = true;
         }
     }
-    outcome.step("files and logs", removed);
+    outcome.step("files, logs and certificates", removed);
     ctx.record(|inv| inv.apps.remove(name))?;
     Ok(outcome)
 }

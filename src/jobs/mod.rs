@@ -12,6 +12,7 @@ use crate::job::{Job, JobError};
 
 pub mod app;
 pub mod db;
+pub mod ssl;
 pub mod sysuser;
 pub mod testing;
 
@@ -20,15 +21,18 @@ pub type Parse = fn(&Value) -> Result<Box<dyn Job>, JobError>;
 
 pub struct Catalogue {
     kinds: BTreeMap<&'static str, Parse>,
+    /// Kinds the agent submits to itself (renewals): never accepted from the control plane.
+    internal: BTreeMap<&'static str, Parse>,
 }
 
 impl Catalogue {
     /// The kinds of this agent; `test_jobs` adds the `test.*` family.
     pub fn new(test_jobs: bool) -> Self {
-        let mut catalogue = Catalogue { kinds: BTreeMap::new() };
+        let mut catalogue = Catalogue { kinds: BTreeMap::new(), internal: BTreeMap::new() };
         sysuser::register(&mut catalogue);
         app::register(&mut catalogue);
         db::register(&mut catalogue);
+        ssl::register(&mut catalogue);
         if test_jobs {
             testing::register(&mut catalogue);
         }
@@ -38,6 +42,17 @@ impl Catalogue {
     /// Adds a kind the agent carries out.
     pub fn register(&mut self, kind: &'static str, parse: Parse) {
         self.kinds.insert(kind, parse);
+    }
+
+    /// Adds a kind only the agent itself submits.
+    pub fn register_internal(&mut self, kind: &'static str, parse: Parse) {
+        self.internal.insert(kind, parse);
+    }
+
+    /// Parses a job of the agent's own (an internal kind).
+    pub fn parse_internal(&self, kind: &str, params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let parse = self.internal.get(kind).ok_or_else(|| JobError::Unsupported(format!("unknown internal kind {}", crate::validate::shown(kind))))?;
+        parse(params)
     }
 
     pub fn parse(&self, kind: &str, params: &Value) -> Result<Box<dyn Job>, JobError> {

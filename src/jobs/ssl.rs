@@ -1,0 +1,360 @@
+//! Certificates: `ssl.install`, `ssl.auto`, `ssl.force`, `ssl.delete` (PROTOCOL
+//! section 3), and `ssl.renew`, which only the agent's renewal loop submits.
+//!
+//! The rules are ServerPilot's: a custom certificate cannot be added while AutoSSL
+//! is on, AutoSSL cannot be enabled while a custom certificate is there, ForceSSL
+//! needs SSL and goes when SSL is deleted. Every change is the app's config and its
+//! certificate files in one transaction, so nginx checks the pair before any reload
+//! and a refusal puts the previous files back. A failed renewal changes no file: the
+//! working certificate and ForceSSL stay, and the failure is recorded and reported.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::acme::{self, probe, AcmeError};
+use crate::certs::{self, CertInfo, Checked};
+use crate::host::fs::{ensure_dir, under_root};
+use crate::inventory::{App, Ssl, SslSource};
+use crate::job::{blocking, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
+use crate::jobs::app::{apply_config, WEB_STACK};
+use crate::jobs::Catalogue;
+use crate::stack;
+use crate::time::{rfc3339, unix_millis};
+use crate::validate::{self, shown, FieldError, Params};
+
+/// The kind the renewal loop submits; never accepted from the control plane.
+pub const RENEW_KIND: &str = "ssl.renew";
+/// Longest PEM text accepted in a param.
+const MAX_PEM: usize = 256 << 10;
+
+pub fn register(catalogue: &mut Catalogue) {
+    catalogue.register("ssl.install", Install::parse);
+    catalogue.register("ssl.auto", |p| Auto::parse(p, false));
+    catalogue.register("ssl.force", Force::parse);
+    catalogue.register("ssl.delete", Delete::parse);
+    catalogue.register_internal(RENEW_KIND, |p| Auto::parse(p, true));
+}
+
+/// `ssl.install {app, key, cert, cacerts?}`: checked at parse time, before anything is written.
+struct Install {
+    app: String,
+    checked: Checked,
+}
+
+/// `ssl.auto {app}`, or (`renew`) the renewal of its certificate.
+struct Auto {
+    app: String,
+    renew: bool,
+}
+
+/// `ssl.force {app, force}`.
+struct Force {
+    app: String,
+    force: bool,
+}
+
+/// `ssl.delete {app}`.
+struct Delete {
+    app: String,
+}
+
+fn app_name(params: &Params) -> Result<String, JobError> {
+    Ok(params.checked("app", validate::app_name)?.to_owned())
+}
+
+fn pem<'a>(params: &Params<'a>, key: &str, required: bool) -> Result<Option<&'a str>, FieldError> {
+    let value = if required { Some(params.str(key)?) } else { params.opt_str(key)? };
+    if value.is_some_and(|v| v.len() > MAX_PEM) {
+        return Err(FieldError::new(params.field(key), format!("is longer than {} KiB", MAX_PEM >> 10)));
+    }
+    Ok(value)
+}
+
+impl Install {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        let app = app_name(&params)?;
+        let (key, cert) = (pem(&params, "key", true)?.unwrap_or_default(), pem(&params, "cert", true)?.unwrap_or_default());
+        let checked = certs::check(key, cert, pem(&params, "cacerts", false)?, SystemTime::now())?;
+        Ok(Box::new(Install { app, checked }))
+    }
+}
+
+impl Auto {
+    fn parse(params: &Value, renew: bool) -> Result<Box<dyn Job>, JobError> {
+        Ok(Box::new(Auto { app: app_name(&Params::new(params)?)?, renew }))
+    }
+}
+
+impl Force {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        Ok(Box::new(Force { app: app_name(&params)?, force: params.bool("force")? }))
+    }
+}
+
+impl Delete {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        Ok(Box::new(Delete { app: app_name(&Params::new(params)?)? }))
+    }
+}
+
+fn resources(app: &str) -> Resources {
+    Resources::of([format!("app:{app}"), WEB_STACK.to_owned()])
+}
+
+/// The app as the inventory has it.
+fn load(ctx: &JobContext, name: &str) -> Result<App, JobError> {
+    ctx.inventory
+        .read(|inv| inv.apps.get(name).cloned())
+        .ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(name))))
+}
+
+/// What a change does to an app's certificate files.
+enum Files<'a> {
+    /// The certificate with its chain, and the key.
+    Write(&'a str, &'a str),
+    Keep,
+    Remove,
+}
+
+/// Puts `app`'s config in place with its certificate `files` and records its SSL state.
+fn install(ctx: &JobContext, name: &str, app: &App, files: Files) -> Result<Outcome, JobError> {
+    let root = ctx.root();
+    let extra = match files {
+        Files::Write(chain, key) => {
+            for dir in [stack::SSL_DIR.to_owned(), stack::ssl_dir(name)] {
+                let dir = under_root(root, &dir);
+                ensure_dir(&dir, 0o700).map_err(|e| JobError::Internal(format!("{}: {e}", dir.display())))?;
+            }
+            stack::ssl_changes(root, name, Some((chain, key)))
+        }
+        Files::Keep => Vec::new(),
+        Files::Remove => stack::ssl_changes(root, name, None),
+    };
+    let applied = apply_config(ctx, name, app, extra)?;
+    let ssl = app.ssl.clone();
+    ctx.record(|inv| inv.apps.get_mut(name).map(|a| a.ssl = ssl))?;
+    let mut outcome = Outcome::default();
+    outcome.applied(&applied);
+    Ok(outcome)
+}
+
+/// `result` of a job that installed a certificate.
+fn cert_result(info: &CertInfo, names: &[String], unreachable: &[(String, String)]) -> Value {
+    let (covered, uncovered): (Vec<&String>, Vec<&String>) = names.iter().partition(|n| info.covers(n));
+    let reasons: serde_json::Map<String, Value> = unreachable.iter().map(|(n, why)| (n.clone(), Value::from(why.as_str()))).collect();
+    json!({"expires_at": rfc3339(info.not_after), "domains_covered": covered, "domains_uncovered": uncovered, "unreachable": reasons})
+}
+
+impl Job for Install {
+    fn resources(&self) -> Resources {
+        resources(&self.app)
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(ctx, move |ctx| {
+            let Install { app: name, checked } = *self;
+            let mut app = load(ctx, &name)?;
+            if app.ssl.as_ref().is_some_and(|s| s.source == SslSource::Auto) {
+                return Err(JobError::PreconditionFailed(format!(
+                    "AutoSSL is on for app {}: a custom certificate cannot be added while it is (ssl.delete turns it off)",
+                    shown(&name)
+                )));
+            }
+            let names = stack::server_names(&app.domains);
+            if !names.iter().any(|n| checked.info.covers(n)) {
+                return Err(FieldError::new(
+                    "cert",
+                    format!("covers none of the app's domains ({}); it is for {}", names.join(", "), checked.info.names.join(", ")),
+                )
+                .into());
+            }
+            let force = app.ssl.as_ref().is_some_and(|s| s.force);
+            app.ssl = Some(Ssl { source: SslSource::Custom, force, ordered_for: Vec::new(), failures: 0, next_attempt_ms: 0 });
+            let mut outcome = install(ctx, &name, &app, Files::Write(&checked.chain_pem, &checked.key_pem))?;
+            outcome.result = Some(cert_result(&checked.info, &names, &[]));
+            Ok(outcome)
+        })
+    }
+}
+
+/// What an AutoSSL job found before talking to the CA.
+enum Plan {
+    /// Nothing to do: the certificate holds.
+    Holds(Outcome),
+    Order { app: App, names: Vec<String> },
+}
+
+impl Job for Auto {
+    fn resources(&self) -> Resources {
+        resources(&self.app)
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        Box::pin(async move {
+            let (name, renew) = (self.app.clone(), self.renew);
+            let (mut app, names) = match blocking(ctx.clone(), move |ctx| plan(ctx, &name, renew)).await? {
+                Plan::Holds(outcome) => return Ok(outcome),
+                Plan::Order { app, names } => (app, names),
+            };
+            let issued = order(&ctx, &names).await;
+            let name = self.app;
+            blocking(ctx, move |ctx| {
+                let (issued, unreachable) = match issued {
+                    Ok(ok) => ok,
+                    Err(e) if renew => return Err(record_failure(ctx, &name, e)),
+                    Err(e) => return Err(e),
+                };
+                let force = app.ssl.as_ref().is_some_and(|s| s.force);
+                app.ssl = Some(Ssl { source: SslSource::Auto, force, ordered_for: names.clone(), failures: 0, next_attempt_ms: 0 });
+                let mut outcome = install(ctx, &name, &app, Files::Write(&issued.chain_pem, &issued.key_pem))?;
+                outcome.step(if renew { "certificate renewed" } else { "certificate issued" }, true);
+                outcome.result = Some(cert_result(&issued.info, &names, &unreachable));
+                Ok(outcome)
+            })
+            .await
+        })
+    }
+}
+
+/// Whether the app needs an order: not when its AutoSSL certificate is for the app's
+/// current names and not yet due for renewal.
+fn plan(ctx: &JobContext, name: &str, renew: bool) -> Result<Plan, JobError> {
+    let app = load(ctx, name)?;
+    let names = stack::server_names(&app.domains);
+    let holds = |info: &CertInfo| {
+        let mut outcome = Outcome::default();
+        outcome.step("certificate", false);
+        outcome.result = Some(cert_result(info, &names, &[]));
+        Ok(Plan::Holds(outcome))
+    };
+    match &app.ssl {
+        Some(ssl) if ssl.source == SslSource::Custom => {
+            return Err(JobError::PreconditionFailed(format!(
+                "app {} has a custom certificate: AutoSSL cannot be enabled while it is there (ssl.delete removes it)",
+                shown(name)
+            )))
+        }
+        None if renew => {
+            let mut outcome = Outcome::default();
+            outcome.step("certificate", false);
+            return Ok(Plan::Holds(outcome));
+        }
+        Some(ssl) => {
+            if let Some(info) = current_cert(ctx.root(), name).filter(|info| renewal_due(ssl, info, &names, SystemTime::now()).is_none()) {
+                return holds(&info);
+            }
+        }
+        None => {}
+    }
+    Ok(Plan::Order { app, names })
+}
+
+/// Probes the names, then orders a certificate for those that reach this server.
+async fn order(ctx: &JobContext, names: &[String]) -> Result<(acme::Issued, Vec<(String, String)>), JobError> {
+    ctx.output("checking which domains reach this server over HTTP\n");
+    let reach = probe::probe(ctx.root(), names).await.map_err(|e| JobError::Internal(format!("self-probe: {e}")))?;
+    for (name, why) in &reach.unreachable {
+        ctx.output(format!("{name}: left out: {why}\n"));
+    }
+    if reach.reachable.is_empty() {
+        let why: Vec<String> = reach.unreachable.iter().map(|(n, why)| format!("{n} ({why})")).collect();
+        return Err(JobError::PreconditionFailed(format!("none of the app's domains reach this server over HTTP: {}", why.join("; "))));
+    }
+    let progress = |line: String| ctx.output(line);
+    let issued = acme::order(&ctx.acme, ctx.root(), &reach.reachable, &progress).await.map_err(|e| match e {
+        AcmeError::Io { .. } => JobError::Internal(e.to_string()),
+        AcmeError::Ca(_) | AcmeError::Validation(_) | AcmeError::RateLimited(_) | AcmeError::Unreachable { .. } => {
+            JobError::AcmeFailed(e.to_string())
+        }
+    })?;
+    Ok((issued, reach.unreachable))
+}
+
+/// A failed renewal: counted, the next attempt spaced out (1 h, doubling up to
+/// 12 h); the certificate and ForceSSL stay as they are.
+fn record_failure(ctx: &JobContext, name: &str, error: JobError) -> JobError {
+    let now = SystemTime::now();
+    let next = ctx.record(|inv| {
+        let ssl = inv.apps.get_mut(name)?.ssl.as_mut()?;
+        ssl.failures += 1;
+        let wait = Duration::from_secs(3600) * 2u32.saturating_pow(ssl.failures - 1).min(12);
+        ssl.next_attempt_ms = unix_millis(now + wait);
+        Some(now + wait)
+    });
+    match (next, error) {
+        (Ok(Some(next)), JobError::AcmeFailed(message)) => {
+            JobError::AcmeFailed(format!("{message}; the current certificate stays; next attempt after {}", rfc3339(next)))
+        }
+        (_, error) => error,
+    }
+}
+
+/// Why an AutoSSL certificate needs a new order now, if it does.
+pub fn renewal_due(ssl: &Ssl, info: &CertInfo, names: &[String], now: SystemTime) -> Option<&'static str> {
+    if ssl.ordered_for != names {
+        Some("the app's domains changed")
+    } else if now >= info.renew_at() {
+        Some("a third of its lifetime is left")
+    } else {
+        None
+    }
+}
+
+/// The certificate the app serves now, if its file is there and parses.
+pub fn current_cert(root: &std::path::Path, app: &str) -> Option<CertInfo> {
+    let text = std::fs::read_to_string(under_root(root, &stack::ssl_cert(app))).ok()?;
+    let leaf = certs::certs("cert", &text).ok()?.into_iter().next()?;
+    CertInfo::from_der(&leaf).ok()
+}
+
+impl Job for Force {
+    fn resources(&self) -> Resources {
+        resources(&self.app)
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(ctx, move |ctx| {
+            let mut app = load(ctx, &self.app)?;
+            let Some(ssl) = app.ssl.as_mut() else {
+                if self.force {
+                    return Err(JobError::PreconditionFailed(format!(
+                        "ForceSSL needs SSL: app {} has no certificate (ssl.install or ssl.auto first)",
+                        shown(&self.app)
+                    )));
+                }
+                let mut outcome = Outcome::default();
+                outcome.step("forcessl", false);
+                return Ok(outcome);
+            };
+            ssl.force = self.force;
+            let mut outcome = install(ctx, &self.app, &app, Files::Keep)?;
+            outcome.result = Some(json!({"force": self.force}));
+            Ok(outcome)
+        })
+    }
+}
+
+impl Job for Delete {
+    fn resources(&self) -> Resources {
+        resources(&self.app)
+    }
+
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        blocking(ctx, move |ctx| {
+            let mut app = load(ctx, &self.app)?;
+            app.ssl = None;
+            let mut outcome = install(ctx, &self.app, &app, Files::Remove)?;
+            let dir = under_root(ctx.root(), &stack::ssl_dir(&self.app));
+            let removed = dir.exists();
+            if removed {
+                std::fs::remove_dir_all(&dir).map_err(|e| JobError::Internal(format!("{}: {e}", dir.display())))?;
+            }
+            outcome.step("certificate directory", removed);
+            Ok(outcome)
+        })
+    }
+}
+
