@@ -123,6 +123,7 @@ impl Engine {
             return;
         }
         match self.store.get(job_id) {
+            Ok(Some(Record { internal: true, .. })) => return,
             Ok(Some(Record { final_status: Some(status), .. })) => {
                 tracing::info!(%job_id, kind = %status.kind, "job already finished; final status sent again");
                 self.outbox.push(Event::JobStatus(status));
@@ -140,6 +141,7 @@ impl Engine {
             received_ms: time::unix_millis(SystemTime::now()),
             finished_ms: None,
             final_status: None,
+            internal: msg.internal,
         };
         self.save(&record);
         self.status(&record, Status::Queued);
@@ -149,7 +151,11 @@ impl Engine {
 
     /// Parses the params and queues the job, or ends it if they break a rule.
     fn schedule(&mut self, record: Record) {
-        match self.catalogue.parse(&record.kind, &record.params) {
+        let parsed = match record.internal {
+            true => self.catalogue.parse_internal(&record.kind, &record.params),
+            false => self.catalogue.parse(&record.kind, &record.params),
+        };
+        match parsed {
             Ok(job) => {
                 self.scheduler.push(record.arrival, job.resources());
                 self.ids.insert(record.job_id.clone(), record.arrival);
@@ -199,7 +205,11 @@ impl Engine {
     fn finish(&mut self, mut record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) {
         let secrets = Secrets::of(&record.params);
         let status = final_status(&record.job_id, &record.kind, started_at, result, &secrets);
-        self.outbox.push(Event::JobStatus(status.clone()));
+        if !record.internal {
+            self.outbox.push(Event::JobStatus(status.clone()));
+        } else if let Some(event) = crate::jobs::ssl::renewal_event(&record.params, &status, &self.machine.inventory) {
+            self.outbox.push(Event::SslRenewal(event));
+        }
         record.state = State::Finished;
         record.params = Value::Null;
         record.finished_ms = Some(time::unix_millis(SystemTime::now()));
@@ -233,6 +243,9 @@ impl Engine {
     }
 
     fn status(&self, record: &Record, status: Status) {
+        if record.internal {
+            return;
+        }
         let event = JobStatus::progress(&record.job_id, &record.kind, status, time::now());
         self.outbox.push(Event::JobStatus(event));
     }

@@ -44,6 +44,9 @@ pub struct Record {
     pub received_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_ms: Option<u64>,
+    /// The agent submitted it (a renewal): its events are not `job.status`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
     /// The final `job.status`, to send again when the `job_id` comes back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_status: Option<JobStatus>,
@@ -140,6 +143,7 @@ mod tests {
             received_ms: 0,
             finished_ms,
             final_status: finished_ms.map(|_| JobStatus::progress(job_id, "test.sleep", Status::Success, "t".into())),
+            internal: false,
         }
     }
 

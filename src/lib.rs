@@ -26,6 +26,7 @@ pub mod outbox;
 pub mod probe;
 pub mod protocol;
 pub mod reconcile;
+pub mod renewal;
 pub mod scheduler;
 pub mod shutdown;
 pub mod stack;

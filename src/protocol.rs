@@ -57,6 +57,9 @@ pub struct JobMsg {
     pub kind: String,
     #[serde(default)]
     pub params: Value,
+    /// Submitted by the agent itself (a certificate renewal), never read off the wire.
+    #[serde(skip)]
+    pub internal: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -182,6 +185,26 @@ pub struct JobOutput {
 pub enum Event {
     #[serde(rename = "job.status")]
     JobStatus(JobStatus),
+    /// An extension (docs/protocol.md): a background certificate renewal, done or failed.
+    #[serde(rename = "ssl.renewal")]
+    SslRenewal(SslRenewal),
+}
+
+/// `ssl.renewal`: the agent renewed an AutoSSL certificate, or failed to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SslRenewal {
+    pub app: String,
+    /// `success` or `error`.
+    pub status: Status,
+    pub at: String,
+    /// As `ssl.auto`'s: `expires_at`, `domains_covered`, `domains_uncovered`, `unreachable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    /// After a failure: when the agent tries again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use crate::acme::{self, probe, AcmeError};
 use crate::certs::{self, CertInfo, Checked};
 use crate::host::fs::{ensure_dir, under_root};
-use crate::inventory::{App, Ssl, SslSource};
+use crate::inventory::{App, InventoryStore, Ssl, SslSource};
+use crate::protocol::{JobStatus, SslRenewal, Status};
 use crate::job::{blocking, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::app::{apply_config, WEB_STACK};
 use crate::jobs::Catalogue;
@@ -290,6 +291,29 @@ fn record_failure(ctx: &JobContext, name: &str, error: JobError) -> JobError {
         }
         (_, error) => error,
     }
+}
+
+/// The `ssl.renewal` event of a finished renewal job; none when it changed nothing.
+pub fn renewal_event(params: &Value, status: &JobStatus, inventory: &InventoryStore) -> Option<SslRenewal> {
+    if status.status == Status::Success && status.changed != Some(true) {
+        return None;
+    }
+    let app = params.get("app").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let next_attempt_at = match status.status {
+        Status::Error => inventory
+            .read(|inv| inv.apps.get(&app).and_then(|a| a.ssl.as_ref()).map(|s| s.next_attempt_ms))
+            .filter(|&ms| ms > 0)
+            .map(|ms| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))),
+        Status::Queued | Status::Running | Status::Success => None,
+    };
+    Some(SslRenewal {
+        app,
+        status: status.status,
+        at: status.at.clone(),
+        result: status.result.clone(),
+        error: status.error.clone(),
+        next_attempt_at,
+    })
 }
 
 /// Why an AutoSSL certificate needs a new order now, if it does.

@@ -1,0 +1,126 @@
+//! The renewal loop: the daemon's background check of every AutoSSL certificate.
+//!
+//! Once at start and then every [`CHECK_EVERY`], each AutoSSL app whose certificate
+//! is due (a third of its lifetime left, whatever the lifetime; its domains
+//! changed; its file gone) gets an internal `ssl.renew` job, submitted to the
+//! engine like any job so it takes its turn with the app's other jobs. The job
+//! reports through an `ssl.renewal` event. A failed renewal sets the app's next
+//! attempt (spaced out by the job), and the loop leaves the app alone until then.
+//! Timing lives in the certificate and the inventory, so a restart neither loses a
+//! due renewal nor renews twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::inventory::{Inventory, InventoryStore, SslSource};
+use crate::jobs::ssl::{current_cert, renewal_due, RENEW_KIND};
+use crate::protocol::JobMsg;
+use crate::stack::server_names;
+use crate::time::unix_millis;
+
+/// How often certificates are looked at. A 6-day certificate is due 2 days before
+/// it expires, so an hour is plenty.
+pub const CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+/// Checks now, then every [`CHECK_EVERY`], until the task is dropped.
+pub async fn run(inventory: Arc<InventoryStore>, root: PathBuf, jobs: mpsc::Sender<JobMsg>) {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    loop {
+        tick.tick().await;
+        let (inventory, root) = (inventory.clone(), root.clone());
+        let found = tokio::task::spawn_blocking(move || inventory.read(|inv| due(inv, &root, SystemTime::now()))).await;
+        let due = found.unwrap_or_default();
+        tracing::debug!(due = due.len(), "certificate renewal check");
+        for (app, reason) in due {
+            tracing::info!(%app, %reason, "certificate renewal due");
+            let stamp = unix_millis(SystemTime::now());
+            let job = JobMsg {
+                job_id: format!("renew-{app}-{stamp}"),
+                kind: RENEW_KIND.into(),
+                params: json!({"app": app}),
+                internal: true,
+            };
+            if jobs.send(job).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The AutoSSL apps that need a new certificate at `now`, each with the reason.
+pub fn due(inventory: &Inventory, root: &Path, now: SystemTime) -> Vec<(String, &'static str)> {
+    let mut due = Vec::new();
+    for (name, app) in &inventory.apps {
+        let Some(ssl) = app.ssl.as_ref().filter(|s| s.source == SslSource::Auto) else { continue };
+        if ssl.next_attempt_ms > unix_millis(now) {
+            continue;
+        }
+        let reason = match current_cert(root, name) {
+            None => Some("its certificate file is missing or unreadable"),
+            Some(info) => renewal_due(ssl, &info, &server_names(&app.domains), now),
+        };
+        due.extend(reason.map(|r| (name.clone(), r)));
+    }
+    due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{App, Ssl};
+    use crate::stack::Stack;
+
+    fn cert(dir: &Path, app: &str, days: (i64, i64)) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a.test".to_string(), "www.a.test".to_string()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(days.0);
+        params.not_after = now + time::Duration::days(days.1);
+        let path = crate::host::fs::under_root(dir, &crate::stack::ssl_cert(app));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, params.self_signed(&key).unwrap().pem()).unwrap();
+    }
+
+    fn inventory(source: SslSource, next_attempt_ms: u64) -> Inventory {
+        let ssl = Ssl { source, force: true, ordered_for: vec!["a.test".into(), "www.a.test".into()], failures: 0, next_attempt_ms };
+        let app = App {
+            sysuser: "u".into(),
+            runtime: "php8.2".into(),
+            domains: vec!["a.test".into()],
+            stack: Stack::Nginx,
+            created_ms: 0,
+            ssl: Some(ssl),
+        };
+        Inventory { apps: [("shop".to_string(), app)].into(), ..Inventory::default() }
+    }
+
+    #[test]
+    fn only_autossl_certificates_past_two_thirds_of_their_life_are_due() {
+        let root = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        cert(root.path(), "shop", (-59, 31));
+        assert!(due(&inventory(SslSource::Auto, 0), root.path(), now).is_empty(), "59 of 90 days: not yet");
+        cert(root.path(), "shop", (-61, 29));
+        assert_eq!(due(&inventory(SslSource::Auto, 0), root.path(), now), [("shop".to_string(), "a third of its lifetime is left")]);
+        assert!(due(&inventory(SslSource::Custom, 0), root.path(), now).is_empty(), "custom certificates are the operator's");
+        let later = unix_millis(now + Duration::from_secs(60));
+        assert!(due(&inventory(SslSource::Auto, later), root.path(), now).is_empty(), "after a failure, not before the next attempt");
+        cert(root.path(), "shop", (-4, 2));
+        assert_eq!(due(&inventory(SslSource::Auto, 0), root.path(), now).len(), 1, "a 6-day certificate is due with 2 days left");
+    }
+
+    #[test]
+    fn new_domains_or_a_lost_file_make_a_certificate_due() {
+        let root = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let mut inv = inventory(SslSource::Auto, 0);
+        assert_eq!(due(&inv, root.path(), now)[0].1, "its certificate file is missing or unreadable");
+        cert(root.path(), "shop", (-1, 89));
+        inv.apps.get_mut("shop").unwrap().domains.push("b.test".into());
+        assert_eq!(due(&inv, root.path(), now)[0].1, "the app's domains changed");
+    }
+}
