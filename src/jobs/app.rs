@@ -14,7 +14,8 @@ use crate::host::fs::under_root;
 use crate::host::services::Services;
 use crate::host::transaction::{self, Applied, FileChange};
 use crate::inventory::App;
-use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
+use crate::inventory::SslSource;
+use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::sysuser;
 use crate::jobs::Catalogue;
 use crate::stack::{self, AppSite, Stack};
@@ -122,19 +123,42 @@ impl BlockingJob for Create {
     }
 }
 
-impl BlockingJob for Update {
+/// An update converges like a create; an AutoSSL app whose domains changed then
+/// gets a certificate for its new names in the same job.
+impl Job for Update {
     fn resources(&self) -> Resources {
         Resources::of([format!("app:{}", self.name), WEB_STACK.to_owned()])
     }
 
-    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
-        let mut app = ctx
-            .inventory
-            .read(|inv| inv.apps.get(&self.name).cloned())
-            .ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(&self.name))))?;
-        app.runtime = self.runtime.unwrap_or(app.runtime);
-        app.domains = self.domains.unwrap_or(app.domains);
-        converge(ctx, &self.name, app)
+    fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+        Box::pin(async move {
+            let name = self.name.clone();
+            let mut outcome = blocking(ctx.clone(), move |ctx| {
+                let mut app = ctx
+                    .inventory
+                    .read(|inv| inv.apps.get(&self.name).cloned())
+                    .ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(&self.name))))?;
+                app.runtime = self.runtime.unwrap_or(app.runtime);
+                app.domains = self.domains.unwrap_or(app.domains);
+                converge(ctx, &self.name, app)
+            })
+            .await?;
+            let autossl = ctx.inventory.read(|inv| inv.apps.get(&name).and_then(|a| a.ssl.as_ref().map(|s| s.source)));
+            if autossl == Some(SslSource::Auto) {
+                let issued = crate::jobs::ssl::autossl(ctx, name, false).await.map_err(|e| match e {
+                    JobError::AcmeFailed(message) | JobError::PreconditionFailed(message) => JobError::AcmeFailed(format!(
+                        "the app answers its new domains, but its certificate could not be issued for them: {message}; \
+                         the previous certificate stays, and berth tries again in the background"
+                    )),
+                    other => other,
+                })?;
+                outcome.steps.extend(issued.steps);
+                if let (Some(Value::Object(result)), Some(ssl)) = (outcome.result.as_mut(), issued.result) {
+                    result.insert("ssl".into(), ssl);
+                }
+            }
+            Ok(outcome)
+        })
     }
 }
 

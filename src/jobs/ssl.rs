@@ -194,30 +194,35 @@ impl Job for Auto {
     }
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        Box::pin(async move {
-            let (name, renew) = (self.app.clone(), self.renew);
-            let (mut app, names) = match blocking(ctx.clone(), move |ctx| plan(ctx, &name, renew)).await? {
-                Plan::Holds(outcome) => return Ok(outcome),
-                Plan::Order { app, names } => (app, names),
-            };
-            let issued = order(&ctx, &names).await;
-            let name = self.app;
-            blocking(ctx, move |ctx| {
-                let (issued, unreachable) = match issued {
-                    Ok(ok) => ok,
-                    Err(e) if renew => return Err(record_failure(ctx, &name, e)),
-                    Err(e) => return Err(e),
-                };
-                let force = app.ssl.as_ref().is_some_and(|s| s.force);
-                app.ssl = Some(Ssl { source: SslSource::Auto, force, ordered_for: names.clone(), failures: 0, next_attempt_ms: 0 });
-                let mut outcome = install(ctx, &name, &app, Files::Write(&issued.chain_pem, &issued.key_pem))?;
-                outcome.step(if renew { "certificate renewed" } else { "certificate issued" }, true);
-                outcome.result = Some(cert_result(&issued.info, &names, &unreachable));
-                Ok(outcome)
-            })
-            .await
-        })
+        autossl(ctx, self.app, self.renew)
     }
+}
+
+/// AutoSSL for `name`: a certificate for its names unless the current one holds;
+/// `renew` (the renewal loop's jobs) also records a failure for the next attempt.
+pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool) -> BoxFuture<Result<Outcome, JobError>> {
+    Box::pin(async move {
+        let app_name = name.clone();
+        let (mut app, names) = match blocking(ctx.clone(), move |ctx| plan(ctx, &app_name, renew)).await? {
+            Plan::Holds(outcome) => return Ok(outcome),
+            Plan::Order { app, names } => (app, names),
+        };
+        let issued = order(&ctx, &names).await;
+        blocking(ctx, move |ctx| {
+            let (issued, unreachable) = match issued {
+                Ok(ok) => ok,
+                Err(e) if renew => return Err(record_failure(ctx, &name, e)),
+                Err(e) => return Err(e),
+            };
+            let force = app.ssl.as_ref().is_some_and(|s| s.force);
+            app.ssl = Some(Ssl { source: SslSource::Auto, force, ordered_for: names.clone(), failures: 0, next_attempt_ms: 0 });
+            let mut outcome = install(ctx, &name, &app, Files::Write(&issued.chain_pem, &issued.key_pem))?;
+            outcome.step(if renew { "certificate renewed" } else { "certificate issued" }, true);
+            outcome.result = Some(cert_result(&issued.info, &names, &unreachable));
+            Ok(outcome)
+        })
+        .await
+    })
 }
 
 /// Whether the app needs an order: not when its AutoSSL certificate is for the app's
