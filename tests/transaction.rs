@@ -65,16 +65,35 @@ fn builtin_templates_pass_the_servers_own_checks() {
     let vhost_dir = root.join("etc/nginx/berth.d");
     std::fs::create_dir_all(&vhost_dir).unwrap();
     context.insert("vhost_dir", &vhost_dir);
+    let https_port = support::servers::free_port();
+    context.insert("https_listen", &format!("127.0.0.1:{https_port}"));
+    context.insert("https_listen_v6", &format!("[::1]:{https_port}"));
+    context.insert("challenge_dir", &root.join("run/berth/acme-challenge"));
+    let tls_snippet = root.join("berth-tls.conf");
+    std::fs::write(&tls_snippet, templates.render("nginx-tls.conf", &context).unwrap()).unwrap();
+    context.insert("tls_snippet", &tls_snippet);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()]).unwrap().self_signed(&key).unwrap();
+    let (cert_path, key_path) = (root.join("fullchain.pem"), root.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
 
+    // Each stack, plain, with HTTPS, and with ForceSSL.
     for stack in ["nginx", "nginx-apache"] {
-        context.insert("stack", stack);
-        let vhost = templates.render("nginx-vhost.conf", &context).unwrap();
-        let catchall = templates.render("nginx-catchall.conf", &context).unwrap();
-        let changes = [
-            FileChange::write(nginx.path("gallery.conf"), vhost, 0o644, Service::Nginx),
-            FileChange::write(nginx.path("catchall.conf"), catchall, 0o644, Service::Nginx),
-        ];
-        apply(&nginx.host(), &nginx.services(), &changes).unwrap_or_else(|e| panic!("stack {stack}: {e}"));
+        for (ssl, force) in [(false, false), (true, false), (true, true)] {
+            context.insert("stack", stack);
+            let path = |p: &Path| if ssl { p.display().to_string() } else { String::new() };
+            context.insert("ssl_certificate", &path(&cert_path));
+            context.insert("ssl_certificate_key", &path(&key_path));
+            context.insert("force_ssl", &force);
+            let vhost = templates.render("nginx-vhost.conf", &context).unwrap();
+            let catchall = templates.render("nginx-catchall.conf", &context).unwrap();
+            let changes = [
+                FileChange::write(nginx.path("gallery.conf"), vhost, 0o644, Service::Nginx),
+                FileChange::write(nginx.path("catchall.conf"), catchall, 0o644, Service::Nginx),
+            ];
+            apply(&nginx.host(), &nginx.services(), &changes).unwrap_or_else(|e| panic!("stack {stack}, ssl {ssl}, force {force}: {e}"));
+        }
     }
 
     let pool = root.join("pool.conf");
