@@ -63,7 +63,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (stop_engine, engine_shutdown) = shutdown::channel();
     let (stop_connection, connection_shutdown) = shutdown::channel();
 
-    let renewal = tokio::spawn(crate::renewal::run(machine.inventory.clone(), config.root.clone(), jobs_tx.clone()));
+    let renewal = tokio::spawn(crate::renewal::run(machine.inventory.clone(), config.root.clone(), machine.acme.clone(), jobs_tx.clone()));
     let engine = Engine::new(
         catalogue.clone(),
         store,

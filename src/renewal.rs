@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::acme::{self, AcmeSettings};
+use crate::host::fs::under_root;
 use crate::inventory::{Inventory, InventoryStore, SslSource};
 use crate::jobs::ssl::{current_cert, renewal_due, RENEW_KIND};
 use crate::protocol::JobMsg;
@@ -25,15 +27,27 @@ use crate::time::unix_millis;
 /// How often certificates are looked at. A 6-day certificate is due 2 days before
 /// it expires, so an hour is plenty.
 pub const CHECK_EVERY: Duration = Duration::from_secs(3600);
+const ARI_REASON: &str = "the CA's renewal information says so";
 
 /// Checks now, then every [`CHECK_EVERY`], until the task is dropped.
-pub async fn run(inventory: Arc<InventoryStore>, root: PathBuf, jobs: mpsc::Sender<JobMsg>) {
+pub async fn run(inventory: Arc<InventoryStore>, root: PathBuf, acme: Arc<AcmeSettings>, jobs: mpsc::Sender<JobMsg>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     loop {
         tick.tick().await;
-        let (inventory, root) = (inventory.clone(), root.clone());
-        let found = tokio::task::spawn_blocking(move || inventory.read(|inv| due(inv, &root, SystemTime::now()))).await;
-        let due = found.unwrap_or_default();
+        let (inv, dir) = (inventory.clone(), root.clone());
+        let found = tokio::task::spawn_blocking(move || inv.read(|inv| (due(inv, &dir, SystemTime::now()), autossl(inv)))).await;
+        let (mut due, autossl) = found.unwrap_or_default();
+        // The CA may ask for an earlier renewal (a revocation ahead, say).
+        let not_due: Vec<String> = autossl.into_iter().filter(|app| !due.iter().any(|(d, _)| d == app)).collect();
+        let account = if not_due.is_empty() { None } else { acme::existing_account(&acme).await };
+        if let Some(account) = account {
+            for app in not_due {
+                let Ok(chain) = std::fs::read_to_string(under_root(&root, &crate::stack::ssl_cert(&app))) else { continue };
+                if acme::suggested_renewal(&account, &chain).await.is_some_and(|at| at <= SystemTime::now()) {
+                    due.push((app, ARI_REASON));
+                }
+            }
+        }
         tracing::debug!(due = due.len(), "certificate renewal check");
         for (app, reason) in due {
             tracing::info!(%app, %reason, "certificate renewal due");
@@ -41,7 +55,8 @@ pub async fn run(inventory: Arc<InventoryStore>, root: PathBuf, jobs: mpsc::Send
             let job = JobMsg {
                 job_id: format!("renew-{app}-{stamp}"),
                 kind: RENEW_KIND.into(),
-                params: json!({"app": app}),
+                // The CA's word is not in the certificate: the job must not second-guess it.
+                params: json!({"app": app, "force": reason == ARI_REASON}),
                 internal: true,
             };
             if jobs.send(job).await.is_err() {
@@ -49,6 +64,17 @@ pub async fn run(inventory: Arc<InventoryStore>, root: PathBuf, jobs: mpsc::Send
             }
         }
     }
+}
+
+/// The AutoSSL apps not waiting for a next attempt.
+fn autossl(inventory: &Inventory) -> Vec<String> {
+    let now = unix_millis(SystemTime::now());
+    inventory
+        .apps
+        .iter()
+        .filter(|(_, app)| app.ssl.as_ref().is_some_and(|s| s.source == SslSource::Auto && s.next_attempt_ms <= now))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// The AutoSSL apps that need a new certificate at `now`, each with the reason.

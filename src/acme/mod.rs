@@ -184,6 +184,34 @@ async fn validate(
     Err(failures)
 }
 
+/// The agent's existing account, to ask for renewal information; None when there
+/// is none yet or the CA cannot be reached (the lifetime rule decides then).
+pub async fn existing_account(settings: &AcmeSettings) -> Option<Account> {
+    if !settings.dir().join(account_file(settings)).exists() {
+        return None;
+    }
+    account(settings).await.ok()
+}
+
+/// When the CA wants this certificate renewed (ACME renewal information, RFC 9773):
+/// the start of its suggested window. None when the CA offers no renewal information.
+pub async fn suggested_renewal(account: &Account, chain_pem: &str) -> Option<SystemTime> {
+    let leaf = CertificateDer::pem_slice_iter(chain_pem.as_bytes()).next()?.ok()?;
+    let id = instant_acme::CertificateIdentifier::try_from(&leaf).ok()?;
+    match account.renewal_info(&id).await {
+        Ok((info, _)) => Some(SystemTime::from(info.suggested_window.start)),
+        Err(instant_acme::Error::Unsupported(_)) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "ACME renewal information not available");
+            None
+        }
+    }
+}
+
+fn account_file(settings: &AcmeSettings) -> String {
+    format!("account-{}.json", short_hash(&settings.directory))
+}
+
 /// The agent's account on this directory: loaded from the state dir, or created
 /// (and its credentials stored, 0600) on first use.
 async fn account(settings: &AcmeSettings) -> Result<Account, AcmeError> {
@@ -196,7 +224,7 @@ async fn account(settings: &AcmeSettings) -> Result<Account, AcmeError> {
         None => Account::builder(),
     };
     let dir = settings.dir();
-    let path = dir.join(format!("account-{}.json", short_hash(&settings.directory)));
+    let path = dir.join(account_file(settings));
     let io = |source| AcmeError::Io { path: path.clone(), source };
     if let Ok(bytes) = std::fs::read(&path) {
         let credentials: AccountCredentials = serde_json::from_slice(&bytes)

@@ -145,7 +145,7 @@ impl Job for Update {
             .await?;
             let autossl = ctx.inventory.read(|inv| inv.apps.get(&name).and_then(|a| a.ssl.as_ref().map(|s| s.source)));
             if autossl == Some(SslSource::Auto) {
-                let issued = crate::jobs::ssl::autossl(ctx, name, false).await.map_err(|e| match e {
+                let issued = crate::jobs::ssl::autossl(ctx, name, false, false).await.map_err(|e| match e {
                     JobError::AcmeFailed(message) | JobError::PreconditionFailed(message) => JobError::AcmeFailed(format!(
                         "the app answers its new domains, but its certificate could not be issued for them: {message}; \
                          the previous certificate stays, and berth tries again in the background"

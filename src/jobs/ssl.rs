@@ -43,10 +43,12 @@ struct Install {
     checked: Checked,
 }
 
-/// `ssl.auto {app}`, or (`renew`) the renewal of its certificate.
+/// `ssl.auto {app}`, or (`renew`) the renewal of its certificate; `force`
+/// orders even when the certificate looks good (the CA asked for a renewal).
 struct Auto {
     app: String,
     renew: bool,
+    force: bool,
 }
 
 /// `ssl.force {app, force}`.
@@ -84,7 +86,9 @@ impl Install {
 
 impl Auto {
     fn parse(params: &Value, renew: bool) -> Result<Box<dyn Job>, JobError> {
-        Ok(Box::new(Auto { app: app_name(&Params::new(params)?)?, renew }))
+        let params = Params::new(params)?;
+        let force = renew && params.opt_bool("force")?.unwrap_or(false);
+        Ok(Box::new(Auto { app: app_name(&params)?, renew, force }))
     }
 }
 
@@ -194,16 +198,17 @@ impl Job for Auto {
     }
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
-        autossl(ctx, self.app, self.renew)
+        autossl(ctx, self.app, self.renew, self.force)
     }
 }
 
 /// AutoSSL for `name`: a certificate for its names unless the current one holds;
-/// `renew` (the renewal loop's jobs) also records a failure for the next attempt.
-pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool) -> BoxFuture<Result<Outcome, JobError>> {
+/// `renew` (the renewal loop's jobs) also records a failure for the next attempt;
+/// `force` orders even when the certificate holds.
+pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool, force: bool) -> BoxFuture<Result<Outcome, JobError>> {
     Box::pin(async move {
         let app_name = name.clone();
-        let (mut app, names) = match blocking(ctx.clone(), move |ctx| plan(ctx, &app_name, renew)).await? {
+        let (mut app, names) = match blocking(ctx.clone(), move |ctx| plan(ctx, &app_name, renew, force)).await? {
             Plan::Holds(outcome) => return Ok(outcome),
             Plan::Order { app, names } => (app, names),
         };
@@ -227,7 +232,7 @@ pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool) -> BoxFuture<R
 
 /// Whether the app needs an order: not when its AutoSSL certificate is for the app's
 /// current names and not yet due for renewal.
-fn plan(ctx: &JobContext, name: &str, renew: bool) -> Result<Plan, JobError> {
+fn plan(ctx: &JobContext, name: &str, renew: bool, force: bool) -> Result<Plan, JobError> {
     let app = load(ctx, name)?;
     let names = stack::server_names(&app.domains);
     let holds = |info: &CertInfo| {
@@ -248,6 +253,7 @@ fn plan(ctx: &JobContext, name: &str, renew: bool) -> Result<Plan, JobError> {
             outcome.step("certificate", false);
             return Ok(Plan::Holds(outcome));
         }
+        Some(_) if force => {}
         Some(ssl) => {
             if let Some(info) = current_cert(ctx.root(), name).filter(|info| renewal_due(ssl, info, &names, SystemTime::now()).is_none()) {
                 return holds(&info);
