@@ -1,5 +1,5 @@
-//! The command line: `berth run`, `berth apply`, `berth reconcile`, `berth metrics`,
-//! `berth version`.
+//! The command line: `berth run`, `berth apply`, `berth reconcile`, `berth renew`,
+//! `berth metrics`, `berth version`.
 //!
 //! Exit codes: 0 success, 1 a runtime failure, 2 a bad config or bad usage.
 
@@ -48,6 +48,14 @@ pub enum Command {
         #[arg(long)]
         root: Option<PathBuf>,
     },
+    /// Renew now every AutoSSL certificate that is due, as the daemon does hourly;
+    /// print each renewal's `ssl.renewal` event as a JSON line. Exit 1 if one failed.
+    Renew {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
     /// Print one metrics snapshot as JSON.
     Metrics {
         /// Read host files (reboot-required, apt state) under this directory.
@@ -73,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Apply { config, root, file } => apply(config, root, file),
         Command::Reconcile { config, root } => reconcile(config, root),
+        Command::Renew { config, root } => renew(config, root),
         Command::Metrics { root } => metrics(root),
         Command::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
@@ -218,6 +227,29 @@ fn apply(config_path: Option<PathBuf>, root: Option<PathBuf>, file: PathBuf) -> 
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn renew(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
+    crate::logging::init();
+    let machine = match local_setup(config_path, root).map(|setup| crate::apply::machine(&setup)) {
+        Ok(Ok(machine)) => machine,
+        Ok(Err(e)) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+        Err(code) => return code,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let events = runtime.block_on(crate::renewal::once(&machine));
+    tracing::debug!(peak_rss_kib = peak_rss_kib(), "renew done");
+    for event in &events {
+        let event = crate::protocol::Event::SslRenewal(event.clone());
+        println!("{}", serde_json::to_string(&event).expect("events serialize"));
+    }
+    match events.iter().all(|e| e.status == crate::protocol::Status::Success) {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
     }
 }
 

@@ -19,8 +19,10 @@ use tokio::sync::mpsc;
 use crate::acme::{self, AcmeSettings};
 use crate::host::fs::under_root;
 use crate::inventory::{Inventory, InventoryStore, SslSource};
-use crate::jobs::ssl::{current_cert, renewal_due, RENEW_KIND};
-use crate::protocol::JobMsg;
+use crate::job::{final_status, JobContext, Machine, Secrets};
+use crate::jobs::ssl::{current_cert, renewal_due, renewal_event, RENEW_KIND};
+use crate::jobs::Catalogue;
+use crate::protocol::{JobMsg, SslRenewal};
 use crate::stack::server_names;
 use crate::time::unix_millis;
 
@@ -29,40 +31,70 @@ use crate::time::unix_millis;
 pub const CHECK_EVERY: Duration = Duration::from_secs(3600);
 const ARI_REASON: &str = "the CA's renewal information says so";
 
-/// Checks now, then every [`CHECK_EVERY`], until the task is dropped.
+/// Checks now, then every [`CHECK_EVERY`], until the task is dropped; each due
+/// renewal goes to the engine as an internal job.
 pub async fn run(inventory: Arc<InventoryStore>, root: PathBuf, acme: Arc<AcmeSettings>, jobs: mpsc::Sender<JobMsg>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     loop {
         tick.tick().await;
-        let (inv, dir) = (inventory.clone(), root.clone());
-        let found = tokio::task::spawn_blocking(move || inv.read(|inv| (due(inv, &dir, SystemTime::now()), autossl(inv)))).await;
-        let (mut due, autossl) = found.unwrap_or_default();
-        // The CA may ask for an earlier renewal (a revocation ahead, say).
-        let not_due: Vec<String> = autossl.into_iter().filter(|app| !due.iter().any(|(d, _)| d == app)).collect();
-        let account = if not_due.is_empty() { None } else { acme::existing_account(&acme).await };
-        if let Some(account) = account {
-            for app in not_due {
-                let Ok(chain) = std::fs::read_to_string(under_root(&root, &crate::stack::ssl_cert(&app))) else { continue };
-                if acme::suggested_renewal(&account, &chain).await.is_some_and(|at| at <= SystemTime::now()) {
-                    due.push((app, ARI_REASON));
-                }
-            }
-        }
-        tracing::debug!(due = due.len(), "certificate renewal check");
-        for (app, reason) in due {
-            tracing::info!(%app, %reason, "certificate renewal due");
-            let stamp = unix_millis(SystemTime::now());
-            let job = JobMsg {
-                job_id: format!("renew-{app}-{stamp}"),
-                kind: RENEW_KIND.into(),
-                // The CA's word is not in the certificate: the job must not second-guess it.
-                params: json!({"app": app, "force": reason == ARI_REASON}),
-                internal: true,
-            };
-            if jobs.send(job).await.is_err() {
+        for (app, reason) in check(&inventory, &root, &acme).await {
+            if jobs.send(renew_job(&app, reason)).await.is_err() {
                 return;
             }
         }
+    }
+}
+
+/// One check, run here and now (`berth renew`): every due renewal, each one's
+/// `ssl.renewal` event (none for a renewal that found nothing to do).
+pub async fn once(machine: &Machine) -> Vec<SslRenewal> {
+    let catalogue = Catalogue::new(false);
+    let (output, _) = mpsc::channel(1);
+    let mut events = Vec::new();
+    for (app, reason) in check(&machine.inventory, machine.host.root(), &machine.acme).await {
+        let msg = renew_job(&app, reason);
+        let started_at = crate::time::now();
+        let result = match catalogue.parse_internal(&msg.kind, &msg.params) {
+            Ok(job) => job.run(JobContext::new(msg.job_id.clone(), machine, Arc::default(), output.clone())).await,
+            Err(e) => Err(e),
+        };
+        let status = final_status(&msg.job_id, &msg.kind, Some(started_at), result, &Secrets::default());
+        events.extend(renewal_event(&msg.params, &status, &machine.inventory));
+    }
+    events
+}
+
+/// The apps whose certificate is due now, by the certificate or by the CA's word.
+async fn check(inventory: &Arc<InventoryStore>, root: &Path, acme: &AcmeSettings) -> Vec<(String, &'static str)> {
+    let (inv, dir) = (inventory.clone(), root.to_owned());
+    let found = tokio::task::spawn_blocking(move || inv.read(|inv| (due(inv, &dir, SystemTime::now()), autossl(inv)))).await;
+    let (mut due, autossl) = found.unwrap_or_default();
+    // The CA may ask for an earlier renewal (a revocation ahead, say).
+    let not_due: Vec<String> = autossl.into_iter().filter(|app| !due.iter().any(|(d, _)| d == app)).collect();
+    let account = if not_due.is_empty() { None } else { acme::existing_account(acme).await };
+    if let Some(account) = account {
+        for app in not_due {
+            let Ok(chain) = std::fs::read_to_string(under_root(root, &crate::stack::ssl_cert(&app))) else { continue };
+            if acme::suggested_renewal(&account, &chain).await.is_some_and(|at| at <= SystemTime::now()) {
+                due.push((app, ARI_REASON));
+            }
+        }
+    }
+    tracing::debug!(due = due.len(), "certificate renewal check");
+    for (app, reason) in &due {
+        tracing::info!(%app, %reason, "certificate renewal due");
+    }
+    due
+}
+
+/// The internal `ssl.renew` job of `app`.
+fn renew_job(app: &str, reason: &str) -> JobMsg {
+    JobMsg {
+        job_id: format!("renew-{app}-{}", unix_millis(SystemTime::now())),
+        kind: RENEW_KIND.into(),
+        // The CA's word is not in the certificate: the job must not second-guess it.
+        params: json!({"app": app, "force": reason == ARI_REASON}),
+        internal: true,
     }
 }
 

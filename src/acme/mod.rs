@@ -27,6 +27,7 @@ use crate::host::fs::{ensure_dir, under_root, write_atomic};
 pub const CHALLENGE_DIR: &str = "/run/berth/acme-challenge";
 pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+const ACCOUNT_GONE: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
 /// How long the CA gets to validate and issue.
 const ORDER_PATIENCE: Duration = Duration::from_secs(90);
 
@@ -93,7 +94,17 @@ pub async fn order(settings: &AcmeSettings, root: &Path, names: &[String], progr
         new_order = new_order.profile(profile);
     }
     ledger.record_order(SystemTime::now());
-    let mut order = account.new_order(&new_order).await.map_err(|e| ca_error(&ledger, e))?;
+    let mut order = match account.new_order(&new_order).await {
+        // The CA forgot the account (a test CA restarted, an account deactivated): a new one.
+        Err(instant_acme::Error::Api(problem)) if problem.r#type.as_deref() == Some(ACCOUNT_GONE) => {
+            tracing::warn!(directory = %settings.directory, "the CA does not know berth's ACME account; creating a new one");
+            let stale = settings.dir().join(account_file(settings));
+            std::fs::remove_file(&stale).map_err(|source| AcmeError::Io { path: stale, source })?;
+            account(settings).await?.new_order(&new_order).await
+        }
+        other => other,
+    }
+    .map_err(|e| ca_error(&ledger, e))?;
     progress(format!("order placed for {}\n", names.join(", ")));
 
     let challenge_dir = under_root(root, CHALLENGE_DIR);
