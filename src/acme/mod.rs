@@ -87,7 +87,7 @@ pub struct Issued {
 pub async fn order(settings: &AcmeSettings, root: &Path, names: &[String], progress: &(dyn Fn(String) + Sync)) -> Result<Issued, AcmeError> {
     let ledger = ledger::Ledger::open(&settings.dir());
     ledger.admit(names, SystemTime::now()).map_err(AcmeError::RateLimited)?;
-    let account = account(settings).await?;
+    let account = load_account(settings).await?;
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
     let mut new_order = NewOrder::new(&identifiers);
     if let Some(profile) = settings.profile.as_deref() {
@@ -100,7 +100,7 @@ pub async fn order(settings: &AcmeSettings, root: &Path, names: &[String], progr
             tracing::warn!(directory = %settings.directory, "the CA does not know berth's ACME account; creating a new one");
             let stale = settings.dir().join(account_file(settings));
             std::fs::remove_file(&stale).map_err(|source| AcmeError::Io { path: stale, source })?;
-            account(settings).await?.new_order(&new_order).await
+            load_account(settings).await?.new_order(&new_order).await
         }
         other => other,
     }
@@ -201,7 +201,7 @@ pub async fn existing_account(settings: &AcmeSettings) -> Option<Account> {
     if !settings.dir().join(account_file(settings)).exists() {
         return None;
     }
-    account(settings).await.ok()
+    load_account(settings).await.ok()
 }
 
 /// When the CA wants this certificate renewed (ACME renewal information, RFC 9773):
@@ -225,7 +225,7 @@ fn account_file(settings: &AcmeSettings) -> String {
 
 /// The agent's account on this directory: loaded from the state dir, or created
 /// (and its credentials stored, 0600) on first use.
-async fn account(settings: &AcmeSettings) -> Result<Account, AcmeError> {
+async fn load_account(settings: &AcmeSettings) -> Result<Account, AcmeError> {
     // One creation at a time, so two first orders cannot make two accounts.
     static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = CREATING.lock().await;
