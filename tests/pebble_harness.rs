@@ -32,7 +32,8 @@ fn pebble_comes_up_in_a_machine_and_names_resolve_through_its_hosts_file() {
     // The mapped names resolve inside the machine, an unmapped one nowhere.
     let hosts = machine.run("/usr/bin/getent", &["hosts", "app.test", "www.app.test"]);
     let hosts = String::from_utf8_lossy(&hosts.stdout).into_owned();
-    assert!(hosts.contains("127.0.0.1       app.test") && hosts.contains("127.0.0.1       www.app.test"), "{hosts}");
+    let pairs: Vec<Vec<&str>> = hosts.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(pairs, [["127.0.0.1", "app.test"], ["127.0.0.1", "www.app.test"]], "{hosts}");
     assert!(!machine.run("/usr/bin/getent", &["hosts", "stray.invalid"]).status.success());
     // ... and the host's /etc/hosts is untouched.
     assert!(!std::fs::read_to_string("/etc/hosts").unwrap().contains("app.test"));

@@ -135,12 +135,20 @@ impl<'m> Pebble<'m> {
         std::fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default()
     }
 
-    /// Stops pebble (idempotent; dropping does it too).
+    /// Stops pebble and waits until it has exited (idempotent; dropping does it too).
     pub fn stop(&mut self) {
-        if !self.pid.is_empty() {
-            let _ = self.machine.run("/bin/kill", &[&self.pid]);
-            self.pid.clear();
+        if self.pid.is_empty() {
+            return;
         }
+        // The machine's init does not reap, so "exited" is "gone or a zombie".
+        let script = format!(
+            "kill {0}; for i in $(seq 200); do state=$(sed -n 's/^State:[[:space:]]*//p' /proc/{0}/status 2>/dev/null); \
+             case $state in ''|Z*) exit 0;; esac; sleep 0.05; done; exit 1",
+            self.pid
+        );
+        let stopped = self.machine.run("/bin/sh", &["-c", &script]);
+        self.pid.clear();
+        assert!(stopped.status.success() || std::thread::panicking(), "pebble did not exit; its log:\n{}", self.log());
     }
 
     fn curl(&self, url: &str) -> String {
