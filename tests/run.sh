@@ -20,6 +20,9 @@ needs=(
   "/usr/bin/setpriv:util-linux"
   "/usr/bin/pgrep:procps"
   "/usr/sbin/mariadbd:mariadb-server"
+  "/usr/bin/openssl:openssl"
+  "/usr/bin/curl:curl"
+  "/usr/bin/pebble:pebble"
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -9,6 +9,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod machine;
+pub mod pebble;
+pub mod pki;
+pub mod probes;
 pub mod servers;
 
 use std::io::{BufRead, BufReader};
