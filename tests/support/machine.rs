@@ -143,19 +143,39 @@ impl Machine {
         self.run("/usr/bin/mariadb", &args)
     }
 
-    /// The agent config of `berth apply` inside: root "/", state in the sandbox.
+    /// The agent config of `berth apply` inside: root "/", state in the sandbox,
+    /// plus what [`Machine::extend_config`] added.
     pub fn config(&self) -> PathBuf {
         let path = self.dir.path().join("agent.toml");
         let state = self.dir.path().join("state");
+        let extra = std::fs::read_to_string(self.dir.path().join("agent-extra.toml")).unwrap_or_default();
         std::fs::write(
             &path,
             format!(
                 "server_id = \"machine\"\napi_key = \"unused-key\"\ncontrol_plane_url = \"wss://localhost/agent\"\n\
-                 state_dir = {state:?}\nroot = \"/\"\n"
+                 state_dir = {state:?}\nroot = \"/\"\n{extra}"
             ),
         )
         .unwrap();
         path
+    }
+
+    /// Adds TOML lines to the agent config of every later command.
+    pub fn extend_config(&self, lines: &str) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent-extra.toml")).unwrap();
+        writeln!(file, "{lines}").unwrap();
+    }
+
+    /// `berth renew` inside the machine: exit code and the events it printed.
+    pub fn renew(&self) -> (Option<i32>, Vec<Value>, String) {
+        let config = self.config();
+        let berth = env!("CARGO_BIN_EXE_berth");
+        let out = self.run("/usr/bin/env", &["RUST_LOG=info,berth=debug", berth, "renew", "--config", config.to_str().unwrap()]);
+        assert_ne!(out.status.code(), Some(97), "not inside the test machine");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (out.status.code(), events, stderr)
     }
 
     /// `berth apply` of `jobs` inside the machine: exit code and the final statuses.

@@ -92,6 +92,11 @@ impl<'m> Pebble<'m> {
         pebble
     }
 
+    /// Points the machine's berth at this pebble (`acme_directory`, `acme_ca_file`).
+    pub fn configure_berth(&self) {
+        self.machine.extend_config(&format!("acme_directory = {DIRECTORY_URL:?}\nacme_ca_file = {:?}", self.ca_file()));
+    }
+
     /// The ACME directory URL (inside the machine).
     pub fn directory_url(&self) -> &'static str {
         DIRECTORY_URL

@@ -1,0 +1,266 @@
+//! Certificates against the real nginx and Debian's real ACME test server, pebble,
+//! in a test machine: custom certificates, AutoSSL over HTTP-01, ForceSSL, delete,
+//! the mutual-exclusion rules, and renewal.
+
+mod support;
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use support::machine::Machine;
+use support::pebble::Pebble;
+use support::pki::{key_pem, KeyKind, TestCa, Validity};
+use support::probes::header;
+
+/// A machine with user `derek` and an nginx app `app` serving `domains` (each
+/// mapped to the machine's 127.0.0.1 unless it ends in `.invalid`).
+fn machine_with_app(app: &str, domains: &[&str]) -> Machine {
+    let machine = Machine::start();
+    let resolvable: Vec<String> =
+        domains.iter().filter(|d| !d.ends_with(".invalid")).flat_map(|d| [d.to_string(), format!("www.{d}")]).collect();
+    machine.add_hosts(&resolvable.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(machine.job("sysuser.create", json!({"name": "derek"}))["status"], "success");
+    let done = machine.job("app.create", json!({"name": app, "sysuser": "derek", "runtime": "php8.2", "domains": domains, "stack": "nginx"}));
+    assert_eq!(done["status"], "success", "{done}");
+    std::fs::write(machine.path(&format!("/srv/users/derek/apps/{app}/public/index.html")), format!("{app} home")).unwrap();
+    machine.eventually_get(domains[0], "/index.html", 200);
+    machine
+}
+
+/// `pem` written into the sandbox (the same path inside the machine).
+fn file(machine: &Machine, name: &str, pem: &str) -> PathBuf {
+    let path = machine.dir.path().join(name);
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+/// The base64 body of the first PEM block, to compare certificates.
+fn der_b64(pem: &str) -> String {
+    pem.lines().skip_while(|l| !l.starts_with("-----BEGIN")).skip(1).take_while(|l| !l.starts_with("-----END")).collect()
+}
+
+/// Waits until `check` holds (a reload reaches nginx's workers asynchronously).
+fn eventually<T: std::fmt::Debug>(what: &str, mut probe: impl FnMut() -> T, check: impl Fn(&T) -> bool) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        let got = probe();
+        if check(&got) {
+            return got;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "{what}: {got:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn stat(machine: &Machine, path: &str) -> String {
+    String::from_utf8_lossy(&machine.run("/usr/bin/stat", &["-c", "%a %U", path]).stdout).trim().to_owned()
+}
+
+fn names(value: &Value) -> Vec<&str> {
+    value.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect()
+}
+
+#[test]
+fn a_custom_certificate_is_served_over_https_with_its_chain_and_http_keeps_working() {
+    let machine = machine_with_app("gallery", &["gallery.test", "other.test"]);
+    let root = TestCa::new("berth test root");
+    let intermediate = root.intermediate("berth test intermediate");
+    let (cert, key) = intermediate.leaf(&["gallery.test", "www.gallery.test"], Validity::normal());
+    let root_file = file(&machine, "root.pem", root.cert_pem());
+
+    let params = json!({"app": "gallery", "key": key, "cert": cert, "cacerts": intermediate.cert_pem()});
+    let done = machine.job("ssl.install", params.clone());
+    assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}");
+    assert_eq!(names(&done["result"]["domains_covered"]), ["gallery.test", "www.gallery.test"]);
+    assert_eq!(names(&done["result"]["domains_uncovered"]), ["other.test", "www.other.test"]);
+    assert!(done["result"]["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(!done.to_string().contains(der_b64(&key).get(..40).unwrap()), "the key is in no status");
+
+    let (code, body, version) = eventually("HTTPS", || machine.https_get("gallery.test", "/index.html", &root_file), |r| r.0 != 0);
+    assert_eq!((code, body.as_str(), version.as_str()), (200, "gallery home", "2"), "HTTPS over HTTP/2, the chain verified");
+    assert_eq!(machine.https_get("www.gallery.test", "/index.html", &root_file).0, 200);
+    assert_eq!(der_b64(&machine.served_cert("gallery.test").unwrap()), der_b64(&cert));
+    assert_eq!(machine.get("gallery.test", "/index.html"), (200, "gallery home".into()), "plain HTTP still answers");
+    assert_eq!(machine.served_cert("unknown.test"), None, "an unknown name gets no app's certificate");
+    assert_eq!(stat(&machine, "/etc/berth/ssl/gallery/key.pem"), "600 root");
+    assert_eq!(stat(&machine, "/etc/berth/ssl/gallery"), "700 root");
+
+    let again = machine.job("ssl.install", params);
+    assert_eq!(again["changed"], false, "{again}");
+
+    // AutoSSL cannot be enabled over a custom certificate (no CA is even asked).
+    let auto = machine.job("ssl.auto", json!({"app": "gallery"}));
+    assert_eq!(auto["error"]["code"], "precondition_failed", "{auto}");
+    assert_eq!(der_b64(&machine.served_cert("gallery.test").unwrap()), der_b64(&cert));
+
+    // The key flavours control planes send: SEC1 EC and PKCS#1 RSA.
+    for kind in [KeyKind::Sec1Ec, KeyKind::Pkcs1Rsa] {
+        let key = key_pem(kind);
+        let cert = root.leaf_with_key(&["gallery.test"], Validity::normal(), &key);
+        let done = machine.job("ssl.install", json!({"app": "gallery", "key": key, "cert": cert}));
+        assert_eq!(done["status"], "success", "{kind:?}: {done}");
+        let served = eventually("the new certificate", || machine.served_cert("gallery.test"), |c| c.as_deref().map(der_b64) == Some(der_b64(&cert)));
+        assert!(served.is_some(), "{kind:?}");
+    }
+}
+
+#[test]
+fn bad_certificates_are_invalid_params_naming_the_field_and_nothing_changes() {
+    let machine = machine_with_app("shop", &["shop.test"]);
+    let ca = TestCa::new("berth test CA");
+    let other_ca = TestCa::new("another CA");
+    let (cert, key) = ca.leaf(&["shop.test"], Validity::normal());
+    let (_, other_key) = ca.leaf(&["shop.test"], Validity::normal());
+    let (expired, expired_key) = ca.leaf(&["shop.test"], Validity::expired());
+    let (elsewhere, elsewhere_key) = ca.leaf(&["elsewhere.test"], Validity::normal());
+    let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+    let vhost = std::fs::read_to_string(machine.path("/etc/nginx/berth.d/shop.conf")).unwrap();
+
+    let cases = [
+        ("a key of another certificate", json!({"key": other_key, "cert": cert}), "key"),
+        ("an expired certificate", json!({"key": expired_key, "cert": expired}), "cert"),
+        ("garbage PEM", json!({"key": key, "cert": garbage}), "cert"),
+        ("no PEM at all", json!({"key": key, "cert": "hello"}), "cert"),
+        ("a key that is not PEM", json!({"key": "hunter2hunter2", "cert": cert}), "key"),
+        ("a chain that did not sign it", json!({"key": key, "cert": cert, "cacerts": other_ca.cert_pem()}), "cacerts"),
+        ("the chain inside cert", json!({"key": key, "cert": format!("{cert}{}", ca.cert_pem())}), "cert"),
+        ("a certificate for other names", json!({"key": elsewhere_key, "cert": elsewhere}), "cert"),
+        ("no key", json!({"cert": cert}), "key"),
+    ];
+    for (what, mut params, field) in cases {
+        params["app"] = json!("shop");
+        let done = machine.job("ssl.install", params.clone());
+        assert_eq!(done["error"]["code"], "invalid_params", "{what}: {done}");
+        assert_eq!(done["error"]["field"], field, "{what}: {done}");
+        if let Some(key) = params["key"].as_str() {
+            assert!(!done.to_string().contains(key), "{what}: the key is not echoed");
+        }
+        assert_eq!(std::fs::read_to_string(machine.path("/etc/nginx/berth.d/shop.conf")).unwrap(), vhost, "{what}");
+        assert!(!machine.path("/etc/berth/ssl/shop").exists(), "{what}");
+    }
+    let missing = machine.job("ssl.install", json!({"app": "nosuchapp", "key": key, "cert": cert}));
+    assert_eq!(missing["error"]["code"], "not_found", "{missing}");
+    let force = machine.job("ssl.force", json!({"app": "shop", "force": true}));
+    assert_eq!(force["error"]["code"], "precondition_failed", "ForceSSL needs SSL: {force}");
+    let force = machine.job("ssl.force", json!({"app": "shop", "force": "yes"}));
+    assert_eq!((force["error"]["code"].as_str(), force["error"]["field"].as_str()), (Some("invalid_params"), Some("force")));
+    assert_eq!(machine.get("shop.test", "/index.html").0, 200, "the app still answers");
+}
+
+#[test]
+fn autossl_issues_from_pebble_for_the_domains_that_reach_and_lists_the_others() {
+    let machine = machine_with_app("shop", &["shop.test", "stray.invalid"]);
+    // Mapped before pebble starts: Go's resolver rereads /etc/hosts only every few seconds.
+    machine.add_hosts(&["new.test", "www.new.test"]);
+    let pebble = Pebble::start(&machine);
+    pebble.configure_berth();
+
+    let done = machine.job("ssl.auto", json!({"app": "shop"}));
+    assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}\n{}", pebble.log());
+    assert_eq!(names(&done["result"]["domains_covered"]), ["shop.test", "www.shop.test"], "{done}");
+    assert_eq!(names(&done["result"]["domains_uncovered"]), ["stray.invalid", "www.stray.invalid"], "{done}");
+    assert_eq!(done["result"]["unreachable"]["stray.invalid"], "does not resolve", "{done}");
+
+    let roots = pebble.issuance_roots_file();
+    let got = eventually("HTTPS", || machine.https_get("shop.test", "/index.html", &roots), |r| r.0 != 0);
+    assert_eq!(got, (200, "shop home".into(), "2".into()), "pebble's chain verifies");
+    assert_eq!(machine.https_get("www.shop.test", "/index.html", &roots).0, 200);
+    let (code, why, _) = machine.https_get("shop.test", "/index.html", &pebble.ca_file());
+    assert_eq!(code, 0, "another CA does not verify it: {why}");
+    assert_eq!(stat(&machine, "/etc/berth/ssl/shop/key.pem"), "600 root");
+    let account = std::fs::read_dir(machine.dir.path().join("state/acme")).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("account-"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&account.expect("the ACME account is kept in the state dir").metadata().unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let again = machine.job("ssl.auto", json!({"app": "shop"}));
+    assert_eq!((again["status"].as_str(), again["changed"].as_bool()), (Some("success"), Some(false)), "{again}");
+
+    let custom = TestCa::new("custom").leaf(&["shop.test"], Validity::normal());
+    let refused = machine.job("ssl.install", json!({"app": "shop", "key": custom.1, "cert": custom.0}));
+    assert_eq!(refused["error"]["code"], "precondition_failed", "no custom certificate while AutoSSL is on: {refused}");
+
+    // New domains: the certificate follows in the same job.
+    let updated = machine.job("app.update", json!({"name": "shop", "domains": ["shop.test", "new.test"]}));
+    assert_eq!(updated["status"], "success", "{updated}");
+    assert_eq!(names(&updated["result"]["ssl"]["domains_covered"]), ["shop.test", "www.shop.test", "new.test", "www.new.test"]);
+    let got = eventually("HTTPS for the new domain", || machine.https_get("new.test", "/index.html", &roots), |r| r.0 != 0);
+    assert_eq!(got.0, 200, "the new domain is covered: {got:?}");
+}
+
+#[test]
+fn forcessl_redirects_all_but_acme_challenges_and_delete_goes_back_to_http() {
+    let machine = machine_with_app("blog", &["blog.test"]);
+    let pebble = Pebble::start(&machine);
+    pebble.configure_berth();
+    assert_eq!(machine.job("ssl.auto", json!({"app": "blog"}))["status"], "success");
+
+    let forced = machine.job("ssl.force", json!({"app": "blog", "force": true}));
+    assert_eq!((forced["status"].as_str(), forced["changed"].as_bool()), (Some("success"), Some(true)), "{forced}");
+    let (code, headers, _) = eventually("the redirect", || machine.http_get_full("blog.test", "/some/page?x=1"), |r| r.0 == 301);
+    assert_eq!((code, header(&headers, "location")), (301, Some("https://blog.test/some/page?x=1")));
+    let (code, headers, _) = machine.http_get_full("www.blog.test", "/");
+    assert_eq!((code, header(&headers, "location")), (301, Some("https://www.blog.test/")));
+    let token = "berth-test-token";
+    let written = machine.run("/bin/sh", &["-c", &format!("echo challenge-answer > /run/berth/acme-challenge/{token}")]);
+    assert!(written.status.success());
+    let (code, _, body) = machine.http_get_full("blog.test", &format!("/.well-known/acme-challenge/{token}"));
+    assert_eq!((code, body.trim()), (200, "challenge-answer"), "ACME challenges are not redirected");
+    assert_eq!(machine.https_get("blog.test", "/index.html", &pebble.issuance_roots_file()).0, 200);
+    assert_eq!(machine.job("ssl.force", json!({"app": "blog", "force": true}))["changed"], false);
+
+    let deleted = machine.job("ssl.delete", json!({"app": "blog"}));
+    assert_eq!((deleted["status"].as_str(), deleted["changed"].as_bool()), (Some("success"), Some(true)), "{deleted}");
+    eventually("no HTTPS for the app any more", || machine.served_cert("blog.test"), Option::is_none);
+    assert!(!machine.path("/etc/berth/ssl/blog").exists(), "its files are gone");
+    machine.eventually_get("blog.test", "/index.html", 200);
+    assert_eq!(machine.get("blog.test", "/index.html").1, "blog home", "plain HTTP, no redirect");
+    let force = machine.job("ssl.force", json!({"app": "blog", "force": true}));
+    assert_eq!(force["error"]["code"], "precondition_failed", "ForceSSL went with SSL: {force}");
+    assert_eq!(machine.job("ssl.delete", json!({"app": "blog"}))["changed"], false);
+    let (code, _) = machine.reconcile();
+    assert_eq!(code, Some(0));
+    assert_eq!(machine.served_cert("blog.test"), None, "reconcile does not bring it back");
+}
+
+#[test]
+fn a_certificate_near_expiry_is_renewed_once_and_a_failed_renewal_keeps_it_and_forcessl() {
+    let machine = machine_with_app("news", &["news.test"]);
+    let mut pebble = Pebble::start(&machine);
+    pebble.configure_berth();
+    assert_eq!(machine.job("ssl.auto", json!({"app": "news"}))["status"], "success");
+    assert_eq!(machine.job("ssl.force", json!({"app": "news", "force": true}))["status"], "success");
+    let (code, events, log) = machine.renew();
+    assert_eq!((code, events.len()), (Some(0), 0), "a fresh certificate is not renewed: {events:?}\n{log}");
+
+    // The certificate in place now expires tomorrow (a 90-day one, issued long ago).
+    let cert_path = machine.path("/etc/berth/ssl/news/fullchain.pem");
+    let key = std::fs::read_to_string(machine.path("/etc/berth/ssl/news/key.pem")).unwrap();
+    let near_expiry = TestCa::new("old CA").leaf_with_key(&["news.test", "www.news.test"], Validity::expiring_in(std::time::Duration::from_secs(86_400)), &key);
+    std::fs::write(&cert_path, &near_expiry).unwrap();
+
+    let (code, events, log) = machine.renew();
+    assert_eq!(code, Some(0), "{events:?}\n{log}");
+    assert_eq!(events.len(), 1, "{events:?}\n{log}");
+    assert_eq!((events[0]["type"].as_str(), events[0]["app"].as_str(), events[0]["status"].as_str()), (Some("ssl.renewal"), Some("news"), Some("success")));
+    let renewed = std::fs::read_to_string(&cert_path).unwrap();
+    assert_ne!(der_b64(&renewed), der_b64(&near_expiry));
+    let roots = pebble.issuance_roots_file();
+    eventually("the renewed certificate", || machine.served_cert("news.test"), |c| c.as_deref().map(der_b64) == Some(der_b64(&renewed)));
+    assert_eq!(machine.https_get("news.test", "/index.html", &roots).0, 200, "nginx serves the renewed certificate");
+    let (code, events, _) = machine.renew();
+    assert_eq!((code, events.len()), (Some(0), 0), "not renewed twice: {events:?}");
+
+    // The CA is gone: the renewal fails, loudly, and nothing is lost.
+    std::fs::write(&cert_path, &near_expiry).unwrap();
+    pebble.stop();
+    let (code, events, log) = machine.renew();
+    assert_eq!(code, Some(1), "{log}");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!((events[0]["status"].as_str(), events[0]["error"]["code"].as_str()), (Some("error"), Some("acme_failed")), "{events:?}");
+    assert!(events[0]["next_attempt_at"].as_str().is_some(), "{events:?}");
+    assert_eq!(std::fs::read_to_string(&cert_path).unwrap(), near_expiry, "the working certificate stays");
+    let (code, headers, _) = machine.http_get_full("news.test", "/");
+    assert_eq!((code, header(&headers, "location")), (301, Some("https://news.test/")), "ForceSSL stays");
+    let (code, events, _) = machine.renew();
+    assert_eq!((code, events.len()), (Some(0), 0), "no new attempt before the next attempt time: {events:?}");
+}
