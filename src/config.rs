@@ -334,6 +334,27 @@ control_plane_url = "wss://cp.example.com/agent"
     }
 
     #[test]
+    fn acme_keys_default_to_lets_encrypt_and_are_checked() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.acme.directory, crate::acme::LETSENCRYPT);
+        assert_eq!(config.acme.state_dir, Path::new(DEFAULT_STATE_DIR));
+        let staging = parse(&format!("{GOOD}acme_directory = \"letsencrypt-staging\"\nacme_profile = \"shortlived\"\n")).unwrap();
+        assert_eq!(staging.acme.directory, crate::acme::LETSENCRYPT_STAGING);
+        assert_eq!(staging.acme.profile.as_deref(), Some("shortlived"));
+        let own = parse(&format!("{GOOD}acme_directory = \"https://127.0.0.1:14000/dir\"\nacme_ca_file = \"/etc/ca.pem\"\n")).unwrap();
+        assert_eq!((own.acme.directory.as_str(), own.acme.ca_file.as_deref()), ("https://127.0.0.1:14000/dir", Some(Path::new("/etc/ca.pem"))));
+        for (line, key) in [
+            ("acme_directory = \"http://ca.example/dir\"", "acme_directory"),
+            ("acme_ca_file = \"ca.pem\"", "acme_ca_file"),
+            ("acme_profile = \"a b\"", "acme_profile"),
+            ("acme_email = \"not-an-address\"", "acme_email"),
+        ] {
+            let message = parse(&format!("{GOOD}{line}\n")).unwrap_err().to_string();
+            assert!(message.contains(&format!("`{key}`")), "{line}: {message}");
+        }
+    }
+
+    #[test]
     fn url_rules() {
         assert!(check_url("wss://cp.example.com:8443/agent", false).is_ok());
         assert!(check_url("ws://127.0.0.1:9000/", false).is_err());
