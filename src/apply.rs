@@ -25,6 +25,7 @@ pub struct Setup {
     pub root: PathBuf,
     pub test_jobs: bool,
     pub mysql: crate::host::mysql::MysqlSettings,
+    pub reboot_command: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +78,12 @@ pub fn machine(setup: &Setup) -> Result<Machine, ApplyError> {
     let state_error = |source| ApplyError::State { path: setup.state_dir.clone(), source };
     crate::host::fs::ensure_dir(&setup.state_dir, 0o700).map_err(state_error)?;
     let inventory = InventoryStore::open(&setup.state_dir).map_err(state_error)?;
-    Ok(Machine { host: Arc::new(System::new(setup.root.clone())), inventory: Arc::new(inventory), mysql: setup.mysql.clone() })
+    Ok(Machine {
+        host: Arc::new(System::new(setup.root.clone())),
+        inventory: Arc::new(inventory),
+        mysql: setup.mysql.clone(),
+        reboot_command: setup.reboot_command.clone(),
+    })
 }
 
 /// Runs `jobs` in order, handing each final status to `report`; true when all succeeded.
@@ -98,9 +104,18 @@ pub async fn run(setup: &Setup, jobs: Vec<JobMsg>, mut report: impl FnMut(&JobSt
                 runnable.run(ctx).await
             }
         };
+        let reboot = matches!(&result, Ok(outcome) if outcome.reboot);
         let status = final_status(&job.job_id, &job.kind, Some(started_at), result, &secrets);
         all_succeeded &= status.status == Status::Success;
         report(&status);
+        if reboot {
+            // No control plane to acknowledge: the status is printed, the host reboots.
+            tracing::warn!(job_id = %job.job_id, "rebooting the host (server.reboot)");
+            if let Err(e) = machine.reboot() {
+                tracing::error!(error = %e, "the reboot command failed");
+                all_succeeded = false;
+            }
+        }
     }
     Ok(all_succeeded)
 }

@@ -126,12 +126,14 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             root: config.root,
             test_jobs: config.test_jobs,
             mysql: config.mysql,
+            reboot_command: config.reboot_command,
         },
         Ok(None) => crate::apply::Setup {
             state_dir: PathBuf::from(crate::config::DEFAULT_STATE_DIR),
             root: PathBuf::from("/"),
             test_jobs: false,
             mysql: crate::host::mysql::MysqlSettings::under(std::path::Path::new("/")),
+            reboot_command: crate::config::DEFAULT_REBOOT_COMMAND.map(str::to_owned).to_vec(),
         },
         Err(e) => {
             tracing::error!("{e}");

@@ -12,6 +12,8 @@ use crate::job::{Job, JobError};
 
 pub mod app;
 pub mod db;
+pub mod firewall;
+pub mod server;
 pub mod sysuser;
 pub mod testing;
 
@@ -29,6 +31,8 @@ impl Catalogue {
         sysuser::register(&mut catalogue);
         app::register(&mut catalogue);
         db::register(&mut catalogue);
+        firewall::register(&mut catalogue);
+        server::register(&mut catalogue);
         if test_jobs {
             testing::register(&mut catalogue);
         }
