@@ -229,6 +229,29 @@ impl Machine {
         }
     }
 
+    /// Puts an executable `name` holding `script` into the machine's `/usr/sbin`, on an
+    /// overlay of its own (the host's `/usr/sbin` stays as it is).
+    pub fn add_sbin(&self, name: &str, script: &str) {
+        let d = self.dir.path().join(format!("sbin-{name}"));
+        for sub in ["upper", "work"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        super::write_executable(&d.join("upper").join(name), script);
+        let mount = format!("mount -t overlay overlay -o lowerdir=/usr/sbin,upperdir={0}/upper,workdir={0}/work /usr/sbin", d.display());
+        let out = self.run("/bin/sh", &["-c", &mount]);
+        assert!(out.status.success(), "overlay: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The machine's network namespace, to join from a test thread.
+    pub fn net_ns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.init))
+    }
+
+    /// The host pid of the machine's init (to move a network link into the machine).
+    pub fn init_pid(&self) -> i32 {
+        self.init
+    }
+
     /// A path of the machine's filesystem, seen from the host.
     pub fn path(&self, inside: &str) -> PathBuf {
         let inside = Path::new(inside).strip_prefix("/").unwrap();

@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod machine;
+pub mod netns;
 pub mod servers;
 
 use std::io::{BufRead, BufReader};
