@@ -195,7 +195,7 @@ fn hostile_firewall_rules_change_nothing_and_ufw_is_not_fought() {
     net.job("server.update", json!({"firewall": false}));
     std::fs::create_dir_all(net.machine.path("/etc/ufw")).unwrap();
     std::fs::write(net.machine.path("/etc/ufw/ufw.conf"), "ENABLED=yes\n").unwrap();
-    net.machine.add_sbin("ufw", "#!/bin/sh\nexit 0\n");
+    net.machine.program("/usr/sbin", "ufw", Some("#!/bin/sh\nexit 0\n"));
     let refused = net.machine.job("server.update", json!({"firewall": true}));
     assert_eq!(refused["error"]["code"], "precondition_failed", "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("ufw is active"), "{refused}");

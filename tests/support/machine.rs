@@ -229,15 +229,20 @@ impl Machine {
         }
     }
 
-    /// Puts an executable `name` holding `script` into the machine's `/usr/sbin`, on an
-    /// overlay of its own (the host's `/usr/sbin` stays as it is).
-    pub fn add_sbin(&self, name: &str, script: &str) {
-        let d = self.dir.path().join(format!("sbin-{name}"));
+    /// Puts an executable `dir/name` holding `script` into the machine, or hides the
+    /// one there (`None`), on an overlay of `dir` of its own (the host's stays as it is).
+    pub fn program(&self, dir: &str, name: &str, script: Option<&str>) {
+        let d = self.dir.path().join(format!("overlay-{}-{name}-{}", dir.replace('/', "_"), script.is_some()));
         for sub in ["upper", "work"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
-        super::write_executable(&d.join("upper").join(name), script);
-        let mount = format!("mount -t overlay overlay -o lowerdir=/usr/sbin,upperdir={0}/upper,workdir={0}/work /usr/sbin", d.display());
+        let upper = d.join("upper").join(name);
+        match script {
+            Some(script) => super::write_executable(&upper, script),
+            // An overlay whiteout: a 0/0 character device.
+            None => nix::sys::stat::mknod(&upper, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).unwrap(),
+        }
+        let mount = format!("mount -t overlay overlay -o lowerdir={dir},upperdir={0}/upper,workdir={0}/work {dir}", d.display());
         let out = self.run("/bin/sh", &["-c", &mount]);
         assert!(out.status.success(), "overlay: {}", String::from_utf8_lossy(&out.stderr));
     }
