@@ -20,6 +20,9 @@ needs=(
   "/usr/bin/setpriv:util-linux"
   "/usr/bin/pgrep:procps"
   "/usr/sbin/mariadbd:mariadb-server"
+  "/usr/sbin/nft:nftables"
+  "/usr/bin/apt-config:apt"
+  "/usr/bin/timeout:coreutils"
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -160,3 +160,16 @@ fn autoupdates_go_through_debians_apt_switch() {
     let again = ok(&machine, "server.update", json!({"autoupdates": true}));
     assert_eq!(again["changed"], false, "{again}");
 }
+
+#[test]
+fn service_restart_of_mysql_brings_mariadb_back() {
+    let machine = Machine::start();
+    machine.start_mariadb();
+    let before = pid(&machine, "/run/mysqld/mysqld.pid");
+    let done = ok(&machine, "service.restart", json!({"service": "mysql"}));
+    assert_eq!(done["result"]["services"], json!([{"name": "mariadb", "running": true}]), "{done}");
+    let after = pid(&machine, "/run/mysqld/mysqld.pid");
+    assert!(!after.is_empty() && after != before, "a new server ({before} -> {after})");
+    let answered = machine.sql("root", None, "", "SELECT 40 + 2");
+    assert_eq!(String::from_utf8_lossy(&answered.stdout).trim(), "42", "{}", String::from_utf8_lossy(&answered.stderr));
+}
