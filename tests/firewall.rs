@@ -191,6 +191,19 @@ fn hostile_firewall_rules_change_nothing_and_ufw_is_not_fought() {
     let now = std::fs::read_to_string(net.machine.dir.path().join("state/inventory.json")).unwrap();
     assert_eq!(now, inventory, "nothing changed in the inventory");
 
+    // A ruleset nft refuses (a broken template override) is config_invalid in nft's
+    // words, and the running table stays.
+    std::fs::create_dir_all(net.machine.path("/etc/berth/templates")).unwrap();
+    let broken = "table inet berth\ndelete table inet berth\ntable inet berth {\n chain input {\n  type filter hook input priority filter; policy drop;\n  tcp dport { {{ ssh_ports | join(sep=\", \") }} } acceptt\n }\n}\n";
+    std::fs::write(net.machine.path("/etc/berth/templates/nftables.conf"), broken).unwrap();
+    let refused = net.machine.job("firewall.rules", json!({"rules": [{"protocol": "TCP", "port": "8080"}]}));
+    assert_eq!(refused["error"]["code"], "config_invalid", "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("acceptt"), "nft's words: {refused}");
+    assert_eq!(net.berth_table().unwrap(), table, "the running table stays");
+    assert!(!std::fs::read_to_string(net.machine.path("/etc/berth/firewall.nft")).unwrap().contains("acceptt"), "not recorded");
+    std::fs::remove_file(net.machine.path("/etc/berth/templates/nftables.conf")).unwrap();
+    assert_eq!(std::fs::read_to_string(net.machine.dir.path().join("state/inventory.json")).unwrap(), inventory);
+
     // ufw active: berth says so instead of fighting it.
     net.job("server.update", json!({"firewall": false}));
     std::fs::create_dir_all(net.machine.path("/etc/ufw")).unwrap();
