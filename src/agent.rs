@@ -23,7 +23,7 @@ use crate::jobs::Catalogue;
 use crate::jobstore::JobStore;
 use crate::metrics::Scraper;
 use crate::outbox::Outbox;
-use crate::protocol::{Hello, PROTOCOL_VERSION};
+use crate::protocol::{Hello, HelloSettings, PROTOCOL_VERSION};
 use crate::{probe, shutdown, systemd, tls};
 
 /// How often events the disk refused are tried again.
@@ -53,10 +53,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let inventory = Arc::new(InventoryStore::open(&config.state_dir).map_err(state_error)?);
     let machine = Machine {
         host: Arc::new(System::new(config.root.clone())),
-        inventory,
+        inventory: inventory.clone(),
         mysql: config.mysql.clone(),
         acme: Arc::new(config.acme.clone()),
+        reboot_command: config.reboot_command.clone(),
     };
+    crate::jobs::firewall::reapply_at_start(&machine);
 
     let (jobs_tx, jobs_rx) = mpsc::channel(1024);
     let (output_tx, output_rx) = mpsc::channel(256);
@@ -79,7 +81,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         outbox: outbox.clone(),
         jobs: jobs_tx,
         output: output_rx,
-        hello: hello_fn(&config, catalogue, outbox.clone()),
+        hello: hello_fn(&config, catalogue, outbox.clone(), inventory.clone()),
         metrics: Scraper::new(&config.root),
     };
     let connection = tokio::spawn(connection.run(connection_shutdown));
@@ -114,7 +116,7 @@ async fn background(outbox: Arc<Outbox>) {
     }
 }
 
-fn hello_fn(config: &Arc<Config>, catalogue: Arc<Catalogue>, outbox: Arc<Outbox>) -> HelloFn {
+fn hello_fn(config: &Arc<Config>, catalogue: Arc<Catalogue>, outbox: Arc<Outbox>, inventory: Arc<InventoryStore>) -> HelloFn {
     let server_id = config.server_id.clone();
     let root = config.root.clone();
     Arc::new(move || Hello {
@@ -127,5 +129,10 @@ fn hello_fn(config: &Arc<Config>, catalogue: Arc<Catalogue>, outbox: Arc<Outbox>
         services: probe::services(&root),
         job_kinds: catalogue.advertised(),
         next_seq: outbox.next_seq(),
+        settings: inventory.read(|inv| HelloSettings {
+            firewall: inv.settings.firewall,
+            autoupdates: inv.settings.autoupdates,
+            deny_unknown_domains: inv.settings.deny_unknown_domains,
+        }),
     })
 }

@@ -26,6 +26,7 @@ pub struct Setup {
     pub test_jobs: bool,
     pub mysql: crate::host::mysql::MysqlSettings,
     pub acme: crate::acme::AcmeSettings,
+    pub reboot_command: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,7 @@ pub fn machine(setup: &Setup) -> Result<Machine, ApplyError> {
         inventory: Arc::new(inventory),
         mysql: setup.mysql.clone(),
         acme: Arc::new(setup.acme.clone()),
+        reboot_command: setup.reboot_command.clone(),
     })
 }
 
@@ -104,9 +106,18 @@ pub async fn run(setup: &Setup, jobs: Vec<JobMsg>, mut report: impl FnMut(&JobSt
                 runnable.run(ctx).await
             }
         };
+        let reboot = matches!(&result, Ok(outcome) if outcome.reboot);
         let status = final_status(&job.job_id, &job.kind, Some(started_at), result, &secrets);
         all_succeeded &= status.status == Status::Success;
         report(&status);
+        if reboot {
+            // No control plane to acknowledge: the status is printed, the host reboots.
+            tracing::warn!(job_id = %job.job_id, "rebooting the host (server.reboot)");
+            if let Err(e) = machine.reboot() {
+                tracing::error!(error = %e, "the reboot command failed");
+                all_succeeded = false;
+            }
+        }
     }
     Ok(all_succeeded)
 }

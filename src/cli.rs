@@ -136,6 +136,7 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             test_jobs: config.test_jobs,
             mysql: config.mysql,
             acme: config.acme,
+            reboot_command: config.reboot_command,
         },
         Ok(None) => crate::apply::Setup {
             state_dir: PathBuf::from(crate::config::DEFAULT_STATE_DIR),
@@ -143,6 +144,7 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             test_jobs: false,
             mysql: crate::host::mysql::MysqlSettings::under(std::path::Path::new("/")),
             acme: crate::acme::AcmeSettings::new(std::path::Path::new(crate::config::DEFAULT_STATE_DIR)),
+            reboot_command: crate::config::DEFAULT_REBOOT_COMMAND.map(str::to_owned).to_vec(),
         },
         Err(e) => {
             tracing::error!("{e}");

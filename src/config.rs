@@ -50,6 +50,9 @@ pub struct Config {
     pub mysql: crate::host::mysql::MysqlSettings,
     /// How berth orders certificates.
     pub acme: crate::acme::AcmeSettings,
+    /// What `server.reboot` runs once its final status is acknowledged: an absolute
+    /// program and its arguments.
+    pub reboot_command: Vec<String>,
 }
 
 /// The file as written; checked into [`Config`].
@@ -76,6 +79,7 @@ struct File {
     acme_ca_file: Option<PathBuf>,
     acme_profile: Option<String>,
     acme_email: Option<String>,
+    reboot_command: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +100,8 @@ pub enum ConfigError {
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/berth";
 pub const DEFAULT_MAX_PARALLEL_JOBS: usize = 4;
+/// systemd's reboot: units stop in order (the web servers and MariaDB shut down cleanly).
+pub const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["/usr/bin/systemctl", "reboot"];
 
 impl Config {
     /// Reads and checks the config at `path`.
@@ -164,6 +170,10 @@ impl Config {
         }
         let acme = acme_settings(&state_dir, file.acme_directory, file.acme_ca_file, file.acme_profile, file.acme_email)
             .map_err(|(key, message)| invalid(key, message))?;
+        let reboot_command = file.reboot_command.unwrap_or_else(|| DEFAULT_REBOOT_COMMAND.map(str::to_owned).to_vec());
+        if !reboot_command.first().is_some_and(|program| Path::new(program).is_absolute()) {
+            return Err(invalid("reboot_command", "must be an array whose first item is an absolute program path".into()));
+        }
         Ok(Config {
             server_id: file.server_id,
             api_key: Secret(api_key),
@@ -178,6 +188,7 @@ impl Config {
             test_jobs: file.test_jobs,
             mysql,
             acme,
+            reboot_command,
         })
     }
 }
@@ -311,6 +322,7 @@ control_plane_url = "wss://cp.example.com/agent"
         assert_eq!(config.root, Path::new("/"));
         assert_eq!(config.max_parallel_jobs, DEFAULT_MAX_PARALLEL_JOBS);
         assert!(!config.test_jobs);
+        assert_eq!(config.reboot_command, ["/usr/bin/systemctl", "reboot"]);
         assert_eq!(format!("{:?}", config.api_key), "Secret(***)");
     }
 
@@ -382,6 +394,16 @@ control_plane_url = "wss://cp.example.com/agent"
         std::fs::write(&key_file, "from-file\n").unwrap();
         let text = GOOD.replace(r#"api_key = "k3y-s3cr3t""#, &format!("api_key_file = {:?}", key_file));
         assert_eq!(parse(&text).unwrap().api_key.expose(), "from-file");
+    }
+
+    #[test]
+    fn reboot_command_must_name_an_absolute_program() {
+        let custom = format!("{GOOD}reboot_command = [\"/usr/local/bin/stand-in\", \"now\"]\n");
+        assert_eq!(parse(&custom).unwrap().reboot_command, ["/usr/local/bin/stand-in", "now"]);
+        for bad in ["[]", "[\"reboot\"]", "\"/sbin/reboot\""] {
+            let text = format!("{GOOD}reboot_command = {bad}\n");
+            assert!(parse(&text).unwrap_err().to_string().contains("reboot_command"), "{bad}");
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ use crate::scheduler::Scheduler;
 use crate::shutdown::Shutdown;
 use crate::{time, validate};
 
+/// How long a `server.reboot` waits for the control plane to acknowledge its final
+/// status before the host reboots anyway.
+pub const REBOOT_ACK_WAIT: Duration = Duration::from_secs(30);
 /// How long a shutdown waits for running jobs before it interrupts them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -88,7 +91,11 @@ impl Engine {
                     Some(msg) => self.accept(msg),
                     None => break,
                 },
-                Some(joined) = self.running.join_next(), if !self.running.is_empty() => self.joined(joined),
+                Some(joined) = self.running.join_next(), if !self.running.is_empty() => {
+                    if self.joined(joined) {
+                        self.reboot(REBOOT_ACK_WAIT).await;
+                    }
+                }
                 _ = prune.tick() => self.prune(),
                 _ = shutdown.wait() => break,
             }
@@ -191,13 +198,40 @@ impl Engine {
         }
     }
 
-    fn joined(&mut self, joined: Result<(u64, Result<Outcome, JobError>), tokio::task::JoinError>) {
+    /// Ends a job that stopped; true when the host must reboot now (`server.reboot`).
+    fn joined(&mut self, joined: Result<(u64, Result<Outcome, JobError>), tokio::task::JoinError>) -> bool {
         // Tasks are only aborted in `drain`, and panics are caught inside them.
-        let Ok((arrival, result)) = joined else { return };
+        let Ok((arrival, result)) = joined else { return false };
         self.scheduler.finish(arrival);
+        let reboot = matches!(&result, Ok(outcome) if outcome.reboot);
         if let Some(active) = self.active.remove(&arrival) {
             self.ids.remove(&active.record.job_id);
             self.finish(active.record, active.started_at, result);
+        }
+        reboot
+    }
+
+    /// After a `server.reboot` job's final status is in the outbox: waits until the
+    /// control plane acknowledges it (or `wait` passes), makes sure nothing waits
+    /// for the disk, then runs the reboot command. The engine takes no job meanwhile
+    /// (they queue, and a control plane resends them after the reboot).
+    async fn reboot(&mut self, wait: Duration) {
+        let through = self.outbox.next_seq().saturating_sub(1);
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.outbox.acked_through(through) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(seq = through, wait_secs = wait.as_secs(), "reboot: no acknowledgement in time; rebooting anyway");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.outbox.retry();
+        tracing::warn!(seq = through, "rebooting the host (server.reboot)");
+        let machine = self.machine.clone();
+        match tokio::task::spawn_blocking(move || machine.reboot()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the reboot command failed; the host did not reboot"),
+            Err(e) => tracing::error!(error = %e, "the reboot command did not run"),
         }
     }
 
@@ -221,7 +255,10 @@ impl Engine {
         let mut running = std::mem::take(&mut self.running);
         let waited = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while let Some(joined) = running.join_next().await {
-                self.joined(joined);
+                if self.joined(joined) {
+                    // Stopping: its status is stored (sent at the next start); no wait.
+                    self.reboot(Duration::ZERO).await;
+                }
             }
         })
         .await;

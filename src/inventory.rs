@@ -30,6 +30,38 @@ pub struct Inventory {
     /// Databases, by name.
     #[serde(default)]
     pub databases: BTreeMap<String, Database>,
+    /// Server settings (`server.update`, `firewall.rules`).
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+/// The server's settings as berth last applied them. Every field has a default, so
+/// inventories written before settings existed still load (and mean today's behaviour).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    pub firewall: bool,
+    #[serde(default)]
+    pub autoupdates: bool,
+    #[serde(default = "yes")]
+    pub deny_unknown_domains: bool,
+    /// The app that answers unknown Hosts when `deny_unknown_domains` is off; `None`
+    /// means the first app created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_app: Option<String>,
+    /// The custom allow rules of `firewall.rules`.
+    #[serde(default)]
+    pub firewall_rules: Vec<crate::jobs::firewall::Rule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { firewall: false, autoupdates: false, deny_unknown_domains: true, default_app: None, firewall_rules: Vec::new() }
+    }
 }
 
 impl Inventory {
@@ -185,6 +217,15 @@ mod tests {
         daemon.update(|inv| inv.users.insert("a".into(), User::default())).unwrap();
         apply.update(|inv| inv.users.insert("b".into(), User::default())).unwrap();
         assert_eq!(daemon.read(|inv| inv.users.len()), 2, "neither update is lost");
+    }
+
+    #[test]
+    fn an_inventory_from_before_settings_loads_with_todays_behaviour() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), r#"{"users": {}, "apps": {}, "databases": {}}"#).unwrap();
+        let settings = InventoryStore::open(dir.path()).unwrap().read(|inv| inv.settings.clone());
+        assert_eq!(settings, Settings::default());
+        assert!(settings.deny_unknown_domains && !settings.firewall && !settings.autoupdates);
     }
 
     #[test]

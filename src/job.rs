@@ -59,6 +59,16 @@ pub struct Machine {
     pub inventory: Arc<InventoryStore>,
     pub mysql: MysqlSettings,
     pub acme: Arc<AcmeSettings>,
+    /// What a `server.reboot` runs once its final status is out (config `reboot_command`).
+    pub reboot_command: Vec<String>,
+}
+
+impl Machine {
+    /// Runs the reboot command (after a `server.reboot` job's final status is out).
+    pub fn reboot(&self) -> Result<(), crate::host::HostError> {
+        let (program, args) = self.reboot_command.split_first().map(|(p, a)| (p.as_str(), a)).unwrap_or(("/usr/bin/systemctl", &[]));
+        self.host.run(&crate::host::Cmd::new(program).args(args.iter().cloned())).map(drop)
+    }
 }
 
 /// What a running job gets from the agent.
@@ -177,6 +187,9 @@ pub struct Outcome {
     pub result: Option<Value>,
     /// What external tools printed; the engine keeps the tail and removes secrets.
     pub output: String,
+    /// The host reboots once this job's final status is acknowledged (`server.reboot`):
+    /// the engine, not the job, does the waiting and the rebooting.
+    pub reboot: bool,
 }
 
 impl Outcome {

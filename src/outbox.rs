@@ -132,6 +132,12 @@ impl Outbox {
         self.lock().pending.iter().filter(|e| e.seq > after).cloned().collect()
     }
 
+    /// Whether every event up to `seq` is stored and acknowledged (none waits for the disk).
+    pub fn acked_through(&self, seq: u64) -> bool {
+        let inner = self.lock();
+        inner.waiting.is_empty() && inner.pending.front().is_none_or(|e| e.seq > seq)
+    }
+
     /// The seq the next stored event will get.
     pub fn next_seq(&self) -> u64 {
         self.lock().next_seq
@@ -321,6 +327,21 @@ mod tests {
         assert_eq!(outbox.next_seq(), 4, "the counter survives an empty outbox");
         outbox.push(event(9));
         assert_eq!(seqs(&outbox), [4]);
+    }
+
+    #[test]
+    fn acked_through_waits_for_the_ack_of_every_earlier_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert!(outbox.acked_through(0));
+        for n in 0..3 {
+            outbox.push(event(n));
+        }
+        assert!(!outbox.acked_through(2));
+        outbox.ack(1);
+        assert!(!outbox.acked_through(2));
+        outbox.ack(2);
+        assert!(outbox.acked_through(2) && !outbox.acked_through(3));
     }
 
     #[test]

@@ -112,6 +112,16 @@ pub struct Hello {
     pub services: BTreeMap<String, String>,
     pub job_kinds: Vec<&'static str>,
     pub next_seq: u64,
+    /// berth's extension (docs/protocol.md): the server settings as last applied.
+    pub settings: HelloSettings,
+}
+
+/// `hello.settings`: the state of each `server.update` setting.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HelloSettings {
+    pub firewall: bool,
+    pub autoupdates: bool,
+    pub deny_unknown_domains: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

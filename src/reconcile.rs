@@ -27,7 +27,7 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
     }
     let templates = Templates::load(root).map_err(stack::template_error)?;
     let services = Services::detect(root);
-    let host = stack::Facts::detect(root, &services);
+    let host = stack::Facts::detect(root, &services, &inventory);
     let mut changes = stack::base_changes(&templates, root, &host)?;
     let mut skipped = Vec::new();
     for (name, app) in &inventory.apps {

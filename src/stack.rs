@@ -15,6 +15,7 @@ use tera::Context;
 use crate::host::fs::under_root;
 use crate::host::services::Service;
 use crate::host::transaction::FileChange;
+use crate::inventory::{App, Inventory};
 use crate::job::JobError;
 use crate::templates::{TemplateError, Templates};
 
@@ -157,15 +158,28 @@ pub struct Facts {
     pub ipv6: bool,
     /// Installed PHP-FPM versions, `X.Y`.
     pub runtimes: Vec<String>,
+    /// Setting `deny_unknown_domains`: unknown Hosts are closed without a response.
+    pub deny_unknown_domains: bool,
+    /// The app whose vhost is nginx's default server (unknown Hosts go to it); `None`
+    /// leaves that to the catch-all.
+    pub default_app: Option<String>,
+    /// The default app serves HTTPS: it, not the catch-all, answers unknown names on 443.
+    pub default_app_ssl: bool,
 }
 
 impl Facts {
-    pub fn detect(root: &Path, services: &crate::host::services::Services) -> Facts {
+    /// The host's facts, and the settings of `inventory` (the inventory as it will be
+    /// once the job is done, so the default app is the right one).
+    pub fn detect(root: &Path, services: &crate::host::services::Services, inventory: &Inventory) -> Facts {
+        let default_app = default_app(inventory);
         Facts {
+            default_app_ssl: default_app.as_ref().and_then(|name| inventory.apps.get(name)).is_some_and(|app| app.ssl.is_some()),
             apache: apache_installed(root),
             systemd: services.systemd(),
             ipv6: Path::new("/proc/net/if_inet6").exists(),
             runtimes: crate::probe::runtimes(root).into_iter().map(|r| r.trim_start_matches("php").to_owned()).collect(),
+            deny_unknown_domains: inventory.settings.deny_unknown_domains,
+            default_app,
         }
     }
 
@@ -186,6 +200,25 @@ impl Facts {
     }
 }
 
+/// The app that answers unknown Hosts: none while `deny_unknown_domains` is on;
+/// otherwise the one the operator named (while it exists), else the first created.
+pub fn default_app(inventory: &Inventory) -> Option<String> {
+    if inventory.settings.deny_unknown_domains {
+        return None;
+    }
+    let named = inventory.settings.default_app.as_ref().filter(|name| inventory.apps.contains_key(*name));
+    named.cloned().or_else(|| inventory.apps.iter().min_by_key(|(name, app)| (app.created_ms, *name)).map(|(name, _)| name.clone()))
+}
+
+/// An inventory app's files, or `None` when its runtime is no longer installed.
+pub fn inventory_app_changes(templates: &Templates, root: &Path, name: &str, app: &App, host: &Facts) -> Result<Option<Vec<FileChange>>, JobError> {
+    let php = app.runtime.trim_start_matches("php");
+    if !host.runtimes.iter().any(|r| r == php) {
+        return Ok(None);
+    }
+    app_changes(templates, root, &AppSite::of(name, app, php), host).map(Some)
+}
+
 /// The files every app needs once per host.
 pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<Vec<FileChange>, JobError> {
     let apache = host.apache;
@@ -194,7 +227,10 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
     context.insert("http_listen_v6", host.listen_v6());
     context.insert("https_listen", HTTPS_LISTEN);
     context.insert("https_listen_v6", host.https_listen_v6());
-    context.insert("deny_unknown_domains", &true);
+    context.insert("deny_unknown_domains", &host.deny_unknown_domains);
+    // The catch-all is nginx's default server unless an app is (on 443: an app with SSL).
+    context.insert("default_server", &host.default_app.is_none());
+    context.insert("https_default_server", &!host.default_app_ssl);
     context.insert("vhost_dir", &under_root(root, NGINX_VHOSTS));
     context.insert("apache_port", &APACHE_PORT);
     context.insert("open_files", &OPEN_FILES);
@@ -229,6 +265,7 @@ pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, host: &Fa
     let mut context = Context::new();
     context.insert("http_listen_v6", host.listen_v6());
     context.insert("app", site.name);
+    context.insert("default_server", &(host.default_app.as_deref() == Some(site.name)));
     context.insert("user", site.sysuser);
     context.insert("web_user", WEB_USER);
     context.insert("stack", site.stack.as_str());
@@ -329,7 +366,15 @@ mod tests {
     #[test]
     fn under_systemd_every_service_gets_a_limits_drop_in() {
         let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
-        let host = Facts { apache: true, systemd: true, ipv6: false, runtimes: vec!["8.2".into()] };
+        let host = Facts {
+            apache: true,
+            systemd: true,
+            ipv6: false,
+            runtimes: vec!["8.2".into()],
+            deny_unknown_domains: true,
+            default_app: None,
+            default_app_ssl: false,
+        };
         let changes = base_changes(&templates, Path::new("/"), &host).unwrap();
         let drop_ins: Vec<_> = changes.iter().filter(|c| c.restart).map(|c| c.path.display().to_string()).collect();
         assert_eq!(
@@ -356,7 +401,15 @@ mod tests {
         let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
         let domains = ["a.test".to_string()];
         let site = AppSite { name: "gallery", sysuser: "derek", php: "8.3", domains: &domains, stack: Stack::Nginx, ssl: false, force_ssl: false };
-        let host = Facts { apache: true, systemd: false, ipv6: true, runtimes: vec!["8.2".into(), "8.3".into()] };
+        let host = Facts {
+            apache: true,
+            systemd: false,
+            ipv6: true,
+            runtimes: vec!["8.2".into(), "8.3".into()],
+            deny_unknown_domains: true,
+            default_app: None,
+            default_app_ssl: false,
+        };
         let changes = app_changes(&templates, Path::new("/"), &site, &host).unwrap();
         let pools: Vec<_> = changes.iter().filter(|c| matches!(c.service, Service::PhpFpm(_))).collect();
         assert_eq!(pools.len(), 2);
@@ -364,5 +417,20 @@ mod tests {
         assert!(pools.iter().any(|c| c.path == Path::new("/etc/php/8.2/fpm/pool.d/berth-gallery.conf") && c.content.is_none()));
         let apache = changes.iter().find(|c| c.service == Service::Apache).unwrap();
         assert!(apache.content.is_none(), "stack nginx has no Apache vhost");
+    }
+
+    #[test]
+    fn the_default_app_is_the_named_one_or_the_first_created_and_none_while_denying() {
+        let app = |created_ms| App { sysuser: "u".into(), runtime: "php8.2".into(), domains: vec![], stack: Stack::Nginx, created_ms, ssl: None };
+        let mut inventory = Inventory::default();
+        inventory.apps.insert("older".into(), app(1));
+        inventory.apps.insert("newer".into(), app(2));
+        assert_eq!(default_app(&inventory), None, "deny_unknown_domains is on by default");
+        inventory.settings.deny_unknown_domains = false;
+        assert_eq!(default_app(&inventory).as_deref(), Some("older"));
+        inventory.settings.default_app = Some("newer".into());
+        assert_eq!(default_app(&inventory).as_deref(), Some("newer"));
+        inventory.apps.remove("newer");
+        assert_eq!(default_app(&inventory).as_deref(), Some("older"), "a named app that is gone falls back");
     }
 }

@@ -1,5 +1,6 @@
 //! The tera templates berth renders host config from: nginx and Apache vhosts, the
-//! PHP-FPM pool, the nginx catch-all, Apache's loopback port and modules.
+//! PHP-FPM pool, the nginx catch-all, Apache's loopback port and modules, berth's
+//! nftables table.
 //!
 //! The templates of `templates/` are compiled into the binary; a file of the same
 //! name under `<root>/etc/berth/templates/` overrides one (and `berth reconcile`
@@ -24,6 +25,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("nginx-limits.conf", include_str!("../templates/nginx-limits.conf")),
     ("nginx-tls.conf", include_str!("../templates/nginx-tls.conf")),
     ("systemd-limits.conf", include_str!("../templates/systemd-limits.conf")),
+    ("nftables.conf", include_str!("../templates/nftables.conf")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -403,6 +403,24 @@ impl<'a> Params<'a> {
         self.get(key).map(|_| self.str_array(key)).transpose()
     }
 
+    /// Optional array of objects; fields inside are reported as "key[i].inner".
+    pub fn object_array(&self, key: &str) -> Result<Option<Vec<Params<'a>>>> {
+        let Some(value) = self.get(key) else { return Ok(None) };
+        let items = value.as_array().ok_or_else(|| self.error(key, "must be an array of objects"))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let field = format!("{}[{i}]", self.field(key));
+                match item.as_object() {
+                    Some(map) => Ok(Params { map: Some(map), prefix: field }),
+                    None => Err(FieldError::new(field, "must be an object")),
+                }
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
     /// Required nested object; fields inside are reported as "key.inner".
     pub fn object(&self, key: &str) -> Result<Params<'a>> {
         let map = self.required(key)?.as_object().ok_or_else(|| self.error(key, "must be an object"))?;

@@ -23,6 +23,9 @@ needs=(
   "/usr/bin/openssl:openssl"
   "/usr/bin/curl:curl"
   "/usr/bin/pebble:pebble"
+  "/usr/sbin/nft:nftables"
+  "/usr/bin/apt-config:apt"
+  "/usr/bin/timeout:coreutils"
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -10,6 +10,7 @@
 pub mod cmd;
 pub mod fs;
 pub mod mysql;
+pub mod nft;
 pub mod services;
 pub mod transaction;
 

@@ -18,6 +18,16 @@ pub enum Service {
     Apache,
     /// PHP-FPM of one PHP version ("8.2").
     PhpFpm(String),
+    /// The MySQL-compatible server, by its unit: `mariadb` or `mysql` (see [`mysql_installed`]).
+    Mysql(&'static str),
+}
+
+/// The MySQL-compatible server installed under `root`, as a [`Service`].
+pub fn mysql_installed(root: &Path) -> Option<Service> {
+    if crate::host::fs::under_root(root, "/usr/sbin/mariadbd").exists() {
+        return Some(Service::Mysql("mariadb"));
+    }
+    crate::host::fs::under_root(root, "/usr/sbin/mysqld").exists().then_some(Service::Mysql("mysql"))
 }
 
 impl Service {
@@ -27,6 +37,18 @@ impl Service {
             Service::Nginx => "nginx".into(),
             Service::Apache => "apache2".into(),
             Service::PhpFpm(version) => format!("php{version}-fpm"),
+            Service::Mysql(unit) => (*unit).to_owned(),
+        }
+    }
+
+    /// The server's own program (what a pid file's process runs).
+    fn program(&self) -> String {
+        match self {
+            Service::Nginx => "/usr/sbin/nginx".into(),
+            Service::Apache => "/usr/sbin/apache2".into(),
+            Service::PhpFpm(version) => format!("/usr/sbin/php-fpm{version}"),
+            Service::Mysql("mariadb") => "/usr/sbin/mariadbd".into(),
+            Service::Mysql(_) => "/usr/sbin/mysqld".into(),
         }
     }
 }
@@ -82,6 +104,8 @@ impl Services {
             Service::Nginx => self.nginx().args(["-t", "-q"]),
             Service::Apache => self.apache2ctl().arg("-t"),
             Service::PhpFpm(version) => self.php_fpm(version).arg("-t"),
+            // berth writes no MySQL config; reading the option files is its check.
+            Service::Mysql(_) => Cmd::new("/usr/bin/my_print_defaults").arg("mysqld"),
         }
     }
 
@@ -103,6 +127,7 @@ impl Services {
                 "--exec".into(),
                 format!("/usr/sbin/php-fpm{version}"),
             ]),
+            Service::Mysql(unit) => Cmd::new(format!("/etc/init.d/{unit}")).arg("reload"),
         }
     }
 
@@ -114,6 +139,55 @@ impl Services {
             Service::Nginx => self.nginx(),
             Service::Apache => self.apache2ctl().arg("start"),
             Service::PhpFpm(version) => self.php_fpm(version),
+            Service::Mysql(unit) => Cmd::new(format!("/etc/init.d/{unit}")).arg("start"),
+        }
+    }
+
+    /// A real restart (`service.restart`): `systemctl restart` under systemd; otherwise
+    /// the server is stopped through its pid file (start-stop-daemon waits until it
+    /// has exited; one that is not running is fine), then started.
+    pub fn full_restart(&self, service: &Service) -> Vec<Cmd> {
+        if self.systemd {
+            return vec![Cmd::new("/usr/bin/systemctl").args(["restart", &service.unit()])];
+        }
+        let stop = Cmd::new("/usr/sbin/start-stop-daemon").args([
+            "--stop".to_string(),
+            "--oknodo".into(),
+            "--retry".into(),
+            "TERM/30/KILL/5".into(),
+            "--pidfile".into(),
+            self.pid_file(service).to_string_lossy().into_owned(),
+            "--exec".into(),
+            service.program(),
+        ]);
+        vec![stop, self.start(service)]
+    }
+
+    /// How to ask whether `service` runs: under systemd a command (`is-active`);
+    /// otherwise the pid file it names a live process.
+    pub fn running(&self, host: &dyn crate::host::Host, service: &Service) -> bool {
+        if self.systemd {
+            return host.run(&Cmd::new("/usr/bin/systemctl").args(["is-active", "--quiet", &service.unit()])).is_ok();
+        }
+        let pid = std::fs::read_to_string(self.pid_file(service)).unwrap_or_default();
+        pid.trim().parse::<u32>().is_ok_and(|pid| pid > 0 && Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    /// Where the server writes its master's pid (outside systemd).
+    pub fn pid_file(&self, service: &Service) -> PathBuf {
+        match service {
+            Service::Nginx => {
+                let conf = std::fs::read_to_string(self.root.join("etc/nginx/nginx.conf")).unwrap_or_default();
+                conf.lines()
+                    .filter_map(|line| line.trim().strip_prefix("pid "))
+                    .map(|rest| PathBuf::from(rest.trim().trim_end_matches(';').trim()))
+                    .next_back()
+                    .unwrap_or_else(|| self.root.join("run/nginx.pid"))
+            }
+            // Debian's /etc/apache2/envvars: APACHE_PID_FILE.
+            Service::Apache => self.root.join("run/apache2/apache2.pid"),
+            Service::PhpFpm(version) => self.php_fpm_pid_file(version),
+            Service::Mysql(_) => self.root.join("run/mysqld/mysqld.pid"),
         }
     }
 
@@ -184,6 +258,37 @@ mod tests {
             services.check(&Service::PhpFpm("8.2".into())).to_string(),
             "/usr/sbin/php-fpm8.2 --fpm-config /tmp/sb/etc/php/8.2/fpm/php-fpm.conf -t"
         );
+    }
+
+    #[test]
+    fn a_full_restart_stops_through_the_pid_file_then_starts() {
+        let services = sandboxed();
+        let steps: Vec<String> = services.full_restart(&Service::Nginx).iter().map(Cmd::to_string).collect();
+        assert_eq!(
+            steps,
+            [
+                "/usr/sbin/start-stop-daemon --stop --oknodo --retry TERM/30/KILL/5 --pidfile /tmp/sb/run/nginx.pid --exec /usr/sbin/nginx",
+                "/usr/sbin/nginx -c /tmp/sb/etc/nginx/nginx.conf -p /tmp/sb/etc/nginx"
+            ]
+        );
+        let mysql: Vec<String> = services.full_restart(&Service::Mysql("mariadb")).iter().map(Cmd::to_string).collect();
+        assert!(mysql[0].ends_with("--pidfile /tmp/sb/run/mysqld/mysqld.pid --exec /usr/sbin/mariadbd"), "{mysql:?}");
+        assert_eq!(mysql[1], "/etc/init.d/mariadb start");
+        let systemd = Services::systemd_for_tests();
+        assert_eq!(systemd.full_restart(&Service::Apache)[0].to_string(), "/usr/bin/systemctl restart apache2");
+    }
+
+    #[test]
+    fn running_means_the_pid_file_names_a_live_process() {
+        let root = tempfile::tempdir().unwrap();
+        let services = Services { root: root.path().to_owned(), systemd: false };
+        let host = crate::host::fake::FakeHost::new(root.path());
+        assert!(!services.running(&host, &Service::Apache));
+        std::fs::create_dir_all(root.path().join("run/apache2")).unwrap();
+        std::fs::write(root.path().join("run/apache2/apache2.pid"), format!("{}\n", std::process::id())).unwrap();
+        assert!(services.running(&host, &Service::Apache));
+        std::fs::write(root.path().join("run/apache2/apache2.pid"), "999999999\n").unwrap();
+        assert!(!services.running(&host, &Service::Apache));
     }
 
     #[test]

@@ -176,7 +176,11 @@ impl BlockingJob for Delete {
 fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobError> {
     let root = ctx.root();
     let services = Services::detect(root);
-    let host = stack::Facts::detect(root, &services);
+    let inventory = ctx.inventory.read(|inv| inv.clone());
+    // The settings as they will be with this app: it may become the default server.
+    let mut next = inventory.clone();
+    next.apps.insert(name.to_owned(), app.clone());
+    let host = stack::Facts::detect(root, &services, &next);
     let php = app.runtime.trim_start_matches("php").to_owned();
     if !host.runtimes.contains(&php) {
         let installed: Vec<String> = host.runtimes.iter().map(|v| format!("php{v}")).collect();
@@ -189,7 +193,6 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
     if app.stack == Stack::NginxApache && !host.apache {
         return Err(JobError::PreconditionFailed("stack nginx-apache needs Apache, which is not installed".into()));
     }
-    let inventory = ctx.inventory.read(|inv| inv.clone());
     if !inventory.users.contains_key(&app.sysuser) {
         return Err(sysuser::missing_or_not_ours(root, &app.sysuser)?);
     }
@@ -240,7 +243,11 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
 pub(crate) fn apply_config(ctx: &JobContext, name: &str, app: &App, extra: Vec<FileChange>) -> Result<Applied, JobError> {
     let root = ctx.root();
     let services = Services::detect(root);
-    let host = stack::Facts::detect(root, &services);
+    let inventory = ctx.inventory.read(|inv| inv.clone());
+    // The settings as they will be with this app: it may become the default server.
+    let mut next = inventory.clone();
+    next.apps.insert(name.to_owned(), app.clone());
+    let host = stack::Facts::detect(root, &services, &next);
     let php = app.runtime.trim_start_matches("php");
     if !host.runtimes.iter().any(|r| r == php) {
         return Err(JobError::PreconditionFailed(format!("runtime {} of app {} is not installed", shown(&app.runtime), shown(name))));
@@ -248,6 +255,7 @@ pub(crate) fn apply_config(ctx: &JobContext, name: &str, app: &App, extra: Vec<F
     let templates = Templates::load(root).map_err(stack::template_error)?;
     let mut changes = stack::base_changes(&templates, root, &host)?;
     changes.extend(stack::app_changes(&templates, root, &AppSite::of(name, app, php), &host)?);
+    changes.extend(previous_default(&templates, root, &inventory, name, &host)?);
     changes.extend(extra);
     transaction::apply(ctx.host.as_ref(), &services, &changes)
 }
@@ -270,8 +278,19 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
     }
     outcome.step("databases", !databases.is_empty());
     let services = Services::detect(root);
-    let host = stack::Facts::detect(root, &services);
-    let changes = stack::app_removal(root, name, &host.runtimes, host.apache);
+    let inventory = ctx.inventory.read(|inv| inv.clone());
+    let mut next = inventory.clone();
+    next.apps.remove(name);
+    let host = stack::Facts::detect(root, &services, &next);
+    let templates = Templates::load(root).map_err(stack::template_error)?;
+    let mut changes = stack::app_removal(root, name, &host.runtimes, host.apache);
+    // The default server moves on: to the next app, or back to the catch-all.
+    if stack::default_app(&inventory).as_deref() == Some(name) {
+        changes.extend(stack::base_changes(&templates, root, &host)?);
+        if let Some(heir) = host.default_app.as_deref() {
+            changes.extend(stack::inventory_app_changes(&templates, root, heir, &next.apps[heir], &host)?.unwrap_or_default());
+        }
+    }
     outcome.applied(&transaction::apply(ctx.host.as_ref(), &services, &changes)?);
     let mut removed = false;
     for dir in [stack::app_dir(&app.sysuser, name), stack::log_dir(&app.sysuser, name), stack::ssl_dir(name)] {
@@ -282,8 +301,30 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
         }
     }
     outcome.step("files, logs and certificates", removed);
-    ctx.record(|inv| inv.apps.remove(name))?;
+    ctx.record(|inv| {
+        inv.apps.remove(name);
+        if inv.settings.default_app.as_deref() == Some(name) {
+            inv.settings.default_app = None;
+        }
+    })?;
     Ok(outcome)
+}
+
+/// When another app was the default server and no longer is (this app took over),
+/// that app's vhost is rendered again in the same transaction.
+fn previous_default(
+    templates: &Templates,
+    root: &std::path::Path,
+    inventory: &crate::inventory::Inventory,
+    name: &str,
+    host: &stack::Facts,
+) -> Result<Vec<transaction::FileChange>, JobError> {
+    match stack::default_app(inventory) {
+        Some(previous) if previous != name && host.default_app.as_deref() != Some(previous.as_str()) => {
+            Ok(stack::inventory_app_changes(templates, root, &previous, &inventory.apps[&previous], host)?.unwrap_or_default())
+        }
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// The web server joins the user's group, so it can read the user's apps (0750).

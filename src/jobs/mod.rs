@@ -13,6 +13,8 @@ use crate::job::{Job, JobError};
 pub mod app;
 pub mod db;
 pub mod ssl;
+pub mod firewall;
+pub mod server;
 pub mod sysuser;
 pub mod testing;
 
@@ -33,6 +35,8 @@ impl Catalogue {
         app::register(&mut catalogue);
         db::register(&mut catalogue);
         ssl::register(&mut catalogue);
+        firewall::register(&mut catalogue);
+        server::register(&mut catalogue);
         if test_jobs {
             testing::register(&mut catalogue);
         }

@@ -249,6 +249,34 @@ impl Machine {
         }
     }
 
+    /// Puts an executable `dir/name` holding `script` into the machine, or hides the
+    /// one there (`None`), on an overlay of `dir` of its own (the host's stays as it is).
+    pub fn program(&self, dir: &str, name: &str, script: Option<&str>) {
+        let d = self.dir.path().join(format!("overlay-{}-{name}-{}", dir.replace('/', "_"), script.is_some()));
+        for sub in ["upper", "work"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let upper = d.join("upper").join(name);
+        match script {
+            Some(script) => super::write_executable(&upper, script),
+            // An overlay whiteout: a 0/0 character device.
+            None => nix::sys::stat::mknod(&upper, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).unwrap(),
+        }
+        let mount = format!("mount -t overlay overlay -o lowerdir={dir},upperdir={0}/upper,workdir={0}/work {dir}", d.display());
+        let out = self.run("/bin/sh", &["-c", &mount]);
+        assert!(out.status.success(), "overlay: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The machine's network namespace, to join from a test thread.
+    pub fn net_ns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.init))
+    }
+
+    /// The host pid of the machine's init (to move a network link into the machine).
+    pub fn init_pid(&self) -> i32 {
+        self.init
+    }
+
     /// A path of the machine's filesystem, seen from the host.
     pub fn path(&self, inside: &str) -> PathBuf {
         let inside = Path::new(inside).strip_prefix("/").unwrap();

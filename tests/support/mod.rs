@@ -12,6 +12,7 @@ pub mod machine;
 pub mod pebble;
 pub mod pki;
 pub mod probes;
+pub mod netns;
 pub mod servers;
 
 use std::io::{BufRead, BufReader};

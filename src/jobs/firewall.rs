@@ -1,0 +1,343 @@
+//! The firewall: `firewall.rules`, and the ruleset model that `server.update
+//! {firewall}` and the agent's start apply.
+//!
+//! On, berth's table lets in established traffic, loopback, the ICMP networks need,
+//! SSH on sshd's own ports, HTTP, HTTPS and the custom allow rules, and drops every
+//! other inbound packet. Off, the table is gone. The ruleset is rendered whole from
+//! the inventory's settings (`templates/nftables.conf`) and loaded in one nft
+//! transaction by `host::nft`, so applying the same settings twice yields the same
+//! table. Custom rules are validated into typed values here; only those values
+//! reach the template.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tera::Context;
+
+use crate::host::nft;
+use crate::host::Host;
+use crate::inventory::Settings;
+use crate::job::{BlockingJob, Job, JobContext, JobError, Machine, Outcome, Resources};
+use crate::jobs::Catalogue;
+use crate::stack;
+use crate::templates::Templates;
+use crate::validate::{shown, FieldError, Params};
+
+/// The resource every job that changes the firewall holds.
+pub const FIREWALL: &str = "firewall";
+/// At most this many custom rules.
+pub const MAX_RULES: usize = 500;
+const MAX_DESCRIPTION: usize = 255;
+const WEB_PORTS: [u16; 2] = [80, 443];
+
+pub fn register(catalogue: &mut Catalogue) {
+    catalogue.register("firewall.rules", FirewallRules::parse);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "TCP/UDP")]
+    TcpUdp,
+    #[serde(rename = "ICMP")]
+    Icmp,
+}
+
+/// One custom allow rule, as validated (and kept in the inventory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub protocol: Protocol,
+    /// `(first, last)`; `None` only for ICMP.
+    pub ports: Option<(u16, u16)>,
+    /// A network address and prefix length (a single address has the full length).
+    pub source: Option<(IpAddr, u8)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Rule {
+    /// The nft match of this rule (what precedes `accept`).
+    pub fn nft_match(&self) -> String {
+        let source = self.source.map(|(addr, len)| {
+            let family = if addr.is_ipv4() { "ip" } else { "ip6" };
+            format!("{family} saddr {addr}/{len} ")
+        });
+        let ports = self.ports.map(|(first, last)| if first == last { first.to_string() } else { format!("{first}-{last}") });
+        let matched = match (self.protocol, ports) {
+            (Protocol::Icmp, _) => match self.source {
+                Some((IpAddr::V4(_), _)) => "meta l4proto icmp".to_owned(),
+                Some((IpAddr::V6(_), _)) => "meta l4proto ipv6-icmp".to_owned(),
+                None => "meta l4proto { icmp, ipv6-icmp }".to_owned(),
+            },
+            (Protocol::Tcp, Some(p)) => format!("tcp dport {p}"),
+            (Protocol::Udp, Some(p)) => format!("udp dport {p}"),
+            (Protocol::TcpUdp, Some(p)) => format!("meta l4proto {{ tcp, udp }} th dport {p}"),
+            // Parsing never makes a port rule without ports; match nothing rather than everything.
+            (_, None) => "meta l4proto { }".to_owned(),
+        };
+        format!("{}{matched}", source.unwrap_or_default())
+    }
+}
+
+/// `firewall.rules {rules}`: these allow rules, and only these, beside the base ones.
+#[derive(Debug)]
+struct FirewallRules {
+    rules: Vec<Rule>,
+}
+
+impl FirewallRules {
+    fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
+        let params = Params::new(params)?;
+        let items = params
+            .object_array("rules")?
+            .ok_or_else(|| FieldError::new("rules", "is required"))?;
+        if items.len() > MAX_RULES {
+            return Err(FieldError::new("rules", format!("at most {MAX_RULES} rules are allowed, not {}", items.len())).into());
+        }
+        let rules = items.iter().map(parse_rule).collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(FirewallRules { rules }))
+    }
+}
+
+fn parse_rule(rule: &Params) -> Result<Rule, FieldError> {
+    let protocol = match rule.str("protocol")? {
+        "TCP" => Protocol::Tcp,
+        "UDP" => Protocol::Udp,
+        "TCP/UDP" => Protocol::TcpUdp,
+        "ICMP" => Protocol::Icmp,
+        other => {
+            return Err(FieldError::new(rule.field("protocol"), format!("must be TCP, UDP, TCP/UDP or ICMP, not {}", shown(other))))
+        }
+    };
+    let ports = match (protocol, rule.opt_str("port")?) {
+        (Protocol::Icmp, Some(_)) => return Err(FieldError::new(rule.field("port"), "ICMP has no ports; leave it out")),
+        (Protocol::Icmp, None) => None,
+        (_, None) => return Err(FieldError::new(rule.field("port"), "is required for TCP and UDP")),
+        (_, Some(port)) => Some(port_range(&rule.field("port"), port)?),
+    };
+    let source = rule.opt_str("source")?.map(|s| cidr(&rule.field("source"), s)).transpose()?;
+    let description = rule.opt_str("description")?;
+    if let Some(d) = description {
+        if d.chars().count() > MAX_DESCRIPTION || d.chars().any(char::is_control) {
+            return Err(FieldError::new(rule.field("description"), format!("at most {MAX_DESCRIPTION} characters, no control characters")));
+        }
+    }
+    Ok(Rule { protocol, ports, source, description: description.map(str::to_owned) })
+}
+
+/// `"80"` or `"8000-8100"`: ports 1–65535, the first not above the last.
+fn port_range(field: &str, value: &str) -> Result<(u16, u16), FieldError> {
+    let bad = |why: &str| FieldError::new(field, format!("must be a port 1-65535 or a range like \"8000-8100\"{why}: {}", shown(value)));
+    let port = |p: &str| -> Result<u16, FieldError> {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad(""));
+        }
+        p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad(""))
+    };
+    let (first, last) = match value.split_once('-') {
+        Some((first, last)) => (port(first)?, port(last)?),
+        None => (port(value)?, port(value)?),
+    };
+    if first > last {
+        return Err(bad(" (the first port comes first)"));
+    }
+    Ok((first, last))
+}
+
+/// An IPv4 or IPv6 address, or a network in CIDR notation; host bits must be zero.
+fn cidr(field: &str, value: &str) -> Result<(IpAddr, u8), FieldError> {
+    let bad = || FieldError::new(field, format!("must be an IP address or a network like 192.0.2.0/24: {}", shown(value)));
+    let (addr, len) = match value.split_once('/') {
+        Some((addr, len)) => (addr, Some(len)),
+        None => (value, None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(len) if !len.is_empty() && len.len() <= 3 && len.bytes().all(|b| b.is_ascii_digit()) => {
+            len.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(bad)?
+        }
+        Some(_) => return Err(bad()),
+    };
+    let host_bits = match addr {
+        IpAddr::V4(a) => u32::from(a).checked_shl(u32::from(len)).unwrap_or(0) != 0,
+        IpAddr::V6(a) => u128::from(a).checked_shl(u32::from(len)).unwrap_or(0) != 0,
+    };
+    if host_bits {
+        return Err(FieldError::new(field, format!("has host bits set; the network is written with zeros there: {}", shown(value))));
+    }
+    Ok((addr, len))
+}
+
+impl BlockingJob for FirewallRules {
+    fn resources(&self) -> Resources {
+        Resources::of([FIREWALL.to_owned()])
+    }
+
+    fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
+        let mut settings = ctx.inventory.read(|inv| inv.settings.clone());
+        let rules_changed = settings.firewall_rules != self.rules;
+        settings.firewall_rules = self.rules;
+        let mut outcome = Outcome::default();
+        if settings.firewall {
+            outcome.step("firewall", converge(ctx.host.as_ref(), &settings)?);
+        }
+        outcome.step("rules recorded", rules_changed);
+        let count = settings.firewall_rules.len();
+        let enabled = settings.firewall;
+        ctx.record(|inv| inv.settings.firewall_rules = settings.firewall_rules)?;
+        outcome.result = Some(json!({"rules": count, "firewall": enabled}));
+        Ok(outcome)
+    }
+}
+
+/// The whole ruleset `settings` mean: berth's table, or its removal when the firewall is off.
+pub fn render(templates: &Templates, root: &std::path::Path, settings: &Settings) -> Result<String, JobError> {
+    if !settings.firewall {
+        return Ok(nft::REMOVAL.to_owned());
+    }
+    let mut context = Context::new();
+    context.insert("ssh_ports", &nft::ssh_ports(root));
+    context.insert("web_ports", &WEB_PORTS);
+    context.insert("rules", &settings.firewall_rules.iter().map(Rule::nft_match).collect::<Vec<_>>());
+    templates.render("nftables.conf", &context).map_err(stack::template_error)
+}
+
+/// What must hold before berth touches the firewall: the real root (the kernel's
+/// ruleset is not under a sandbox), and, to turn it on, no other firewall manager.
+pub fn precondition(root: &std::path::Path, settings: &Settings) -> Result<(), JobError> {
+    if root != std::path::Path::new("/") {
+        return Err(JobError::PreconditionFailed(format!(
+            "the firewall is the kernel's, not under root {}: it needs root = \"/\"",
+            root.display()
+        )));
+    }
+    if settings.firewall {
+        if let Some(other) = nft::other_firewall(root) {
+            return Err(JobError::PreconditionFailed(format!(
+                "{other} is active on this host; berth does not fight another firewall manager. \
+                 Disable {other}, or leave berth's firewall off"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Makes the kernel hold what `settings` mean; true when berth's table changed.
+pub fn converge(host: &dyn Host, settings: &Settings) -> Result<bool, JobError> {
+    let root = host.root();
+    precondition(root, settings)?;
+    let templates = Templates::load(root).map_err(stack::template_error)?;
+    let ruleset = render(&templates, root, settings)?;
+    let before = nft::list(host)?;
+    nft::load(host, &ruleset)?;
+    Ok(nft::list(host)? != before)
+}
+
+/// At the agent's start: loads the ruleset the inventory records, so the firewall
+/// survives a reboot. Only when it is on and the root is the real one; a failure is
+/// logged for the operator (the agent still starts, to take the fixing job).
+pub fn reapply_at_start(machine: &Machine) {
+    let settings = machine.inventory.read(|inv| inv.settings.clone());
+    if !settings.firewall || machine.host.root() != std::path::Path::new("/") {
+        return;
+    }
+    match converge(machine.host.as_ref(), &settings) {
+        Ok(changed) => tracing::info!(changed, rules = settings.firewall_rules.len(), "firewall ruleset applied at start"),
+        Err(e) => tracing::error!(error = %e, "cannot apply the recorded firewall ruleset at start; the host may be unprotected"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+    use std::path::Path;
+
+    fn parse(params: Value) -> Result<Box<dyn Job>, JobError> {
+        FirewallRules::parse(&params)
+    }
+
+    fn field_of(params: Value) -> String {
+        let err = parse(params.clone()).err().unwrap_or_else(|| panic!("accepted: {params}"));
+        assert_eq!(err.code(), ErrorCode::InvalidParams, "{err}");
+        err.field().unwrap().to_owned()
+    }
+
+    #[test]
+    fn hostile_rules_are_refused_naming_the_field() {
+        let rule = |r: Value| json!({"rules": [{"protocol": "TCP", "port": "22"}, r]});
+        assert_eq!(field_of(json!({})), "rules");
+        assert_eq!(field_of(json!({"rules": "TCP 80"})), "rules");
+        assert_eq!(field_of(json!({"rules": ["TCP"]})), "rules[0]");
+        assert_eq!(field_of(rule(json!({"protocol": "SCTP", "port": "80"}))), "rules[1].protocol");
+        assert_eq!(field_of(rule(json!({"protocol": "tcp", "port": "80"}))), "rules[1].protocol");
+        assert_eq!(field_of(rule(json!({"protocol": "TCP"}))), "rules[1].port");
+        for port in ["0", "70000", "65536", "100-80", "80-", "-80", "8a", " 80", "80 ", "1-2-3", "+80", "", "000080"] {
+            assert_eq!(field_of(rule(json!({"protocol": "UDP", "port": port}))), "rules[1].port", "{port:?}");
+        }
+        assert_eq!(field_of(rule(json!({"protocol": "TCP", "port": 80}))), "rules[1].port", "a number, not a string");
+        assert_eq!(field_of(rule(json!({"protocol": "ICMP", "port": "8"}))), "rules[1].port");
+        for source in ["192.0.2.0/33", "192.0.2.1/24", "192.0.2", "300.1.1.1", "2001:db8::/129", "2001:db8::1/32", "any", "192.0.2.0/", "10.0.0.0/8; drop"] {
+            assert_eq!(field_of(rule(json!({"protocol": "TCP", "port": "80", "source": source}))), "rules[1].source", "{source:?}");
+        }
+        let newline = rule(json!({"protocol": "TCP", "port": "80", "description": "a\n} accept"}));
+        assert_eq!(field_of(newline), "rules[1].description");
+        let many: Vec<Value> = (0..=MAX_RULES).map(|_| json!({"protocol": "TCP", "port": "80"})).collect();
+        assert_eq!(field_of(json!({"rules": many})), "rules");
+    }
+
+    #[test]
+    fn good_rules_render_to_nft_matches() {
+        let params = json!({"rules": [
+            {"protocol": "TCP", "port": "8080", "source": "192.0.2.0/24", "description": "admin"},
+            {"protocol": "UDP", "port": "60000-61000"},
+            {"protocol": "TCP/UDP", "port": "53", "source": "2001:db8::1"},
+            {"protocol": "ICMP", "source": "198.51.100.7"},
+            {"protocol": "ICMP"},
+        ]});
+        let params = Params::new(&params).unwrap();
+        let rules: Vec<Rule> = params.object_array("rules").unwrap().unwrap().iter().map(|r| parse_rule(r).unwrap()).collect();
+        let matches: Vec<String> = rules.iter().map(Rule::nft_match).collect();
+        assert_eq!(
+            matches,
+            [
+                "ip saddr 192.0.2.0/24 tcp dport 8080",
+                "udp dport 60000-61000",
+                "ip6 saddr 2001:db8::1/128 meta l4proto { tcp, udp } th dport 53",
+                "ip saddr 198.51.100.7/32 meta l4proto icmp",
+                "meta l4proto { icmp, ipv6-icmp }",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_ruleset_holds_sshds_ports_and_off_removes_the_table() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc/ssh")).unwrap();
+        std::fs::write(root.path().join("etc/ssh/sshd_config"), "Port 2222\n").unwrap();
+        let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
+        let rule = Rule { protocol: Protocol::Tcp, ports: Some((8080, 8080)), source: None, description: None };
+        let on = Settings { firewall: true, firewall_rules: vec![rule], ..Settings::default() };
+        let ruleset = render(&templates, root.path(), &on).unwrap();
+        assert!(ruleset.contains("tcp dport { 2222 } accept"), "{ruleset}");
+        assert!(ruleset.contains("tcp dport 8080 accept"), "{ruleset}");
+        assert!(ruleset.contains("policy drop"), "{ruleset}");
+        let off = render(&templates, root.path(), &Settings::default()).unwrap();
+        assert_eq!(off, nft::REMOVAL);
+    }
+
+    #[test]
+    fn a_sandboxed_root_never_touches_the_kernels_firewall() {
+        let root = tempfile::tempdir().unwrap();
+        let host = crate::host::fake::FakeHost::new(root.path());
+        let err = converge(&host, &Settings { firewall: true, ..Settings::default() }).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PreconditionFailed);
+        assert!(host.commands().is_empty());
+    }
+}
