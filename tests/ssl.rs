@@ -264,3 +264,25 @@ fn a_certificate_near_expiry_is_renewed_once_and_a_failed_renewal_keeps_it_and_f
     let (code, events, _) = machine.renew();
     assert_eq!((code, events.len()), (Some(0), 0), "no new attempt before the next attempt time: {events:?}");
 }
+
+#[test]
+fn with_deny_unknown_domains_off_the_default_app_answers_unknown_names_over_https_too() {
+    let machine = machine_with_app("main", &["main.test"]);
+    let (cert, key) = TestCa::new("berth test CA").leaf(&["main.test", "www.main.test"], Validity::normal());
+    assert_eq!(machine.job("ssl.install", json!({"app": "main", "key": key, "cert": cert}))["status"], "success");
+    eventually("the app's certificate", || machine.served_cert("main.test"), Option::is_some);
+    assert_eq!(machine.served_cert("unknown.test"), None, "deny_unknown_domains is on: the handshake is refused");
+
+    let open = machine.job("server.update", json!({"deny_unknown_domains": false}));
+    assert_eq!(open["status"], "success", "{open}");
+    let served = eventually("the default app on 443", || machine.served_cert("unknown.test"), Option::is_some);
+    assert_eq!(der_b64(&served.unwrap()), der_b64(&cert), "the default app's certificate answers an unknown name");
+    eventually("the default app on 80", || machine.get("unknown.test", "/index.html"), |r| r.0 == 200);
+
+    // Its certificate gone, the catch-all refuses unknown names on 443 again.
+    assert_eq!(machine.job("ssl.delete", json!({"app": "main"}))["status"], "success");
+    eventually("no certificate for an unknown name", || machine.served_cert("unknown.test"), Option::is_none);
+    let closed = machine.job("server.update", json!({"deny_unknown_domains": true}));
+    assert_eq!(closed["status"], "success", "{closed}");
+    eventually("unknown Hosts refused", || machine.get("unknown.test", "/index.html"), |r| r.0 == 0);
+}
