@@ -120,8 +120,9 @@ pub struct Report {
 
 impl Report {
     pub fn read(state_dir: &Path) -> io::Result<Report> {
-        if !state_dir.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no state directory {}", state_dir.display())));
+        if !state_dir.exists() {
+            // The daemon makes it at its first start.
+            return Ok(Report { connection: None, daemon_running: false, outbox: 0, jobs: Vec::new() });
         }
         let connection = match std::fs::read(state_dir.join(FILE_NAME)) {
             Ok(bytes) => Some(serde_json::from_slice::<Connection>(&bytes).map_err(io::Error::other)?),
@@ -230,6 +231,8 @@ mod tests {
         let report = Report::read(dir.path()).unwrap();
         assert!(report.connection.is_none() && report.jobs.is_empty() && report.outbox == 0);
         assert!(report.lines()[0].contains("never started"), "{:?}", report.lines());
-        assert!(Report::read(&dir.path().join("missing")).is_err());
+        assert!(Report::read(&dir.path().join("missing")).unwrap().connection.is_none());
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        assert!(Report::read(&dir.path().join("file")).is_err(), "a state dir that is a file is an error");
     }
 }
