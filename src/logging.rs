@@ -12,8 +12,7 @@
 //! Levels have one meaning each: ERROR, an operator must act; WARN, something
 //! failed and berth copes; INFO, what the agent did; DEBUG, for developers.
 
-use std::os::unix::fs::MetadataExt;
-
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -25,7 +24,16 @@ pub fn init() {
     if stderr_is_journal || std::env::var_os("NOTIFY_SOCKET").is_some() {
         match tracing_journald::layer() {
             Ok(journald) => {
-                let journald = journald.with_field_prefix(None).with_syslog_identifier("berth".into());
+                // syslog's meanings: INFO is "informational" (6), not "notice"; DEBUG is 7.
+                let levels = PriorityMappings {
+                    info: Priority::Informational,
+                    debug: Priority::Debug,
+                    ..PriorityMappings::new()
+                };
+                let journald = journald
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("berth".into())
+                    .with_priority_mappings(levels);
                 tracing_subscriber::registry().with(filter).with(journald).init();
                 return;
             }
@@ -44,11 +52,11 @@ pub fn init() {
     }
 }
 
-/// Whether `JOURNAL_STREAM` (`<device>:<inode>`) names our stderr.
+/// Whether `JOURNAL_STREAM` (`<device>:<inode>`) names our stderr (fstat: no /proc needed).
 fn stderr_is(stream: &str) -> bool {
     let Some((dev, ino)) = stream.split_once(':') else { return false };
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
-    std::fs::metadata("/proc/self/fd/2").is_ok_and(|meta| meta.dev() == dev && meta.ino() == ino)
+    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|st| st.st_dev as u64 == dev && st.st_ino as u64 == ino)
 }
 
 #[cfg(test)]
@@ -57,6 +65,7 @@ mod tests {
 
     #[test]
     fn journal_stream_must_name_stderr() {
+        use std::os::unix::fs::MetadataExt;
         assert!(!stderr_is("garbage"));
         assert!(!stderr_is("1:"));
         let meta = std::fs::metadata("/proc/self/fd/2").unwrap();
