@@ -156,7 +156,8 @@ fn control_plane(config: &Config) -> Check {
         let connect = tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
         match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok((mut ws, response))) => {
-                let _ = ws.close(None).await;
+                use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+                let _ = ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "berth doctor".into() })).await;
                 Check::new(Outcome::Ok, NAME, format!("{url}: TLS verified with {trust}, websocket upgrade answered {}", response.status()))
             }
             Ok(Err(WsError::Http(response))) => {

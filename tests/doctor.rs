@@ -52,8 +52,14 @@ async fn doctor_passes_against_the_test_control_plane() {
     }
     assert!(lines.iter().any(|l| l.starts_with("ok    php-fpm (php")), "{lines:#?}");
     // The upgrade really reached the control plane, with the agent's credentials.
-    let session = cp.session().await;
+    let mut session = cp.session().await;
     assert!(session.headers["authorization"].to_str().unwrap().starts_with("Basic "));
+    // Its first and only frame is a close with 1000: no hello, so it is no agent session.
+    let first = tokio::time::timeout(support::PATIENCE, futures_util::StreamExt::next(&mut session.ws)).await.unwrap();
+    match first {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1000),
+        other => panic!("expected a close with 1000, got {other:?}"),
+    }
 }
 
 #[tokio::test]
