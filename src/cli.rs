@@ -1,5 +1,6 @@
 //! The command line: `berth run`, `berth apply`, `berth reconcile`, `berth renew`,
-//! `berth metrics`, `berth version`.
+//! `berth metrics`, `berth doctor`, `berth status`, `berth version`, and the hidden
+//! `berth completions` and `berth man` the package build uses.
 //!
 //! Exit codes: 0 success, 1 a runtime failure, 2 a bad config or bad usage.
 
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::Config;
 
@@ -62,8 +63,29 @@ pub enum Command {
         #[arg(long, default_value = "/")]
         root: PathBuf,
     },
+    /// Check the config, the key file, the state dir, TLS to the control plane and
+    /// the tools berth drives; one line per check. Exit 1 when a check fails.
+    Doctor {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show whether the daemon is connected, since when, its last heartbeat, the
+    /// outbox length and the last jobs, read from the state dir (no daemon needed).
+    Status {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the version.
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (berth.1 and one per command) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -83,6 +105,20 @@ pub fn main() -> ExitCode {
         Command::Reconcile { config, root } => reconcile(config, root),
         Command::Renew { config, root } => renew(config, root),
         Command::Metrics { root } => metrics(root),
+        Command::Doctor { config } => doctor(config),
+        Command::Status { config, json } => status(config, json),
+        Command::Completions { shell } => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&completion(shell));
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => match clap_mangen::generate_to(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: cannot write the man pages into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -264,4 +300,88 @@ fn metrics(root: PathBuf) -> ExitCode {
     let snapshot = scraper.scrape(crate::time::now());
     println!("{}", serde_json::to_string_pretty(&snapshot).expect("metrics serialize"));
     ExitCode::SUCCESS
+}
+
+fn doctor(config_path: PathBuf) -> ExitCode {
+    let passed = crate::doctor::run(&config_path, |check| println!("{check}"));
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn status(config_path: PathBuf, json: bool) -> ExitCode {
+    crate::logging::init();
+    let config = match Config::load(&config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match crate::status::Report::read(&config.state_dir) {
+        Ok(report) if json => {
+            println!("{}", serde_json::to_string(&report).expect("the report serializes"));
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            for line in report.lines() {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("cannot read the state dir {}: {e}", config.state_dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The completion script for `shell`, generated from the CLI definition.
+pub fn completion(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "berth", &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The man pages and completions the package ships (`packaging/man`,
+    /// `packaging/completions`) are what the CLI definition generates; refresh them
+    /// with `BERTH_BLESS=1 cargo test --lib cli` and commit.
+    #[test]
+    fn shipped_man_pages_and_completions_are_current() {
+        let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
+        let bless = std::env::var_os("BERTH_BLESS").is_some();
+        let fresh = tempfile::tempdir().unwrap();
+        clap_mangen::generate_to(Cli::command(), fresh.path()).unwrap();
+        let mut expected: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(fresh.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (packaging.join("man").join(e.file_name()), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        for (shell, name) in [
+            (clap_complete::Shell::Bash, "berth"),
+            (clap_complete::Shell::Zsh, "_berth"),
+            (clap_complete::Shell::Fish, "berth.fish"),
+        ] {
+            expected.push((packaging.join("completions").join(name), completion(shell)));
+        }
+        assert!(expected.iter().any(|(p, _)| p.ends_with("berth-doctor.1")), "a page per command");
+        assert!(!expected.iter().any(|(p, _)| p.ends_with("berth-man.1")), "hidden commands get no page");
+        for (path, bytes) in expected {
+            if bless {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let shipped = std::fs::read(&path).unwrap_or_default();
+            assert!(shipped == bytes, "{} is stale: run BERTH_BLESS=1 cargo test --lib cli", path.display());
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //! ends on any failure; [`Connection::run`] decides how long to wait before the next.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
@@ -27,6 +27,7 @@ use crate::metrics::Scraper;
 use crate::outbox::Outbox;
 use crate::protocol::{self, Hello, Incoming, JobMsg, JobOutput, Welcome};
 use crate::shutdown::Shutdown;
+use crate::status::StatusFile;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -58,12 +59,26 @@ enum Ended {
     Failed { reason: String, up: Duration },
 }
 
+impl Ended {
+    /// Why the session ended, for `berth status`.
+    fn reason(&self) -> &str {
+        match self {
+            Ended::Shutdown => "agent stopping",
+            Ended::Rejected(_) => "credentials rejected",
+            Ended::CleanClose { .. } => "closed by the control plane",
+            Ended::Failed { reason, .. } => reason,
+        }
+    }
+}
+
 impl Connection {
     /// Keeps a session open until `shutdown` fires.
     pub async fn run(mut self, mut shutdown: Shutdown) {
         let mut backoff = Backoff::default();
+        let mut status = StatusFile::new(&self.config.state_dir);
         loop {
-            let ended = self.session(&mut shutdown).await;
+            let ended = self.session(&mut shutdown, &mut status).await;
+            status.disconnected(ended.reason());
             let delay = match ended {
                 Ended::Shutdown => return,
                 Ended::Rejected(status) => {
@@ -96,7 +111,7 @@ impl Connection {
         }
     }
 
-    async fn session(&mut self, shutdown: &mut Shutdown) -> Ended {
+    async fn session(&mut self, shutdown: &mut Shutdown, status: &mut StatusFile) -> Ended {
         let failed = |reason: String| Ended::Failed { reason, up: Duration::ZERO };
         let request = match self.request() {
             Ok(request) => request,
@@ -136,7 +151,7 @@ impl Connection {
             return failed(format!("cannot send hello: {e}"));
         }
         let mut live = Live::new();
-        let ended = self.serve(&mut ws, &mut live, shutdown).await;
+        let ended = self.serve(&mut ws, &mut live, shutdown, status).await;
         if let Ended::Shutdown = ended {
             self.close(&mut ws, &mut live).await;
         }
@@ -144,7 +159,7 @@ impl Connection {
     }
 
     /// The session's main loop, after `hello`.
-    async fn serve(&mut self, ws: &mut Ws, live: &mut Live, shutdown: &mut Shutdown) -> Ended {
+    async fn serve(&mut self, ws: &mut Ws, live: &mut Live, shutdown: &mut Shutdown, status: &mut StatusFile) -> Ended {
         let mut stored = self.outbox.subscribe();
         let mut heartbeat = tokio::time::interval(live.heartbeat);
         heartbeat.reset();
@@ -155,6 +170,7 @@ impl Connection {
             tokio::select! {
                 frame = ws.next() => {
                     dead.as_mut().reset(Instant::now() + live.heartbeat * 3);
+                    live.last_frame = SystemTime::now();
                     match frame {
                         Some(Ok(Message::Text(text))) => {
                             if let Some(welcome) = self.handle(text.as_str()).await {
@@ -167,6 +183,7 @@ impl Connection {
                                 dead.as_mut().reset(Instant::now() + live.heartbeat * 3);
                                 tracing::info!(acked_seq = welcome.acked_seq, heartbeat_secs = live.heartbeat.as_secs(),
                                     outbox = self.outbox.len(), "connected to the control plane");
+                                status.connected();
                                 if let Err(e) = self.send_events(ws, live).await {
                                     return live.failed(e.to_string());
                                 }
@@ -191,6 +208,7 @@ impl Connection {
                     }
                 }
                 _ = heartbeat.tick() => {
+                    status.heartbeat(live.last_frame);
                     if let Err(e) = ws.send(Message::Ping(Default::default())).await {
                         return live.failed(format!("cannot send ping: {e}"));
                     }
@@ -267,23 +285,27 @@ impl Connection {
     }
 
     fn request(&self) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
-        let mut request = self
-            .config
-            .control_plane_url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| format!("bad control_plane_url: {e}"))?;
-        let credentials = format!("{}:{}", self.config.server_id, self.config.api_key.expose());
-        let mut authorization =
-            HeaderValue::try_from(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials)))
-                .map_err(|_| "server_id or api_key is not a valid header value".to_string())?;
-        authorization.set_sensitive(true);
-        let headers = request.headers_mut();
-        headers.insert("authorization", authorization);
-        headers.insert("sec-websocket-protocol", HeaderValue::from_static(protocol::SUBPROTOCOL));
-        headers.insert("user-agent", HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"))));
-        Ok(request)
+        upgrade_request(&self.config)
     }
+}
+
+/// The websocket upgrade request: credentials, subprotocol, user agent.
+pub fn upgrade_request(config: &Config) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
+    let mut request = config
+        .control_plane_url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("bad control_plane_url: {e}"))?;
+    let credentials = format!("{}:{}", config.server_id, config.api_key.expose());
+    let mut authorization =
+        HeaderValue::try_from(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials)))
+            .map_err(|_| "server_id or api_key is not a valid header value".to_string())?;
+    authorization.set_sensitive(true);
+    let headers = request.headers_mut();
+    headers.insert("authorization", authorization);
+    headers.insert("sec-websocket-protocol", HeaderValue::from_static(protocol::SUBPROTOCOL));
+    headers.insert("user-agent", HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"))));
+    Ok(request)
 }
 
 /// What one session knows.
@@ -293,6 +315,8 @@ struct Live {
     heartbeat: Duration,
     /// The highest seq sent on this session.
     sent: u64,
+    /// When the control plane last sent a frame (for `berth status`).
+    last_frame: SystemTime,
 }
 
 impl Live {
@@ -302,6 +326,7 @@ impl Live {
             since: Instant::now(),
             heartbeat: Duration::from_secs(protocol::DEFAULT_HEARTBEAT_SECS),
             sent: 0,
+            last_frame: SystemTime::now(),
         }
     }
 

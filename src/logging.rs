@@ -1,22 +1,75 @@
-//! Logs: `tracing` to stderr, one line per event, filtered like `RUST_LOG`
-//! (default `info`). Under systemd (`JOURNAL_STREAM` set) the journal stamps the
-//! time, so lines carry none of their own.
+//! Logs: `tracing`, filtered like `RUST_LOG` (default `info`).
+//!
+//! Under systemd the journal gets them natively (`tracing-journald`): each field
+//! becomes a journal field of the same name in capitals, so `job_id`, `kind` and
+//! `status` become `JOB_ID`, `KIND` and `STATUS`, and `journalctl -u berth
+//! JOB_ID=...` finds one job's lines. "Under systemd" means the service manager
+//! connected our stderr to the journal (`JOURNAL_STREAM` names stderr's device and
+//! inode, as systemd.exec(5) says to check) or supervises us (`NOTIFY_SOCKET`).
+//! When the journal socket cannot be reached, and everywhere else, logs go to stderr,
+//! one line per event (without a timestamp when the journal stamps it anyway).
 //!
 //! Levels have one meaning each: ERROR, an operator must act; WARN, something
 //! failed and berth copes; INFO, what the agent did; DEBUG, for developers.
 
+use tracing_journald::{Priority, PriorityMappings};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let stream = std::env::var("JOURNAL_STREAM").ok();
+    let stderr_is_journal = stream.as_deref().is_some_and(stderr_is);
+    if stderr_is_journal || std::env::var_os("NOTIFY_SOCKET").is_some() {
+        match tracing_journald::layer() {
+            Ok(journald) => {
+                // syslog's meanings: INFO is "informational" (6), not "notice"; DEBUG is 7.
+                let levels = PriorityMappings {
+                    info: Priority::Informational,
+                    debug: Priority::Debug,
+                    ..PriorityMappings::new()
+                };
+                let journald = journald
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("berth".into())
+                    .with_priority_mappings(levels);
+                tracing_subscriber::registry().with(filter).with(journald).init();
+                return;
+            }
+            Err(e) => eprintln!("berth: cannot reach the journal ({e}); logging to stderr"),
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(false);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
+    if stream.is_some() {
         builder.without_time().init();
     } else {
         builder.init();
+    }
+}
+
+/// Whether `JOURNAL_STREAM` (`<device>:<inode>`) names our stderr (fstat: no /proc needed).
+fn stderr_is(stream: &str) -> bool {
+    let Some((dev, ino)) = stream.split_once(':') else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_stream_must_name_stderr() {
+        use std::os::unix::fs::MetadataExt;
+        assert!(!stderr_is("garbage"));
+        assert!(!stderr_is("1:"));
+        let meta = std::fs::metadata("/proc/self/fd/2").unwrap();
+        assert!(stderr_is(&format!("{}:{}", meta.dev(), meta.ino())));
+        assert!(!stderr_is(&format!("{}:{}", meta.dev(), meta.ino() + 1)));
     }
 }

@@ -246,6 +246,16 @@ struct Recovered {
     dropped: usize,
 }
 
+/// How many events the outbox file in `state_dir` holds unacknowledged (read-only,
+/// for `berth status`; no outbox file is none).
+pub fn stored_len(state_dir: &Path) -> io::Result<usize> {
+    match std::fs::read(state_dir.join(FILE_NAME)) {
+        Ok(bytes) => Ok(recover(&bytes).pending.len()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads the records of an outbox file; the seq counter never goes back.
 fn recover(bytes: &[u8]) -> Recovered {
     let mut next_seq = 1;
@@ -309,6 +319,15 @@ mod tests {
 
     fn seqs(outbox: &Outbox) -> Vec<u64> {
         outbox.after(0).iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn stored_len_reads_what_is_unacknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(stored_len(dir.path()).unwrap(), 0);
+        let outbox = outbox_with(dir.path(), 4);
+        outbox.ack(1);
+        assert_eq!(stored_len(dir.path()).unwrap(), 3);
     }
 
     #[test]

@@ -26,6 +26,11 @@ needs=(
   "/usr/sbin/nft:nftables"
   "/usr/bin/apt-config:apt"
   "/usr/bin/timeout:coreutils"
+  "/usr/bin/systemd-analyze:systemd"
+  "/usr/bin/deb-systemd-helper:init-system-helpers"
+  "/usr/bin/shellcheck:shellcheck"
+  "/usr/bin/lintian:lintian"
+  "/usr/bin/strip:binutils"
 )
 missing=()
 for need in "${needs[@]}"; do
@@ -41,6 +46,13 @@ fi
 if [ "$(id -u)" != 0 ]; then
   echo "tests/run.sh: the tests need root (they mount a tmpfs); run it as root" >&2
   exit 1
+fi
+
+# tests/packaging.rs builds the .deb with cargo-deb (pinned: its output is what lintian checks).
+cargo_deb_version=3.8.0
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
+  echo "installing cargo-deb $cargo_deb_version"
+  cargo install cargo-deb --locked --version "$cargo_deb_version"
 fi
 
 cargo clippy --locked --all-targets -- -D warnings

@@ -277,6 +277,23 @@ impl Machine {
         self.init
     }
 
+    /// `/bin/sh -c script` in the machine's mount namespace only: its `/etc`, `/srv`
+    /// and `/run`, but the host's network (to reach a test control plane on loopback).
+    /// The shell checks the marker first (exit 97 outside) and should `exec` the program.
+    pub fn shell_in_mounts(&self, script: &str) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .args(["--target", &self.init.to_string(), "--mount", "--"])
+            .args(["/bin/sh", "-c", &format!("test -e {MARKER} || exit 97; {script}")]);
+        command
+    }
+
+    /// Any path of the machine's mount namespace (its private `/run` too), seen from
+    /// the host through its init's root.
+    pub fn through_init(&self, inside: &str) -> PathBuf {
+        Path::new(&format!("/proc/{}/root", self.init)).join(inside.trim_start_matches('/'))
+    }
+
     /// A path of the machine's filesystem, seen from the host.
     pub fn path(&self, inside: &str) -> PathBuf {
         let inside = Path::new(inside).strip_prefix("/").unwrap();

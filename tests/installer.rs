@@ -1,0 +1,334 @@
+//! `packaging/installer` run for real (by `sh`, as operators run it) in a test root
+//! (`--root`): every file it writes lands there, and apt-get and systemctl are
+//! stand-ins that record their argv, so the tests assert what would have run.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const KEY: &str = "inst4ll-k3y-9f8e7d6c";
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A Debian 12 test root, stand-ins for apt-get and systemctl, and a package file.
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Setup { dir };
+        std::fs::create_dir_all(setup.root().join("etc")).unwrap();
+        setup.os_release("ID=debian\nVERSION_ID=\"12\"\n");
+        for tool in ["apt-get", "systemctl"] {
+            // Records its argv; fails when FAIL_WHEN is found in it.
+            support::write_executable(
+                &setup.path(&format!("bin/{tool}")),
+                &format!(
+                    "#!/bin/sh\nprintf '%s\\n' \"{tool} $*\" >> {log}\n\
+                     case \"$*\" in *\"${{FAIL_WHEN:-never-ever}}\"*) echo \"{tool}: failing as asked\" >&2; exit 100;; esac\n",
+                    log = setup.path("commands.log").display()
+                ),
+            );
+        }
+        std::fs::write(setup.path("berth_0.1.0-1_amd64.deb"), "a package").unwrap();
+        setup
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.path("root")
+    }
+
+    fn os_release(&self, text: &str) {
+        std::fs::write(self.root().join("etc/os-release"), text).unwrap();
+    }
+
+    fn package(&self) -> String {
+        format!("--package={}", self.path("berth_0.1.0-1_amd64.deb").display())
+    }
+
+    /// Runs the installer with `args` (and `--root`), `stdin` on its stdin.
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> (Option<i32>, String, String) {
+        let mut child = Command::new("sh")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/installer"))
+            .arg(format!("--root={}", self.root().display()))
+            .args(args)
+            .env("APT_GET", self.path("bin/apt-get"))
+            .env("SYSTEMCTL", self.path("bin/systemctl"))
+            .env("TMPDIR", self.dir.path())
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned());
+        assert!(!stdout.contains(KEY) && !stderr.contains(KEY), "the key is never echoed:\n{stdout}\n{stderr}");
+        (status.code(), stdout, stderr)
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        self.run_with(args, &[], "")
+    }
+
+    /// The first install's flags.
+    fn good_flags(&self) -> Vec<String> {
+        vec![
+            "--server-id=srv-01.example".into(),
+            format!("--server-apikey={KEY}"),
+            "--control-plane=wss://cp.example.com/agent".into(),
+            self.package(),
+        ]
+    }
+
+    /// What the stand-ins were run with (the key is in no program's argv).
+    fn commands(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.path("commands.log")).unwrap_or_default();
+        assert!(!log.contains(KEY), "the key reached a program's argv: {log}");
+        log.lines().map(str::to_owned).collect()
+    }
+
+    fn file(&self, inside: &str) -> PathBuf {
+        self.root().join(inside.trim_start_matches('/'))
+    }
+
+    /// What the installer left: every path under the root but os-release, and stray temp files.
+    fn written(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.dir.path().to_owned()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.strip_prefix(self.dir.path()).unwrap().display().to_string();
+                if path.starts_with(self.root()) && path.is_dir() {
+                    stack.push(path.clone());
+                }
+                let ours = ["root", "root/etc", "root/etc/os-release", "bin", "commands.log", "berth_0.1.0-1_amd64.deb"];
+                if !ours.contains(&name.as_str()) && !(name.starts_with("bin/")) {
+                    found.push(name);
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
+}
+
+/// The installer's config, with its paths placed under the test root, loaded by
+/// berth itself (`berth status` loads the config first; exit 2 on a bad one).
+fn berth_accepts(setup: &Setup) {
+    let text = std::fs::read_to_string(setup.file("/etc/berth/agent.toml")).unwrap();
+    let rooted = text.replace("\"/etc/berth/", &format!("\"{}/etc/berth/", setup.root().display())).replace(
+        "state_dir = \"/var/lib/berth\"",
+        &format!("state_dir = \"{}/var/lib/berth\"", setup.root().display()),
+    );
+    let copy = setup.path("agent-rooted.toml");
+    std::fs::write(&copy, rooted).unwrap();
+    let (code, stdout, stderr) = support::berth(&["status", "--config", copy.to_str().unwrap()]);
+    std::fs::remove_file(&copy).unwrap();
+    assert_eq!(code, Some(0), "berth refuses the installer's config: {stderr}");
+    assert!(stdout.contains("never started"), "{stdout}");
+}
+
+#[test]
+fn a_first_install_writes_a_private_config_and_runs_apt_and_systemctl() {
+    let setup = Setup::new();
+    let flags = setup.good_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = setup.run(&flags);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+
+    let config = setup.file("/etc/berth/agent.toml");
+    let key = setup.file("/etc/berth/api-key");
+    assert_eq!(mode(&setup.file("/etc/berth")), 0o700);
+    assert_eq!(mode(&config), 0o600);
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&setup.file("/var/lib/berth")), 0o700);
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), format!("{KEY}\n"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("server_id = \"srv-01.example\""), "{text}");
+    assert!(text.contains("api_key_file = \"/etc/berth/api-key\""), "{text}");
+    assert!(text.contains("control_plane_url = \"wss://cp.example.com/agent\""), "{text}");
+    assert!(!text.contains(KEY), "the key is in its own file");
+    berth_accepts(&setup);
+
+    let commands = setup.commands();
+    assert_eq!(
+        commands,
+        [
+            "apt-get -o DPkg::Lock::Timeout=600 update -q".to_string(),
+            "apt-get -o DPkg::Lock::Timeout=600 install -y -q nginx apache2 php-fpm mariadb-server nftables unattended-upgrades".into(),
+            format!("apt-get -o DPkg::Lock::Timeout=600 install -y -q --reinstall {}", setup.path("berth_0.1.0-1_amd64.deb").display()),
+            "systemctl daemon-reload".into(),
+            "systemctl enable berth.service".into(),
+            "systemctl restart berth.service".into(),
+        ]
+    );
+    assert!(stdout.contains("waiting for it up to 600s"), "the lock wait is announced: {stdout}");
+    assert!(stdout.contains("journalctl -u berth"), "it says how to follow the logs: {stdout}");
+    assert_eq!(setup.written(), ["root/etc/berth", "root/etc/berth/agent.toml", "root/etc/berth/api-key", "root/var", "root/var/lib", "root/var/lib/berth"]);
+}
+
+#[test]
+fn the_key_can_come_on_stdin_and_a_ca_file_is_pinned_and_no_stack_skips_the_stack() {
+    let setup = Setup::new();
+    let ca = setup.path("ca.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+    let ca_flag = format!("--ca-file={}", ca.display());
+    let package = setup.package();
+    let args = ["--server-id", "srv02", "--server-apikey=-", "--control-plane", "wss://cp.example.com:8443/agent", &ca_flag, &package, "--no-stack"];
+    let (code, stdout, stderr) = setup.run_with(&args, &[], &format!("{KEY}\n"));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(std::fs::read_to_string(setup.file("/etc/berth/api-key")).unwrap(), format!("{KEY}\n"));
+    let text = std::fs::read_to_string(setup.file("/etc/berth/agent.toml")).unwrap();
+    assert!(text.lines().any(|l| l == "ca_file = \"/etc/berth/control-plane-ca.pem\""), "{text}");
+    assert_eq!(std::fs::read(setup.file("/etc/berth/control-plane-ca.pem")).unwrap(), std::fs::read(&ca).unwrap());
+    assert!(!setup.commands().iter().any(|c| c.contains("nginx") || c.contains(" update")), "{:?}", setup.commands());
+    berth_accepts(&setup);
+}
+
+#[test]
+fn bad_flags_stop_before_anything_runs_or_is_written() {
+    let setup = Setup::new();
+    let package = setup.package();
+    let key = format!("--server-apikey={KEY}");
+    let cp = "--control-plane=wss://cp.example.com/agent";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![&key, cp, &package], "--server-id is required"),
+        (vec!["--server-id=a", cp, &package], "--server-apikey is required"),
+        (vec!["--server-id=a b", &key, cp, &package], "--server-id may hold only"),
+        (vec!["--server-id=a\"b", &key, cp, &package], "--server-id may hold only"),
+        (vec!["--server-id=a", "--server-apikey=has space", cp, &package], "--server-apikey holds spaces"),
+        (vec!["--server-id=a", "--server-apikey=", cp, &package], "--server-apikey is empty"),
+        (vec!["--server-id=a", &key, &package], "--control-plane is required"),
+        (vec!["--server-id=a", &key, "--control-plane=http://cp.example.com/", &package], "must be a wss:// URL"),
+        (vec!["--server-id=a", &key, "--control-plane=wss://cp\"x", &package], "--control-plane holds"),
+        (vec!["--server-id=a", &key, cp], "give --package FILE"),
+        (vec!["--server-id=a", &key, cp, "--package=/nonexistent.deb"], "cannot be read"),
+        (vec!["--server-id=a", &key, cp, &package, "--ca-file=/etc/hostname"], "holds no PEM certificate"),
+        (vec!["--server-id=a", &key, cp, &package, "--frobnicate"], "unknown option: --frobnicate"),
+        (vec!["--server-id"], "--server-id needs a value"),
+    ];
+    for (args, message) in cases {
+        let (code, stdout, stderr) = setup.run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {stdout}\n{stderr}");
+        assert!(stderr.contains(message), "{args:?}: expected {message:?} in {stderr}");
+        assert!(setup.commands().is_empty(), "{args:?} ran {:?}", setup.commands());
+        assert!(setup.written().is_empty(), "{args:?} wrote {:?}", setup.written());
+    }
+    let (code, stdout, _) = setup.run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("--server-apikey=KEY") && stdout.contains("--uninstall"), "{stdout}");
+}
+
+#[test]
+fn an_unsupported_release_is_refused() {
+    let setup = Setup::new();
+    setup.os_release("ID=fedora\nVERSION_ID=40\n");
+    let flags = setup.good_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (code, _, stderr) = setup.run(&flags);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("unsupported system: fedora 40"), "{stderr}");
+    assert!(setup.commands().is_empty() && setup.written().is_empty());
+    setup.os_release("ID=ubuntu\nVERSION_ID=\"24.04\"\n");
+    assert_eq!(setup.run(&flags).0, Some(0), "Ubuntu 24.04 is supported");
+}
+
+#[test]
+fn a_failing_apt_leaves_no_config_and_says_why() {
+    for failing in ["mariadb-server", "--reinstall"] {
+        let setup = Setup::new();
+        let flags = setup.good_flags();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let (code, stdout, stderr) = setup.run_with(&flags, &[("FAIL_WHEN", failing)], "");
+        assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+        assert!(stderr.contains("berth installer: error: installing"), "{stderr}");
+        assert!(setup.written().is_empty(), "no half state: {:?}", setup.written());
+        assert!(!setup.commands().iter().any(|c| c.starts_with("systemctl")), "{:?}", setup.commands());
+    }
+}
+
+#[test]
+fn a_failing_start_is_reported_with_the_journal_hint() {
+    let setup = Setup::new();
+    let flags = setup.good_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (code, _, stderr) = setup.run_with(&flags, &[("FAIL_WHEN", "restart")], "");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("did not start: see journalctl -u berth"), "{stderr}");
+}
+
+#[test]
+fn a_second_run_upgrades_in_place_and_keeps_config_and_state() {
+    let setup = Setup::new();
+    let flags = setup.good_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    assert_eq!(setup.run(&flags).0, Some(0));
+    let config = setup.file("/etc/berth/agent.toml");
+    let edited = format!("{}max_parallel_jobs = 8\n", std::fs::read_to_string(&config).unwrap());
+    std::fs::write(&config, &edited).unwrap();
+    std::fs::write(setup.file("/var/lib/berth/outbox.log"), "state\n").unwrap();
+
+    // The same line again, and a bare upgrade with only the package.
+    for args in [flags.clone(), vec![flags[3], "--no-stack"]] {
+        let (code, stdout, stderr) = setup.run(&args);
+        assert_eq!(code, Some(0), "{args:?}: {stdout}\n{stderr}");
+        assert!(stdout.contains("upgrading berth in place"), "{stdout}");
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), edited, "the config is kept");
+        assert_eq!(mode(&config), 0o600);
+        assert_eq!(std::fs::read_to_string(setup.file("/var/lib/berth/outbox.log")).unwrap(), "state\n");
+        assert_eq!(std::fs::read_to_string(setup.file("/etc/berth/api-key")).unwrap(), format!("{KEY}\n"));
+        assert!(setup.commands().last().unwrap() == "systemctl restart berth.service");
+    }
+
+    // Another server id on a set-up server is refused, and changes nothing.
+    let before = setup.commands().len();
+    let (code, _, stderr) = setup.run(&["--server-id=another", &format!("--server-apikey={KEY}"), flags[3]]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("already set up as srv-01.example"), "{stderr}");
+    assert_eq!(setup.commands().len(), before);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), edited);
+}
+
+#[test]
+fn uninstall_keeps_config_and_state_unless_purged() {
+    let setup = Setup::new();
+    let flags = setup.good_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    assert_eq!(setup.run(&flags).0, Some(0));
+
+    let (code, stdout, _) = setup.run(&["--uninstall"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let commands = setup.commands();
+    assert_eq!(&commands[commands.len() - 2..], ["systemctl disable --now berth.service", "apt-get -o DPkg::Lock::Timeout=600 remove -y berth"]);
+    assert!(setup.file("/etc/berth/agent.toml").exists() && setup.file("/var/lib/berth").exists());
+
+    let (code, stdout, _) = setup.run(&["--uninstall", "--purge"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(setup.commands().last().unwrap(), "apt-get -o DPkg::Lock::Timeout=600 purge -y berth");
+    assert!(!setup.file("/etc/berth").exists() && !setup.file("/var/lib/berth").exists());
+}
+
+#[test]
+fn without_stand_ins_the_test_root_runs_nothing_on_the_host() {
+    let setup = Setup::new();
+    let flags = setup.good_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = setup.run_with(&flags, &[("APT_GET", ""), ("SYSTEMCTL", "")], "");
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(setup.commands().is_empty());
+    assert!(stdout.contains("(--root: not run) apt-get -o DPkg::Lock::Timeout=600 install"), "{stdout}");
+    assert!(stdout.contains("(--root: not run) systemctl restart berth.service"), "{stdout}");
+}
