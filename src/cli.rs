@@ -126,14 +126,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The config at `path`; a bad one is logged, and exit code 2.
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        tracing::error!("{e}");
+        ExitCode::from(2)
+    })
+}
+
 fn run(config_path: PathBuf) -> ExitCode {
     crate::logging::init();
-    let config = match Config::load(&config_path) {
+    let config = match load_config(&config_path) {
         Ok(config) => config,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -313,12 +318,9 @@ fn doctor(config_path: PathBuf) -> ExitCode {
 
 fn status(config_path: PathBuf, json: bool) -> ExitCode {
     crate::logging::init();
-    let config = match Config::load(&config_path) {
+    let config = match load_config(&config_path) {
         Ok(config) => config,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match crate::status::Report::read(&config.state_dir) {
         Ok(report) if json => {

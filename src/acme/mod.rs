@@ -31,6 +31,12 @@ const ACCOUNT_GONE: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
 /// How long the CA gets to validate and issue.
 const ORDER_PATIENCE: Duration = Duration::from_secs(90);
 
+/// How the order is polled: soon (a CA often validates in well under a second),
+/// then less and less often; a `Retry-After` from the CA takes precedence.
+fn polling() -> RetryPolicy {
+    RetryPolicy::new().initial_delay(Duration::from_millis(100)).backoff(1.5).timeout(ORDER_PATIENCE)
+}
+
 /// How berth talks to the CA (from the agent config).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AcmeSettings {
@@ -126,7 +132,7 @@ pub async fn order(settings: &AcmeSettings, root: &Path, names: &[String], progr
         .and_then(|params| params.serialize_request(&key))
         .map_err(|e| AcmeError::Ca(format!("cannot make the request: {e}")))?;
     order.finalize_csr(csr.der()).await.map_err(|e| ca_error(&ledger, e))?;
-    let chain_pem = order.poll_certificate(&RetryPolicy::new().timeout(ORDER_PATIENCE)).await.map_err(|e| ca_error(&ledger, e))?;
+    let chain_pem = order.poll_certificate(&polling()).await.map_err(|e| ca_error(&ledger, e))?;
     let leaf = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .next()
         .and_then(Result::ok)
@@ -167,7 +173,7 @@ async fn validate(
         progress(format!("validating {name}\n"));
     }
     let status = order
-        .poll_ready(&RetryPolicy::new().timeout(ORDER_PATIENCE))
+        .poll_ready(&polling())
         .await
         .map_err(|e| vec![("order".to_owned(), e.to_string())])?;
     if status == OrderStatus::Ready {

@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 use crate::host::fs::under_root;
 use crate::host::services::Services;
 use crate::host::transaction::{self, Applied, FileChange};
-use crate::inventory::App;
-use crate::inventory::SslSource;
+use crate::inventory::{App, Inventory, SslSource};
 use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::sysuser;
 use crate::jobs::Catalogue;
@@ -175,12 +174,7 @@ impl BlockingJob for Delete {
 /// Makes the host hold `app` as `name`: the whole desired state, for create and update.
 fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobError> {
     let root = ctx.root();
-    let services = Services::detect(root);
-    let inventory = ctx.inventory.read(|inv| inv.clone());
-    // The settings as they will be with this app: it may become the default server.
-    let mut next = inventory.clone();
-    next.apps.insert(name.to_owned(), app.clone());
-    let host = stack::Facts::detect(root, &services, &next);
+    let (_, inventory, host) = facts_with(ctx, name, &app);
     let php = app.runtime.trim_start_matches("php").to_owned();
     if !host.runtimes.contains(&php) {
         let installed: Vec<String> = host.runtimes.iter().map(|v| format!("php{v}")).collect();
@@ -238,16 +232,22 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
     Ok(outcome)
 }
 
+/// The services, the inventory as it is, and the host's facts with `app` recorded
+/// as `name` (the settings as they will be: it may become the default server).
+fn facts_with(ctx: &JobContext, name: &str, app: &App) -> (Services, Inventory, stack::Facts) {
+    let services = Services::detect(ctx.root());
+    let inventory = ctx.inventory.read(|inv| inv.clone());
+    let mut next = inventory.clone();
+    next.apps.insert(name.to_owned(), app.clone());
+    let host = stack::Facts::detect(ctx.root(), &services, &next);
+    (services, inventory, host)
+}
+
 /// Renders the base files and `app`'s files as `name`, adds `extra` (certificate
 /// files), and applies them all as one transaction.
 pub(crate) fn apply_config(ctx: &JobContext, name: &str, app: &App, extra: Vec<FileChange>) -> Result<Applied, JobError> {
     let root = ctx.root();
-    let services = Services::detect(root);
-    let inventory = ctx.inventory.read(|inv| inv.clone());
-    // The settings as they will be with this app: it may become the default server.
-    let mut next = inventory.clone();
-    next.apps.insert(name.to_owned(), app.clone());
-    let host = stack::Facts::detect(root, &services, &next);
+    let (services, inventory, host) = facts_with(ctx, name, app);
     let php = app.runtime.trim_start_matches("php");
     if !host.runtimes.iter().any(|r| r == php) {
         return Err(JobError::PreconditionFailed(format!("runtime {} of app {} is not installed", shown(&app.runtime), shown(name))));
