@@ -34,7 +34,7 @@ fn the_unit_is_clean_for_systemd_analyze_verify() {
     let unit = std::fs::read_to_string(repo().join("systemd/berth.service")).unwrap();
     let (ok, printed) = verify_unit(&unit, Path::new(env!("CARGO_BIN_EXE_berth")));
     assert!(ok && printed.trim().is_empty(), "systemd-analyze verify: {printed}");
-    for line in ["Type=notify", "WatchdogSec=60", "Restart=always", "RestartSec=5", "StandardError=journal", "KillMode=process"] {
+    for line in ["Type=notify", "WatchdogSec=60", "Restart=always", "RestartSec=5", "StandardError=journal", "KillMode=mixed", "ProtectSystem=yes"] {
         assert!(unit.lines().any(|l| l == line), "{line} missing");
     }
     // The check can fail: a typo in a directive is reported.
