@@ -182,7 +182,9 @@ impl Engine {
             self.save(&record);
             self.status(&record, Status::Running);
             let secrets = Arc::new(Secrets::of(&record.params));
-            let ctx = JobContext::new(record.job_id.clone(), &self.machine, secrets, self.output.clone());
+            // A renewal's live output has no job of the control plane's to belong to.
+            let output = if record.internal { mpsc::channel(1).0 } else { self.output.clone() };
+            let ctx = JobContext::new(record.job_id.clone(), &self.machine, secrets, output);
             let span = tracing::info_span!("job", job_id = %record.job_id, kind = %record.kind);
             self.running.spawn(
                 async move {
