@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
@@ -80,12 +80,6 @@ pub enum Command {
     },
     /// Print the version.
     Version,
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(hide = true)]
-    Completions { shell: clap_complete::Shell },
-    /// Write the man pages (berth.1 and one per command) into DIR.
-    #[command(hide = true)]
-    Man { dir: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -107,18 +101,6 @@ pub fn main() -> ExitCode {
         Command::Metrics { root } => metrics(root),
         Command::Doctor { config } => doctor(config),
         Command::Status { config, json } => status(config, json),
-        Command::Completions { shell } => {
-            use std::io::Write;
-            let _ = std::io::stdout().write_all(&completion(shell));
-            ExitCode::SUCCESS
-        }
-        Command::Man { dir } => match clap_mangen::generate_to(Cli::command(), &dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("berth: cannot write the man pages into {}: {e}", dir.display());
-                ExitCode::FAILURE
-            }
-        },
         Command::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -340,21 +322,24 @@ fn status(config_path: PathBuf, json: bool) -> ExitCode {
     }
 }
 
-/// The completion script for `shell`, generated from the CLI definition.
-pub fn completion(shell: clap_complete::Shell) -> Vec<u8> {
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "berth", &mut out);
-    out
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
     use std::path::Path;
+
+    /// The completion script for `shell`, generated from the CLI definition.
+    fn completion(shell: clap_complete::Shell) -> Vec<u8> {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "berth", &mut out);
+        out
+    }
 
     /// The man pages and completions the package ships (`packaging/man`,
     /// `packaging/completions`) are what the CLI definition generates; refresh them
-    /// with `BERTH_BLESS=1 cargo test --lib cli` and commit.
+    /// with `BERTH_BLESS=1 cargo test --lib cli` and commit. The generators are test
+    /// code only, so the agent's binary does not carry them.
     #[test]
     fn shipped_man_pages_and_completions_are_current() {
         let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
@@ -376,7 +361,6 @@ mod tests {
             expected.push((packaging.join("completions").join(name), completion(shell)));
         }
         assert!(expected.iter().any(|(p, _)| p.ends_with("berth-doctor.1")), "a page per command");
-        assert!(!expected.iter().any(|(p, _)| p.ends_with("berth-man.1")), "hidden commands get no page");
         for (path, bytes) in expected {
             if bless {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
