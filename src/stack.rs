@@ -127,8 +127,11 @@ pub fn ssl_key(app: &str) -> String {
     format!("{}/key.pem", ssl_dir(app))
 }
 
-pub fn php_socket(app: &str) -> String {
-    format!("/run/php/berth-{app}.sock")
+/// The pool's socket, named for its runtime too: when an app moves to another
+/// runtime, the old master may still hold the old socket while the new one binds
+/// its own (one path for both raced, and the new pool could fail to listen).
+pub fn php_socket(app: &str, php: &str) -> String {
+    format!("/run/php/berth-{app}-{php}.sock")
 }
 
 /// The names the web servers answer for `domains`: each, and its `www.` twin.
@@ -274,7 +277,7 @@ pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, host: &Fa
     context.insert("app_dir", &under_root(root, &app_dir(site.sysuser, site.name)));
     context.insert("web_root", &under_root(root, &web_root(site.sysuser, site.name)));
     context.insert("log_dir", &under_root(root, &log_dir(site.sysuser, site.name)));
-    context.insert("php_socket", &under_root(root, &php_socket(site.name)));
+    context.insert("php_socket", &under_root(root, &php_socket(site.name, site.php)));
     context.insert("apache_port", &APACHE_PORT);
     context.insert("challenge_dir", &under_root(root, crate::acme::CHALLENGE_DIR));
     context.insert("https_listen", HTTPS_LISTEN);

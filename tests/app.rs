@@ -46,7 +46,7 @@ fn an_nginx_app_serves_php_static_files_and_its_www_twin_and_refuses_dotfiles() 
     let over_v6 = "exec 3<>/dev/tcp/::1/80 && printf 'GET /hello.txt HTTP/1.0\\r\\nHost: gallery.test\\r\\n\\r\\n' >&3 && cat <&3";
     let v6 = machine.run("/bin/bash", &["-c", over_v6]);
     assert!(String::from_utf8_lossy(&v6.stdout).ends_with("static hello"), "served over IPv6 too");
-    let socket = machine.run("/usr/bin/stat", &["-c", "%a %U %G", "/run/php/berth-gallery.sock"]);
+    let socket = machine.run("/usr/bin/stat", &["-c", "%a %U %G", "/run/php/berth-gallery-8.2.sock"]);
     assert_eq!(String::from_utf8_lossy(&socket.stdout).trim(), "660 www-data www-data", "only the web server talks to the pool");
     assert!(machine.path("/srv/users/derek/log/gallery/nginx.access.log").exists(), "the app logs to its own files");
     // Room for per-app log files: part of the configuration nginx loads. (Whether the
@@ -122,7 +122,7 @@ fn delete_leaves_no_file_pool_or_vhost_and_sysuser_delete_takes_the_apps_along()
     create(&machine, "derek", "stays", &["stays.test"], "nginx");
     publish(&machine, "derek", "stays", "index.html", "still here");
     machine.eventually_get("stays.test", "/", 200);
-    assert!(machine.run("/bin/sh", &["-c", "test -S /run/php/berth-gone.sock"]).status.success(), "the pool listens");
+    assert!(machine.run("/bin/sh", &["-c", "test -S /run/php/berth-gone-8.2.sock"]).status.success(), "the pool listens");
 
     let done = machine.job("app.delete", json!({"name": "gone"}));
     assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}");
@@ -137,7 +137,7 @@ fn delete_leaves_no_file_pool_or_vhost_and_sysuser_delete_takes_the_apps_along()
     }
     let started = std::time::Instant::now();
     // The master holds an ondemand pool's socket; the reload (asynchronous) drops it.
-    while machine.run("/bin/sh", &["-c", "test -e /run/php/berth-gone.sock"]).status.success() {
+    while machine.run("/bin/sh", &["-c", "test -e /run/php/berth-gone-8.2.sock"]).status.success() {
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "the pool's socket is gone after the reload");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -305,6 +305,10 @@ fn update_moves_the_pool_to_the_new_runtime() {
     assert!(steps.contains(&"reload php8.9-fpm") && steps.contains(&"reload php8.2-fpm"), "{steps:?}");
     assert!(machine.path("/etc/php/8.9/fpm/pool.d/berth-mover.conf").exists());
     assert!(!machine.path("/etc/php/8.2/fpm/pool.d/berth-mover.conf").exists(), "the old pool is gone");
+    // Regression: both runtimes' pools once shared one socket path, and the new master
+    // could find it still held by the old one ("Another FPM instance seems to already
+    // listen"). Each runtime has its own now.
+    assert!(machine.run("/bin/sh", &["-c", "test -S /run/php/berth-mover-8.9.sock"]).status.success(), "the new pool listens");
     // The worker that answers is a child of the new runtime's master.
     let master = machine.run("/bin/cat", &["/run/php/php8.9-fpm.pid"]);
     let master = String::from_utf8_lossy(&master.stdout).trim().to_owned();
