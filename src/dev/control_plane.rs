@@ -30,7 +30,8 @@ use crate::shutdown::Shutdown;
 /// metrics (latest wins, as PROTOCOL 2.7 says), and whether it is connected now.
 #[derive(Debug, Default)]
 pub struct Live {
-    pub connected: bool,
+    /// Sessions past `hello` (a reconnect may overlap the old session's end).
+    pub sessions: usize,
     pub hello: Option<Value>,
     pub metrics: Option<Value>,
 }
@@ -95,45 +96,59 @@ async fn session(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE_BYTES));
     let mut ws = tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config)).await.map_err(|e| format!("upgrade: {e}"))?;
     let mut sent: HashSet<String> = HashSet::new();
-    let mut welcomed = false;
-    let result = loop {
+    let mut connected: Option<Connected> = None;
+    loop {
         tokio::select! {
             frame = ws.next() => {
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_))) | None => break Ok(()),
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
                     Some(Ok(_)) => continue,
-                    Some(Err(e)) => break Err(format!("read: {e}")),
+                    Some(Err(e)) => return Err(format!("read: {e}")),
                 };
                 let Ok(message) = serde_json::from_str::<Value>(text.as_str()) else {
                     tracing::warn!("control plane: a frame that is not JSON, ignored");
                     continue;
                 };
-                let replies = match (welcomed, message["type"].as_str()) {
+                let replies = match (connected.is_some(), message["type"].as_str()) {
                     (false, Some("hello")) => {
-                        welcomed = true;
-                        sent.clear();
-                        hello(&shared, &message, peer)?
+                        let welcome = hello(&shared, &message, peer)?;
+                        connected = Some(Connected::new(&shared));
+                        welcome
                     }
-                    (false, _) => break Err("the first message was not hello".into()),
+                    (false, _) => return Err("the first message was not hello".into()),
                     (true, _) => incoming(&shared, &message)?,
                 };
                 for reply in replies {
                     ws.send(Message::text(reply.to_string())).await.map_err(|e| format!("send: {e}"))?;
                 }
-                if welcomed {
+                if connected.is_some() {
                     send_pending(&shared, &mut ws, &mut sent).await?;
                 }
             }
-            _ = shared.wake.notified(), if welcomed => send_pending(&shared, &mut ws, &mut sent).await?,
+            _ = shared.wake.notified(), if connected.is_some() => send_pending(&shared, &mut ws, &mut sent).await?,
             _ = shutdown.wait() => {
                 let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "berth dev stopping".into() })).await;
-                break Ok(());
+                return Ok(());
             }
         }
-    };
-    shared.live.lock().expect("live state").connected = false;
-    result
+    }
+}
+
+/// Counts a session past `hello` in [`Live::sessions`] for as long as it lives.
+struct Connected<'a>(&'a Shared);
+
+impl<'a> Connected<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.live.lock().expect("live state").sessions += 1;
+        Connected(shared)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.live.lock().expect("live state").sessions -= 1;
+    }
 }
 
 /// Takes `hello`: keeps it, records when and from where, answers `welcome`.
@@ -163,7 +178,6 @@ fn hello(shared: &Shared, hello: &Value, peer: SocketAddr) -> Result<Vec<Value>,
         })
         .map_err(|e| e.to_string())?;
     let mut live = shared.live.lock().expect("live state");
-    live.connected = true;
     live.hello = Some(hello.clone());
     tracing::info!(acked_seq, "control plane: agent connected");
     Ok(vec![json!({"type": "welcome", "acked_seq": acked_seq, "heartbeat_secs": DEFAULT_HEARTBEAT_SECS, "metrics_secs": DEFAULT_METRICS_SECS})])

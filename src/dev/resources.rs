@@ -109,7 +109,7 @@ fn server_view(shared: &Shared, record: Option<Value>) -> Value {
     let disk = disks.iter().find(|d| d["mount"] == "/").or(disks.first()).cloned().unwrap_or(Value::Null);
     server["disk_space"] = json!({"total": disk["total"], "available": disk["available"], "used": disk["used"], "updated_at": metrics["at"]});
     server["reboot_required"] = metrics["reboot_required"].clone();
-    server["connection_status"] = json!(if live.connected { "connected" } else { "disconnected" });
+    server["connection_status"] = json!(if live.sessions > 0 { "connected" } else { "disconnected" });
     for key in ["firewall", "autoupdates", "deny_unknown_domains"] {
         if server[key].is_null() {
             server[key] = json!(key == "deny_unknown_domains");
