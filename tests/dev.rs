@@ -208,6 +208,13 @@ fn the_readme_walk_through_serves_an_app_with_two_domains_and_a_database() {
         }
         assert!(!answer.to_string().contains("secret"), "no password comes back: {answer}");
     }
+    let server_path = format!("/servers/{}", dev.server_id);
+    let (server, action) = dev.change("POST", &server_path, json!({"deny_unknown_domains": false}));
+    assert_eq!(server["deny_unknown_domains"], false, "{server}");
+    dev.succeeds(&action);
+    assert_eq!(machine.eventually_get("unknown.test", "/", 200), "shop as derek", "the only app takes unknown names now");
+    assert_eq!(dev.api("GET", &server_path, Value::Null).1["data"]["deny_unknown_domains"], false);
+
     let (_, users) = dev.api("GET", "/sysusers", Value::Null);
     assert_eq!(users["data"].as_array().map(Vec::len), Some(1), "{users}");
     let (_, apps) = dev.api("GET", "/apps", Value::Null);
@@ -305,6 +312,10 @@ fn an_action_the_agent_refuses_shows_error_with_the_agents_message() {
 #[test]
 fn a_restart_on_the_same_dir_keeps_ids_actions_and_credentials() {
     let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().join("dev");
+    let (code, _, stderr) = support::berth(&["dev", "--listen", "0.0.0.0:0", "--dir", dir_arg.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("loopback addresses only"), "{stderr}");
     let dev = Dev::on_host(&dir.path().join("dev"));
     let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek", "password": "derek-secret-1"}));
     dev.succeeds(&action);
