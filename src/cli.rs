@@ -1,4 +1,4 @@
-//! The command line: `berth run`, `berth apply`, `berth reconcile`, `berth renew`,
+//! The command line: `berth run`, `berth dev`, `berth apply`, `berth reconcile`, `berth renew`,
 //! `berth metrics`, `berth doctor`, `berth status`, `berth version`, and the hidden
 //! `berth completions` and `berth man` the package build uses.
 //!
@@ -27,6 +27,19 @@ pub enum Command {
     Run {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// Start a local control plane with a ServerPilot-shaped REST API and an agent
+    /// connected to it, in one process; print the API URL and its credentials.
+    Dev {
+        /// Where the store, certificates, agent config and state are kept across restarts.
+        #[arg(long, default_value = "./berth-dev")]
+        dir: PathBuf,
+        /// The agent's root (default: the sandbox DIR/root; `/` applies jobs to this host).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// The API's address: a loopback address; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
     },
     /// Run jobs from a JSON file on this host, without a control plane; print each
     /// final status as a `job.status` JSON line. Exit 0 when all succeed, 1 otherwise.
@@ -95,6 +108,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run { config } => run(config),
+        Command::Dev { dir, root, listen } => dev(crate::dev::Options { dir, root, listen }),
         Command::Apply { config, root, file } => apply(config, root, file),
         Command::Reconcile { config, root } => reconcile(config, root),
         Command::Renew { config, root } => renew(config, root),
@@ -133,6 +147,23 @@ fn run(config_path: PathBuf) -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn dev(options: crate::dev::Options) -> ExitCode {
+    crate::logging::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(crate::dev::run(options, signals())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            e.exit_code()
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod dev;
 pub mod doctor;
 pub mod engine;
 pub mod host;

@@ -1,0 +1,310 @@
+//! The control plane of `berth dev`: a wss server on 127.0.0.1 that speaks
+//! PROTOCOL.md exactly, a reference implementation of the control plane's side.
+//!
+//! The upgrade must carry the agent's Basic credentials and the `berth.v1`
+//! subprotocol. Then: `hello`, answered by `welcome` whose `acked_seq` is the highest
+//! event `seq` stored; every sequenced event is stored (with what it means for its
+//! action) before it is acked; and after every `welcome`, and whenever the API adds
+//! one, each action whose job has no `queued` event yet is sent (PROTOCOL 2.3).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::store::Writer;
+use super::Shared;
+use crate::protocol::{DEFAULT_HEARTBEAT_SECS, DEFAULT_METRICS_SECS, MAX_MESSAGE_BYTES, SUBPROTOCOL};
+use crate::shutdown::Shutdown;
+
+/// What the control plane knows of the agent beyond the store: its last hello and
+/// metrics (latest wins, as PROTOCOL 2.7 says), and whether it is connected now.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Sessions past `hello` (a reconnect may overlap the old session's end).
+    pub sessions: usize,
+    pub hello: Option<Value>,
+    pub metrics: Option<Value>,
+}
+
+/// Accepts agents until `shutdown`.
+pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>, mut shutdown: Shutdown) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control plane: accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => return,
+        };
+        let (acceptor, shared, shutdown) = (acceptor.clone(), shared.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(message) = session(tcp, peer, acceptor, shared, shutdown).await {
+                tracing::info!(peer = %peer, reason = %message, "control plane: session ended");
+            }
+        });
+    }
+}
+
+/// Whether the upgrade request carries these credentials and offers `berth.v1`.
+fn check_upgrade(request: &Request, expected_auth: &str) -> Result<(), (StatusCode, &'static str)> {
+    let auth = request.headers().get("authorization").map(HeaderValue::as_bytes).unwrap_or_default();
+    if !constant_time_eq(auth, expected_auth.as_bytes()) {
+        return Err((StatusCode::UNAUTHORIZED, "credentials rejected"));
+    }
+    let offered = request.headers().get_all("sec-websocket-protocol").iter().filter_map(|v| v.to_str().ok());
+    if !offered.flat_map(|v| v.split(',')).any(|p| p.trim() == SUBPROTOCOL) {
+        return Err((StatusCode::BAD_REQUEST, "the berth.v1 subprotocol is required"));
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// The handshake callback's error type is tungstenite's HTTP response, not ours to shrink.
+#[allow(clippy::result_large_err)]
+async fn session(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<(), String> {
+    let tls = acceptor.accept(tcp).await.map_err(|e| format!("TLS: {e}"))?;
+    let expected = shared.agent_authorization();
+    let callback = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+        match check_upgrade(request, &expected) {
+            Ok(()) => {
+                response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+                Ok(response)
+            }
+            Err((status, reason)) => {
+                let mut refusal = ErrorResponse::new(Some(reason.into()));
+                *refusal.status_mut() = status;
+                Err(refusal)
+            }
+        }
+    };
+    let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE_BYTES));
+    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config)).await.map_err(|e| format!("upgrade: {e}"))?;
+    let mut sent: HashSet<String> = HashSet::new();
+    let mut connected: Option<Connected> = None;
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(format!("read: {e}")),
+                };
+                let Ok(message) = serde_json::from_str::<Value>(text.as_str()) else {
+                    tracing::warn!("control plane: a frame that is not JSON, ignored");
+                    continue;
+                };
+                let replies = match (connected.is_some(), message["type"].as_str()) {
+                    (false, Some("hello")) => {
+                        let welcome = hello(&shared, &message, peer)?;
+                        connected = Some(Connected::new(&shared));
+                        welcome
+                    }
+                    (false, _) => return Err("the first message was not hello".into()),
+                    (true, _) => incoming(&shared, &message)?,
+                };
+                for reply in replies {
+                    ws.send(Message::text(reply.to_string())).await.map_err(|e| format!("send: {e}"))?;
+                }
+                if connected.is_some() {
+                    send_pending(&shared, &mut ws, &mut sent).await?;
+                }
+            }
+            _ = shared.wake.notified(), if connected.is_some() => send_pending(&shared, &mut ws, &mut sent).await?,
+            _ = shutdown.wait() => {
+                let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "berth dev stopping".into() })).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Counts a session past `hello` in [`Live::sessions`] for as long as it lives.
+struct Connected<'a>(&'a Shared);
+
+impl<'a> Connected<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.live.lock().expect("live state").sessions += 1;
+        Connected(shared)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.live.lock().expect("live state").sessions -= 1;
+    }
+}
+
+/// Takes `hello`: keeps it, records when and from where, answers `welcome`.
+fn hello(shared: &Shared, hello: &Value, peer: SocketAddr) -> Result<Vec<Value>, String> {
+    if hello["server_id"].as_str() != Some(shared.server_id.as_str()) {
+        return Err("hello from another server_id".into());
+    }
+    let acked_seq = shared
+        .store
+        .write(|w| {
+            let mut server = w.get("server", &shared.server_id).unwrap_or_else(|| json!({"id": shared.server_id}));
+            server["lastaddress"] = json!(peer.ip().to_string());
+            server["lastconn"] = json!(crate::dev::now_secs());
+            server["available_runtimes"] = hello["runtimes"].clone();
+            server["name"] = hello["host"]["hostname"].clone();
+            // What berth applied, unless a change the API asked for is still on its way.
+            let pending = w.list("action").iter().any(|a| a["status"] == "open" && a["kind"] == "server.update");
+            if !pending {
+                for key in ["firewall", "autoupdates", "deny_unknown_domains"] {
+                    if let Some(value) = hello["settings"][key].as_bool() {
+                        server[key] = json!(value);
+                    }
+                }
+            }
+            w.put("server", &server);
+            last_seq(w)
+        })
+        .map_err(|e| e.to_string())?;
+    let mut live = shared.live.lock().expect("live state");
+    live.hello = Some(hello.clone());
+    tracing::info!(acked_seq, "control plane: agent connected");
+    Ok(vec![json!({"type": "welcome", "acked_seq": acked_seq, "heartbeat_secs": DEFAULT_HEARTBEAT_SECS, "metrics_secs": DEFAULT_METRICS_SECS})])
+}
+
+fn last_seq(w: &Writer) -> u64 {
+    w.meta("last_seq").and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Takes a message after `welcome`; returns the replies (an `ack` for an event).
+fn incoming(shared: &Shared, message: &Value) -> Result<Vec<Value>, String> {
+    if message["type"] == "metrics" {
+        shared.live.lock().expect("live state").metrics = Some(message.clone());
+        return Ok(Vec::new());
+    }
+    let Some(seq) = message["seq"].as_u64() else { return Ok(Vec::new()) };
+    let acked = shared.store.write(|w| record_event(w, seq, message)).map_err(|e| e.to_string())?;
+    Ok(vec![json!({"type": "ack", "seq": acked})])
+}
+
+/// Stores one sequenced event (deduped by `seq`) and what it means for its action;
+/// returns the highest seq stored.
+pub fn record_event(w: &mut Writer, seq: u64, event: &Value) -> u64 {
+    let last = last_seq(w);
+    if seq <= last {
+        return last;
+    }
+    if event["type"] == "job.status" {
+        if let Some(mut action) = event["job_id"].as_str().and_then(|id| w.get("action", id)) {
+            apply_status(w, &mut action, event);
+            w.put("action", &action);
+        }
+    }
+    w.set_meta("last_seq", &seq.to_string());
+    seq
+}
+
+/// The action's state after a `job.status`: a receipt drops the job's params (their
+/// secrets are the agent's now); a final status sets `success` or `error`, and a
+/// create that failed takes its resource back out.
+fn apply_status(w: &mut Writer, action: &mut Value, event: &Value) {
+    if action["status"] != "open" {
+        return;
+    }
+    let Some(object) = action.as_object_mut() else { return };
+    object.insert("queued".into(), json!(true));
+    object.remove("params");
+    match event["status"].as_str() {
+        Some("success") => {
+            object.insert("status".into(), json!("success"));
+        }
+        Some("error") => {
+            object.insert("status".into(), json!("error"));
+            object.insert("error".into(), json!({"code": event["error"]["code"], "message": event["error"]["message"]}));
+            if let Some((kind, id)) = object.get("creates").and_then(Value::as_str).and_then(|c| c.split_once('/')) {
+                w.delete(kind, id);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Sends every job whose action has no receipt yet and that this session has not sent.
+async fn send_pending<S>(shared: &Shared, ws: &mut S, sent: &mut HashSet<String>) -> Result<(), String>
+where
+    S: futures_util::Sink<Message> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    let actions = shared.store.read(|w| w.list("action")).map_err(|e| e.to_string())?;
+    let mut pending: Vec<&Value> = actions.iter().filter(|a| a["status"] == "open" && a["queued"] != true).collect();
+    pending.sort_by_key(|a| a["seq"].as_u64().unwrap_or(0));
+    for action in pending {
+        let id = action["id"].as_str().unwrap_or_default();
+        if !sent.insert(id.to_owned()) {
+            continue;
+        }
+        let job = json!({"type": "job", "job_id": id, "kind": action["kind"], "params": action["params"]});
+        ws.send(Message::text(job.to_string())).await.map_err(|e| format!("send: {e}"))?;
+        tracing::info!(job_id = id, kind = action["kind"].as_str().unwrap_or_default(), "control plane: job sent");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::store::Store;
+
+    #[test]
+    fn events_are_stored_once_and_settle_their_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("dev.redb")).unwrap();
+        store
+            .write(|w| {
+                w.put("app", &json!({"id": "A1", "name": "shop"}));
+                w.put("action", &json!({"id": "J1", "status": "open", "kind": "app.create", "params": {"name": "shop"}, "creates": "app/A1"}));
+            })
+            .unwrap();
+        let queued = json!({"type": "job.status", "seq": 5, "job_id": "J1", "status": "queued"});
+        let failed = json!({"type": "job.status", "seq": 6, "job_id": "J1", "status": "error",
+            "error": {"code": "precondition_failed", "message": "runtime php9.9 is not installed"}});
+        store
+            .write(|w| {
+                assert_eq!(record_event(w, 5, &queued), 5);
+                let action = w.get("action", "J1").unwrap();
+                assert_eq!((action["queued"].clone(), action.get("params")), (json!(true), None), "the receipt drops the params");
+                assert_eq!(record_event(w, 6, &failed), 6);
+                assert_eq!(record_event(w, 5, &queued), 6, "a repeat is acked, not applied");
+            })
+            .unwrap();
+        let (action, app) = store.read(|w| (w.get("action", "J1").unwrap(), w.get("app", "A1"))).unwrap();
+        assert_eq!(action["status"], "error");
+        assert_eq!(action["error"]["message"], "runtime php9.9 is not installed");
+        assert_eq!(app, None, "a create that failed takes its resource back");
+    }
+
+    #[test]
+    fn upgrades_need_the_credentials_and_the_subprotocol() {
+        let request = |auth: &str, protocol: &str| {
+            tokio_tungstenite::tungstenite::http::Request::builder()
+                .header("authorization", auth)
+                .header("sec-websocket-protocol", protocol)
+                .body(())
+                .unwrap()
+        };
+        assert!(check_upgrade(&request("Basic abc", "berth.v1"), "Basic abc").is_ok());
+        assert_eq!(check_upgrade(&request("Basic abd", "berth.v1"), "Basic abc").unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(check_upgrade(&request("Basic abc", "chat"), "Basic abc").unwrap_err().0, StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,360 @@
+//! What each REST route of `berth dev` does: the checks against the store (404, 403,
+//! 409), the agent's own field rules (400, through the job catalogue's parsers, so
+//! the API can never accept what the agent would refuse), the records it keeps, and
+//! the one job (`job_id` = action id) a change becomes.
+//!
+//! Resources take their new shape at once, as in ServerPilot; a create whose job
+//! ends in `error` is taken back out by the control plane. Passwords and keys go
+//! into the pending job's params only, never into a resource.
+
+use serde_json::{json, Map, Value};
+
+use super::api::ApiError;
+use super::store::Writer;
+use super::Shared;
+use crate::job::JobError;
+
+fn object(body: &Value) -> &Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    body.as_object().unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+}
+
+/// The body's fields among `keys`, nulls left out: the params of a job.
+fn pick(body: &Value, keys: &[&str]) -> Value {
+    Value::Object(object(body).iter().filter(|(k, v)| keys.contains(&k.as_str()) && !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// The agent's own parse of `params`: a broken rule is a 400 naming the field.
+fn check(shared: &Shared, kind: &str, params: &Value) -> Result<(), ApiError> {
+    match shared.catalogue.parse(kind, params) {
+        Ok(_) => Ok(()),
+        Err(JobError::InvalidParams(e)) => Err(ApiError::bad_request(format!("{}: {}", e.field, e.message))),
+        Err(e) => Err(ApiError::bad_request(e.to_string())),
+    }
+}
+
+fn found(w: &Writer, kind: &str, id: &str) -> Result<Value, ApiError> {
+    w.get(kind, id).ok_or_else(|| ApiError::not_found(format!("no {kind} with id {}", crate::validate::shown(id))))
+}
+
+/// A string id field of the body (`sysuserid`, `appid`) naming a `kind` record.
+fn reference(w: &Writer, body: &Value, field: &str, kind: &str) -> Result<Value, ApiError> {
+    match &body[field] {
+        Value::Null => Err(ApiError::bad_request(format!("{field}: is required"))),
+        Value::String(id) => found(w, kind, id),
+        _ => Err(ApiError::bad_request(format!("{field}: must be a string"))),
+    }
+}
+
+/// 403 when the body sets `field` to something else than the record has.
+fn immutable(record: &Value, body: &Value, fields: &[&str]) -> Result<(), ApiError> {
+    for field in fields {
+        if !body[*field].is_null() && body[*field] != record[*field] {
+            return Err(ApiError::forbidden(format!("{field}: cannot be changed")));
+        }
+    }
+    Ok(())
+}
+
+fn new_id() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric).take(16).collect()
+}
+
+/// Records an open action for one job; returns its id (the job's `job_id`).
+fn action(w: &mut Writer, shared: &Shared, kind: &str, params: Value, creates: Option<String>) -> String {
+    let id = new_id();
+    let seq: u64 = w.meta("action_seq").and_then(|s| s.parse().ok()).unwrap_or(0) + 1;
+    w.set_meta("action_seq", &seq.to_string());
+    let mut record = json!({"id": id, "serverid": shared.server_id, "status": "open", "datecreated": super::now_secs(),
+        "kind": kind, "params": params, "queued": false, "seq": seq});
+    if let Some(creates) = creates {
+        record["creates"] = json!(creates);
+    }
+    w.put("action", &record);
+    id
+}
+
+/// Runs `change` in one write transaction; when it made an action, wakes the
+/// control plane and answers `{"actionid", "data"}`.
+fn change(shared: &Shared, change: impl FnOnce(&mut Writer) -> Result<(String, Value), ApiError>) -> Result<Value, ApiError> {
+    let (actionid, data) = shared.store.write(change)??;
+    shared.wake.notify_one();
+    Ok(json!({"actionid": actionid, "data": data}))
+}
+
+pub fn list(shared: &Shared, kind: &str) -> Result<Value, ApiError> {
+    Ok(json!({"data": shared.store.read(|w| w.list(kind))?}))
+}
+
+pub fn get(shared: &Shared, kind: &str, id: &str) -> Result<Value, ApiError> {
+    Ok(json!({"data": shared.store.read(|w| found(w, kind, id))??}))
+}
+
+pub fn get_action(shared: &Shared, id: &str) -> Result<Value, ApiError> {
+    let action = shared.store.read(|w| found(w, "action", id))??;
+    let mut data = json!({"id": action["id"], "serverid": action["serverid"], "status": action["status"], "datecreated": action["datecreated"]});
+    if action["status"] == "error" {
+        data["error"] = action["error"].clone();
+    }
+    Ok(json!({"data": data}))
+}
+
+// ---- the server ----
+
+fn server_view(shared: &Shared, record: Option<Value>) -> Value {
+    let mut server = record.unwrap_or_else(|| json!({"id": shared.server_id}));
+    let live = shared.live.lock().expect("live state");
+    let metrics = live.metrics.clone().unwrap_or(Value::Null);
+    let disks = metrics["disks"].as_array().cloned().unwrap_or_default();
+    let disk = disks.iter().find(|d| d["mount"] == "/").or(disks.first()).cloned().unwrap_or(Value::Null);
+    server["disk_space"] = json!({"total": disk["total"], "available": disk["available"], "used": disk["used"], "updated_at": metrics["at"]});
+    server["reboot_required"] = metrics["reboot_required"].clone();
+    server["connection_status"] = json!(if live.sessions > 0 { "connected" } else { "disconnected" });
+    for key in ["firewall", "autoupdates", "deny_unknown_domains"] {
+        if server[key].is_null() {
+            server[key] = json!(key == "deny_unknown_domains");
+        }
+    }
+    server
+}
+
+fn the_server(shared: &Shared, id: &str) -> Result<(), ApiError> {
+    match id == shared.server_id {
+        true => Ok(()),
+        false => Err(ApiError::not_found(format!("no server with id {}", crate::validate::shown(id)))),
+    }
+}
+
+pub fn list_servers(shared: &Shared) -> Result<Value, ApiError> {
+    let record = shared.store.read(|w| w.get("server", &shared.server_id))?;
+    Ok(json!({"data": [server_view(shared, record)]}))
+}
+
+pub fn get_server(shared: &Shared, id: &str) -> Result<Value, ApiError> {
+    the_server(shared, id)?;
+    let record = shared.store.read(|w| w.get("server", &shared.server_id))?;
+    Ok(json!({"data": server_view(shared, record)}))
+}
+
+pub fn update_server(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
+    the_server(shared, id)?;
+    let params = pick(body, &["firewall", "autoupdates", "deny_unknown_domains"]);
+    if params.as_object().is_some_and(Map::is_empty) {
+        return Err(ApiError::bad_request("nothing to change: give firewall, autoupdates or deny_unknown_domains"));
+    }
+    check(shared, "server.update", &params)?;
+    let answer = change(shared, |w| {
+        let mut server = w.get("server", &shared.server_id).unwrap_or_else(|| json!({"id": shared.server_id}));
+        for (key, value) in object(&params) {
+            server[key] = value.clone();
+        }
+        w.put("server", &server);
+        Ok((action(w, shared, "server.update", params.clone(), None), server))
+    })?;
+    Ok(json!({"actionid": answer["actionid"], "data": server_view(shared, Some(answer["data"].clone()))}))
+}
+
+pub fn delete_server(shared: &Shared, id: &str) -> Result<Value, ApiError> {
+    the_server(shared, id)?;
+    Err(ApiError::forbidden("the local server of berth dev cannot be deleted"))
+}
+
+// ---- system users ----
+
+pub fn create_sysuser(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
+    if !body["serverid"].is_null() && body["serverid"] != json!(shared.server_id) {
+        return Err(ApiError::not_found("serverid: no such server"));
+    }
+    let params = pick(body, &["name", "password"]);
+    check(shared, "sysuser.create", &params)?;
+    change(shared, |w| {
+        let name = &params["name"];
+        if w.list("sysuser").iter().any(|u| &u["name"] == name) {
+            return Err(ApiError::conflict(format!("name: a system user named {name} exists")));
+        }
+        let id = new_id();
+        let user = json!({"id": id, "serverid": shared.server_id, "name": name, "datecreated": super::now_secs()});
+        w.put("sysuser", &user);
+        Ok((action(w, shared, "sysuser.create", params.clone(), Some(format!("sysuser/{id}"))), user))
+    })
+}
+
+pub fn update_sysuser(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let user = found(w, "sysuser", id)?;
+        immutable(&user, body, &["name", "serverid"])?;
+        let params = json!({"name": user["name"], "password": body["password"]});
+        check(shared, "sysuser.update", &params)?;
+        Ok((action(w, shared, "sysuser.update", params, None), user))
+    })
+}
+
+pub fn delete_sysuser(shared: &Shared, id: &str) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let user = found(w, "sysuser", id)?;
+        for app in w.list("app").into_iter().filter(|a| a["sysuserid"] == id) {
+            forget_app(w, &app);
+        }
+        w.delete("sysuser", id);
+        Ok((action(w, shared, "sysuser.delete", json!({"name": user["name"]}), None), json!({})))
+    })
+}
+
+// ---- apps ----
+
+/// 409 when one of `domains` (or its www. twin) belongs to an app other than `app_id`.
+fn domains_free(w: &Writer, domains: &Value, app_id: &str) -> Result<(), ApiError> {
+    let bare = |d: &str| d.strip_prefix("www.").unwrap_or(d).to_owned();
+    for app in w.list("app").into_iter().filter(|a| a["id"] != app_id) {
+        for held in app["domains"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            if let Some(d) = domains.as_array().into_iter().flatten().filter_map(Value::as_str).find(|d| bare(d) == bare(held)) {
+                return Err(ApiError::conflict(format!("domains: {} belongs to the app {}", crate::validate::shown(d), app["name"])));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn create_app(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let user = reference(w, body, "sysuserid", "sysuser")?;
+        let mut params = pick(body, &["name", "runtime", "domains", "stack"]);
+        params["sysuser"] = user["name"].clone();
+        if params["domains"].is_null() {
+            params["domains"] = json!([]);
+        }
+        check(shared, "app.create", &params)?;
+        if w.list("app").iter().any(|a| a["name"] == params["name"]) {
+            return Err(ApiError::conflict(format!("name: an app named {} exists", params["name"])));
+        }
+        domains_free(w, &params["domains"], "")?;
+        let id = new_id();
+        let app = json!({"id": id, "name": params["name"], "sysuserid": user["id"], "serverid": shared.server_id,
+            "runtime": params["runtime"], "domains": params["domains"], "stack": params["stack"].as_str().unwrap_or("nginx-apache"),
+            "ssl": null, "autossl": {"available": true}, "datecreated": super::now_secs()});
+        w.put("app", &app);
+        Ok((action(w, shared, "app.create", params, Some(format!("app/{id}"))), app))
+    })
+}
+
+pub fn update_app(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let mut app = found(w, "app", id)?;
+        immutable(&app, body, &["name", "sysuserid", "serverid", "stack"])?;
+        let mut params = pick(body, &["runtime", "domains"]);
+        params["name"] = app["name"].clone();
+        check(shared, "app.update", &params)?;
+        domains_free(w, &params["domains"], id)?;
+        for key in ["runtime", "domains"] {
+            if !params[key].is_null() {
+                app[key] = params[key].clone();
+            }
+        }
+        w.put("app", &app);
+        Ok((action(w, shared, "app.update", params, None), app))
+    })
+}
+
+/// Removes an app and its databases from the store (the agent removes them on the host).
+fn forget_app(w: &mut Writer, app: &Value) {
+    for db in w.list("db").into_iter().filter(|d| d["appid"] == app["id"]) {
+        w.delete("db", db["id"].as_str().unwrap_or_default());
+    }
+    w.delete("app", app["id"].as_str().unwrap_or_default());
+}
+
+pub fn delete_app(shared: &Shared, id: &str) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let app = found(w, "app", id)?;
+        forget_app(w, &app);
+        Ok((action(w, shared, "app.delete", json!({"name": app["name"]}), None), json!({})))
+    })
+}
+
+/// `POST /apps/:id/ssl`: `key`+`cert` (+`cacerts`) a custom certificate,
+/// `{"auto": true}` AutoSSL, `{"force": bool}` ForceSSL.
+pub fn set_ssl(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let mut app = found(w, "app", id)?;
+        let ssl = app["ssl"].clone();
+        let (kind, params, new_ssl) = if !body["key"].is_null() || !body["cert"].is_null() {
+            if ssl["auto"] == true {
+                return Err(ApiError::conflict("AutoSSL is on for this app: turn it off (DELETE /apps/:id/ssl) before installing a custom certificate"));
+            }
+            let mut params = pick(body, &["key", "cert", "cacerts"]);
+            params["app"] = app["name"].clone();
+            let view = json!({"key": null, "cert": body["cert"], "cacerts": body["cacerts"], "auto": false, "force": ssl["force"] == true});
+            ("ssl.install", params, view)
+        } else if !body["auto"].is_null() {
+            if body["auto"] != true {
+                return Err(ApiError::bad_request("auto: must be true (DELETE /apps/:id/ssl turns AutoSSL off)"));
+            }
+            let view = json!({"key": null, "cert": null, "cacerts": null, "auto": true, "force": ssl["force"] == true});
+            ("ssl.auto", json!({"app": app["name"]}), view)
+        } else if !body["force"].is_null() {
+            let mut view = if ssl.is_null() { json!({"key": null, "cert": null, "cacerts": null, "auto": false}) } else { ssl.clone() };
+            view["force"] = body["force"].clone();
+            ("ssl.force", json!({"app": app["name"], "force": body["force"]}), view)
+        } else {
+            return Err(ApiError::bad_request("give key and cert (a custom certificate), auto (AutoSSL) or force (ForceSSL)"));
+        };
+        check(shared, kind, &params)?;
+        app["ssl"] = new_ssl;
+        w.put("app", &app);
+        Ok((action(w, shared, kind, params, None), app))
+    })
+}
+
+pub fn delete_ssl(shared: &Shared, id: &str) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let mut app = found(w, "app", id)?;
+        app["ssl"] = Value::Null;
+        w.put("app", &app);
+        Ok((action(w, shared, "ssl.delete", json!({"app": app["name"]}), None), app))
+    })
+}
+
+// ---- databases ----
+
+pub fn create_db(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let app = reference(w, body, "appid", "app")?;
+        let mut params = pick(body, &["name", "user"]);
+        params["app"] = app["name"].clone();
+        check(shared, "db.create", &params)?;
+        let dbs = w.list("db");
+        if dbs.iter().any(|d| d["name"] == params["name"]) {
+            return Err(ApiError::conflict(format!("name: a database named {} exists", params["name"])));
+        }
+        if dbs.iter().any(|d| d["user"]["name"] == params["user"]["name"]) {
+            return Err(ApiError::conflict(format!("user.name: a database user named {} exists", params["user"]["name"])));
+        }
+        let id = new_id();
+        let db = json!({"id": id, "name": params["name"], "appid": app["id"], "serverid": shared.server_id,
+            "user": {"id": new_id(), "name": params["user"]["name"]}, "datecreated": super::now_secs()});
+        w.put("db", &db);
+        Ok((action(w, shared, "db.create", params, Some(format!("db/{id}"))), db))
+    })
+}
+
+/// `POST /dbs/:id {"user": {"id", "password"}}`: a new password for the database user.
+pub fn update_db(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let db = found(w, "db", id)?;
+        immutable(&db, body, &["name", "appid", "serverid"])?;
+        if !body["user"]["id"].is_null() && body["user"]["id"] != db["user"]["id"] {
+            return Err(ApiError::forbidden("user.id: the database user cannot be changed"));
+        }
+        let params = json!({"name": db["name"], "user": {"name": db["user"]["name"], "password": body["user"]["password"]}});
+        check(shared, "db.update", &params)?;
+        Ok((action(w, shared, "db.update", params, None), db))
+    })
+}
+
+pub fn delete_db(shared: &Shared, id: &str) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let db = found(w, "db", id)?;
+        w.delete("db", id);
+        Ok((action(w, shared, "db.delete", json!({"name": db["name"]}), None), json!({})))
+    })
+}

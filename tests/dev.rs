@@ -1,0 +1,346 @@
+//! `berth dev` end to end, driven with curl only: the README walk-through on a test
+//! machine's real nginx, Apache, PHP-FPM and MariaDB (`--root /` there), every error
+//! status of the API, an action the agent refuses, and a restart on the same dir.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::machine::Machine;
+
+/// How long an action may stay `open` (an app on real servers, a database).
+const ACTION_PATIENCE: Duration = Duration::from_secs(90);
+
+/// A running `berth dev`, reached with curl where it runs (the host or a machine).
+struct Dev<'m> {
+    child: Child,
+    machine: Option<&'m Machine>,
+    url: String,
+    password: String,
+    server_id: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl<'m> Dev<'m> {
+    /// `berth dev --listen 127.0.0.1:0 --dir DIR` on the host, in its default sandbox root.
+    fn on_host(dir: &Path) -> Dev<'static> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.args(["dev", "--listen", "127.0.0.1:0", "--dir"]).arg(dir).env("RUST_LOG", "info");
+        Dev::spawn(command, None)
+    }
+
+    /// `berth dev --root / --listen 127.0.0.1:0 --dir DIR` inside the machine.
+    fn in_machine(machine: &'m Machine, dir: &Path) -> Dev<'m> {
+        let mut command = Command::new("nsenter");
+        command
+            .args(["--target", &machine.init_pid().to_string(), "--mount", "--net", "--pid", "--"])
+            .args(["/bin/sh", "-c", "test -e /etc/.berth-test-machine || exit 97; exec \"$0\" \"$@\""])
+            .args(["/usr/bin/env", "RUST_LOG=info", env!("CARGO_BIN_EXE_berth"), "dev", "--root", "/", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir);
+        Dev::spawn(command, Some(machine))
+    }
+
+    fn spawn(mut command: Command, machine: Option<&'m Machine>) -> Dev<'m> {
+        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[berth dev] {line}");
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        for _ in 0..3 {
+            let read = stdout.read_line(&mut banner).unwrap();
+            assert!(read > 0, "berth dev exited before its banner:\n{banner}\n{}", log.lock().unwrap());
+        }
+        let word_after = |key: &str| -> String {
+            let mut words = banner.split_whitespace().skip_while(|w| *w != key);
+            words.nth(1).unwrap_or_else(|| panic!("no {key} in the banner: {banner}")).to_owned()
+        };
+        assert_eq!(word_after("user"), "dev");
+        assert!(banner.contains("curl -u dev:"), "the banner shows a curl example: {banner}");
+        let (url, password, server_id) = (word_after("API"), word_after("password"), word_after("server"));
+        assert!(url.starts_with("http://127.0.0.1:") && !url.starts_with("http://127.0.0.1:0/"), "the real port: {url}");
+        Dev { child, machine, url, password, server_id, log }
+    }
+
+    /// curl where berth dev runs: (HTTP status, JSON body).
+    fn curl(&self, method: &str, path: &str, body: Option<&str>, auth: Option<&str>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let mut args = vec!["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-H", "content-type: application/json"];
+        if let Some(auth) = auth {
+            args.extend(["-u", auth]);
+        }
+        if let Some(body) = body {
+            args.extend(["--data-binary", body]);
+        }
+        args.push(&url);
+        let out: Output = match self.machine {
+            Some(machine) => machine.run("/usr/bin/curl", &args),
+            None => Command::new("curl").args(&args).output().unwrap(),
+        };
+        assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.trim_end().rsplit_once('\n').unwrap_or_else(|| panic!("no status from curl: {text}"));
+        let json = serde_json::from_str(body).unwrap_or_else(|_| panic!("{method} {path} answered no JSON: {body}"));
+        (status.parse().unwrap(), json)
+    }
+
+    /// An authenticated request with a JSON body (GET and DELETE send none).
+    fn api(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let auth = format!("dev:{}", self.password);
+        let body = body.to_string();
+        self.curl(method, path, (method == "POST").then_some(body.as_str()), Some(&auth))
+    }
+
+    /// A change that must be accepted: returns its `data` and `actionid`.
+    fn change(&self, method: &str, path: &str, body: Value) -> (Value, String) {
+        let (status, answer) = self.api(method, path, body);
+        assert_eq!(status, 200, "{method} {path}: {answer}");
+        (answer["data"].clone(), answer["actionid"].as_str().expect("an actionid").to_owned())
+    }
+
+    /// Polls `GET /actions/:id` until it is no longer `open`.
+    fn settled(&self, action: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, answer) = self.api("GET", &format!("/actions/{action}"), Value::Null);
+            assert_eq!(status, 200, "{answer}");
+            if answer["data"]["status"] != "open" {
+                return answer["data"].clone();
+            }
+            assert!(started.elapsed() < ACTION_PATIENCE, "action {action} still open; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn succeeds(&self, action: &str) {
+        let done = self.settled(action);
+        assert_eq!(done["status"], "success", "{done}\n{}", self.log());
+    }
+
+    /// Polls the server until the agent has said hello and sent metrics.
+    fn server_when_connected(&self) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, answer) = self.api("GET", &format!("/servers/{}", self.server_id), Value::Null);
+            assert_eq!(status, 200, "{answer}");
+            let server = answer["data"].clone();
+            if server["connection_status"] == "connected" && server["disk_space"]["total"].as_u64().is_some() {
+                return server;
+            }
+            assert!(started.elapsed() < support::PATIENCE, "the agent did not connect: {server}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM; returns the exit code.
+    fn stop(mut self) -> Option<i32> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        status.code()
+    }
+}
+
+impl Drop for Dev<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_readme_walk_through_serves_an_app_with_two_domains_and_a_database() {
+    let machine = Machine::start();
+    machine.start_mariadb();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    let server = dev.server_when_connected();
+    assert!(server["available_runtimes"].as_array().unwrap().contains(&json!("php8.2")), "{server}");
+    assert_eq!(server["lastaddress"], "127.0.0.1");
+    assert!(server["lastconn"].as_u64().unwrap() > 0 && server["reboot_required"].is_boolean(), "{server}");
+
+    let (user, action) = dev.change("POST", "/sysusers", json!({"serverid": dev.server_id, "name": "derek", "password": "derek-secret-1"}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test", "blog.test"]}),
+    );
+    assert_eq!((app["sysuserid"].clone(), app["ssl"].clone()), (user["id"].clone(), Value::Null), "{app}");
+    dev.succeeds(&action);
+    let public = machine.path("/srv/users/derek/apps/shop/public/index.php");
+    std::fs::write(public, "<?php echo 'shop as ', posix_getpwuid(posix_geteuid())['name'];").unwrap();
+    assert_eq!(machine.eventually_get("shop.test", "/", 200), "shop as derek");
+    assert_eq!(machine.eventually_get("www.blog.test", "/", 200), "shop as derek");
+
+    let db_password = "db-secret-password-7";
+    let (db, action) = dev.change(
+        "POST",
+        "/dbs",
+        json!({"appid": app["id"], "name": "shop-db", "user": {"name": "shop_user", "password": db_password}}),
+    );
+    dev.succeeds(&action);
+    let out = machine.sql("shop_user", Some(db_password), "shop-db", "SELECT 42");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42", "{}", String::from_utf8_lossy(&out.stderr));
+
+    for (path, expected) in [
+        (format!("/sysusers/{}", user["id"].as_str().unwrap()), json!({"name": "derek", "serverid": dev.server_id})),
+        (format!("/apps/{}", app["id"].as_str().unwrap()), json!({"name": "shop", "runtime": "php8.2", "domains": ["shop.test", "blog.test"]})),
+        (format!("/dbs/{}", db["id"].as_str().unwrap()), json!({"name": "shop-db", "appid": app["id"], "user": {"id": db["user"]["id"], "name": "shop_user"}})),
+    ] {
+        let (status, answer) = dev.api("GET", &path, Value::Null);
+        assert_eq!(status, 200, "{answer}");
+        for (key, value) in expected.as_object().unwrap() {
+            assert_eq!(&answer["data"][key], value, "{path}: {answer}");
+        }
+        assert!(!answer.to_string().contains("secret"), "no password comes back: {answer}");
+    }
+    let server_path = format!("/servers/{}", dev.server_id);
+    let (server, action) = dev.change("POST", &server_path, json!({"deny_unknown_domains": false}));
+    assert_eq!(server["deny_unknown_domains"], false, "{server}");
+    dev.succeeds(&action);
+    assert_eq!(machine.eventually_get("unknown.test", "/", 200), "shop as derek", "the only app takes unknown names now");
+    assert_eq!(dev.api("GET", &server_path, Value::Null).1["data"]["deny_unknown_domains"], false);
+
+    let (_, users) = dev.api("GET", "/sysusers", Value::Null);
+    assert_eq!(users["data"].as_array().map(Vec::len), Some(1), "{users}");
+    let (_, apps) = dev.api("GET", "/apps", Value::Null);
+    assert_eq!(apps["data"][0]["id"], app["id"]);
+    let (_, dbs) = dev.api("GET", "/dbs", Value::Null);
+    assert_eq!(dbs["data"][0]["id"], db["id"]);
+}
+
+#[test]
+fn every_error_status_comes_back_with_a_message() {
+    let machine = Machine::start();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    dev.server_when_connected();
+    let message = |answer: &Value| answer["error"]["message"].as_str().unwrap_or_else(|| panic!("no error message: {answer}")).to_owned();
+
+    // 401: no credentials, wrong ones.
+    for auth in [None, Some("dev:wrong-password"), Some("admin:x")] {
+        let (status, answer) = dev.curl("GET", "/sysusers", None, auth);
+        assert_eq!(status, 401, "{auth:?}: {answer}");
+        message(&answer);
+    }
+    // 400: not JSON, a field rule broken (named, and the agent's own rule).
+    let (status, answer) = dev.curl("POST", "/sysusers", Some("{\"name\": "), Some(&format!("dev:{}", dev.password)));
+    assert_eq!(status, 400, "{answer}");
+    assert!(message(&answer).contains("JSON"), "{answer}");
+    let (status, answer) = dev.api("POST", "/sysusers", json!({"name": "3po"}));
+    assert_eq!((status, message(&answer)), (400, "name: system user name must start with a lowercase letter: '3po'".into()));
+    let (status, answer) = dev.api("POST", "/sysusers", json!({"name": "derek", "password": "short"}));
+    assert_eq!(status, 400);
+    assert!(message(&answer).starts_with("password: "), "{answer}");
+
+    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
+    let uid = user["id"].as_str().unwrap().to_owned();
+    let (status, answer) = dev.api("POST", "/apps", json!({"name": "shop", "sysuserid": uid, "runtime": "php8.2", "domains": ["Shop.test"]}));
+    assert_eq!(status, 400);
+    assert!(message(&answer).starts_with("domains[0]: "), "{answer}");
+    // 409: a name taken (even while its job is pending).
+    let (status, answer) = dev.api("POST", "/sysusers", json!({"name": "derek"}));
+    assert_eq!(status, 409, "{answer}");
+    assert!(message(&answer).contains("derek"));
+    dev.succeeds(&action);
+
+    let (app, action) = dev.change("POST", "/apps", json!({"name": "shop", "sysuserid": uid, "runtime": "php8.2", "domains": ["shop.test"]}));
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    dev.succeeds(&action);
+    for (body, what) in [
+        (json!({"name": "shop", "sysuserid": uid, "runtime": "php8.2", "domains": ["other.test"]}), "name"),
+        (json!({"name": "blog", "sysuserid": uid, "runtime": "php8.2", "domains": ["www.shop.test"]}), "www. twin of a domain held"),
+    ] {
+        let (status, answer) = dev.api("POST", "/apps", body);
+        assert_eq!(status, 409, "{what}: {answer}");
+        message(&answer);
+    }
+    // 404: unknown ids, and a reference to one.
+    for path in ["/apps/nosuchapp", "/sysusers/nosuchuser", "/dbs/nosuchdb", "/actions/nosuchaction", "/servers/nosuchserver", "/nothing"] {
+        let (status, answer) = dev.api("GET", path, Value::Null);
+        assert_eq!(status, 404, "{path}: {answer}");
+        message(&answer);
+    }
+    let (status, _) = dev.api("POST", "/apps", json!({"name": "blog", "sysuserid": "nosuchuser", "runtime": "php8.2", "domains": []}));
+    assert_eq!(status, 404);
+    // 403: the one server cannot go, immutable fields stay.
+    let (status, answer) = dev.api("DELETE", &format!("/servers/{}", dev.server_id), Value::Null);
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = dev.api("POST", &format!("/apps/{app_id}"), json!({"name": "renamed"}));
+    assert_eq!((status, message(&answer)), (403, "name: cannot be changed".into()));
+    let (status, _) = dev.api("POST", &format!("/sysusers/{uid}"), json!({"name": "other", "password": "long-enough-1"}));
+    assert_eq!(status, 403);
+    // 409: a custom certificate while AutoSSL is on.
+    let (ssl_app, _) = dev.change("POST", &format!("/apps/{app_id}/ssl"), json!({"auto": true}));
+    assert_eq!(ssl_app["ssl"]["auto"], true, "{ssl_app}");
+    let (status, answer) = dev.api("POST", &format!("/apps/{app_id}/ssl"), json!({"key": "k", "cert": "c"}));
+    assert_eq!(status, 409, "{answer}");
+    assert!(message(&answer).contains("AutoSSL"));
+}
+
+#[test]
+fn an_action_the_agent_refuses_shows_error_with_the_agents_message() {
+    let machine = Machine::start();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change("POST", "/apps", json!({"name": "shop", "sysuserid": user["id"], "runtime": "php9.9", "domains": ["shop.test"]}));
+    let done = dev.settled(&action);
+    assert_eq!(done["status"], "error", "{done}");
+    assert_eq!(done["error"]["code"], "precondition_failed", "{done}");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'php9.9' is not installed") && message.contains("php8.2"), "the agent's own words: {message}");
+    let (status, _) = dev.api("GET", &format!("/apps/{}", app["id"].as_str().unwrap()), Value::Null);
+    assert_eq!(status, 404, "a create that failed is taken back");
+    let (_, retry) = dev.change("POST", "/apps", json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"]}));
+    dev.succeeds(&retry);
+}
+
+#[test]
+fn a_restart_on_the_same_dir_keeps_ids_actions_and_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().join("dev");
+    let (code, _, stderr) = support::berth(&["dev", "--listen", "0.0.0.0:0", "--dir", dir_arg.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("loopback addresses only"), "{stderr}");
+    let dev = Dev::on_host(&dir.path().join("dev"));
+    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek", "password": "derek-secret-1"}));
+    dev.succeeds(&action);
+    let sandbox_passwd = std::fs::read_to_string(dir.path().join("dev/root/etc/passwd")).unwrap();
+    assert!(sandbox_passwd.contains("derek:"), "the default root is the sandbox");
+    assert!(!std::fs::read_to_string("/etc/passwd").unwrap().contains("\nderek:"), "the host is untouched");
+    let (password, server_id, url) = (dev.password.clone(), dev.server_id.clone(), dev.url.clone());
+    assert_eq!(dev.stop(), Some(0), "SIGTERM stops berth dev cleanly");
+    let store = berth::dev::store::Store::open(&dir.path().join("dev/dev.redb")).unwrap();
+    let actions = store.read(|w| w.list("action")).unwrap();
+    assert_eq!(actions.len(), 1);
+    assert!(!actions[0].to_string().contains("derek-secret-1"), "a job the agent has is not kept with its password: {}", actions[0]);
+    drop(store);
+
+    let dev = Dev::on_host(&dir.path().join("dev"));
+    assert_eq!((&dev.password, &dev.server_id), (&password, &server_id), "the same credentials");
+    assert_ne!(dev.url, url, "port 0 again: another port, same store");
+    let (status, users) = dev.api("GET", "/sysusers", Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(users["data"], json!([user]), "the same user, same id");
+    assert_eq!(dev.settled(&action)["status"], "success", "the action and its status are kept");
+    let (status, _) = dev.curl("GET", "/sysusers", None, Some("dev:not-the-password"));
+    assert_eq!(status, 401);
+    dev.server_when_connected();
+    let (_, action) = dev.change("DELETE", &format!("/sysusers/{}", user["id"].as_str().unwrap()), Value::Null);
+    dev.succeeds(&action);
+    assert!(!std::fs::read_to_string(dir.path().join("dev/root/etc/passwd")).unwrap().contains("derek:"));
+}
