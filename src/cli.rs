@@ -130,19 +130,24 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// The runtime of the long-running commands: two workers (the agent is mostly
+/// idle), and a bounded blocking pool for the jobs' commands and files.
+fn daemon_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn run(config_path: PathBuf) -> ExitCode {
     crate::logging::init();
     let config = match load_config(&config_path) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(16)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(crate::agent::run(config, signals())) {
+    match daemon_runtime().block_on(crate::agent::run(config, signals())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -153,13 +158,7 @@ fn run(config_path: PathBuf) -> ExitCode {
 
 fn dev(options: crate::dev::Options) -> ExitCode {
     crate::logging::init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(16)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(crate::dev::run(options, signals())) {
+    match daemon_runtime().block_on(crate::dev::run(options, signals())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
