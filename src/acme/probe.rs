@@ -15,6 +15,9 @@ use crate::host::fs::{ensure_dir, under_root, write_atomic};
 
 const PORT: u16 = 80;
 const PATIENCE: Duration = Duration::from_secs(5);
+/// Tries of a name that resolves but does not answer with the file, and the pause between.
+const ATTEMPTS: usize = 5;
+const AGAIN_AFTER: Duration = Duration::from_millis(250);
 /// Enough for the headers and the token.
 const MAX_RESPONSE: usize = 8192;
 
@@ -48,6 +51,9 @@ pub async fn probe(root: &Path, names: &[String]) -> std::io::Result<Reach> {
     Ok(reach)
 }
 
+/// A name that resolves but at once answers something else is asked again a few
+/// times: a reload that just added it to nginx takes effect in the workers a moment
+/// later (a probe right after `app.update` found the old workers).
 async fn probe_one(name: &str, path: &str, expected: &str) -> Result<(), String> {
     if name.starts_with("*.") {
         return Err("a wildcard name needs DNS-01 validation, which berth does not do".into());
@@ -58,7 +64,25 @@ async fn probe_one(name: &str, path: &str, expected: &str) -> Result<(), String>
         .map_err(|_| "does not resolve".to_owned())?
         .collect();
     let mut last = String::from("does not resolve");
-    for addr in addrs {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(AGAIN_AFTER).await;
+        }
+        let asked = std::time::Instant::now();
+        match answers(&addrs, name, path, expected).await {
+            Ok(()) => return Ok(()),
+            // A slow failure (a timeout: another host, a firewall) is not a reload.
+            Err(why) if asked.elapsed() >= AGAIN_AFTER => return Err(why),
+            Err(why) => last = why,
+        }
+    }
+    Err(last)
+}
+
+/// Whether one of `addrs` answers `path` for `name` with `expected`.
+async fn answers(addrs: &[std::net::SocketAddr], name: &str, path: &str, expected: &str) -> Result<(), String> {
+    let mut last = String::from("does not resolve");
+    for &addr in addrs {
         match tokio::time::timeout(PATIENCE, fetch(addr, name, path)).await {
             Ok(Ok(body)) if body.trim() == expected => return Ok(()),
             Ok(Ok(_)) => last = format!("{addr} answers, but not from this server"),
