@@ -325,6 +325,8 @@ pub struct Sandbox {
     pub dir: tempfile::TempDir,
     pub stderr: Arc<Mutex<String>>,
     child: Option<Child>,
+    /// The thread copying the process's stderr into `stderr`; done at its EOF.
+    reader: Option<std::thread::JoinHandle<()>>,
     env: Vec<(String, String)>,
 }
 
@@ -357,7 +359,7 @@ impl Sandbox {
         }
         let text: String = config.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
         std::fs::write(dir.path().join("agent.toml"), text).unwrap();
-        Sandbox { dir, stderr: Arc::new(Mutex::new(String::new())), child: None, env: Vec::new() }
+        Sandbox { dir, stderr: Arc::new(Mutex::new(String::new())), child: None, reader: None, env: Vec::new() }
     }
 
     /// Copies the machine's account databases into the sandbox root, so shadow-utils
@@ -406,14 +408,14 @@ impl Sandbox {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = self.stderr.clone();
-        std::thread::spawn(move || {
+        self.reader = Some(std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[berth] {line}");
                 let mut log = log.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
-        });
+        }));
         self.child = Some(child);
     }
 
@@ -438,7 +440,16 @@ impl Sandbox {
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 self.child = None;
-                return (status.code(), started.elapsed());
+                let elapsed = started.elapsed();
+                // Regression: the last lines were sometimes read after the test looked at
+                // the log. Wait for the reader's EOF (bounded: a child it started may
+                // still hold the pipe).
+                let reader = self.reader.take();
+                let eof = Instant::now();
+                while reader.as_ref().is_some_and(|r| !r.is_finished()) && eof.elapsed() < Duration::from_secs(2) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return (status.code(), elapsed);
             }
             assert!(started.elapsed() < wait, "the agent did not exit within {wait:?}");
             std::thread::sleep(Duration::from_millis(20));
