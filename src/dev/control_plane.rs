@@ -61,7 +61,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Sha
 /// Whether the upgrade request carries these credentials and offers `berth.v1`.
 fn check_upgrade(request: &Request, expected_auth: &str) -> Result<(), (StatusCode, &'static str)> {
     let auth = request.headers().get("authorization").map(HeaderValue::as_bytes).unwrap_or_default();
-    if !constant_time_eq(auth, expected_auth.as_bytes()) {
+    if !super::same_secret(auth, expected_auth.as_bytes()) {
         return Err((StatusCode::UNAUTHORIZED, "credentials rejected"));
     }
     let offered = request.headers().get_all("sec-websocket-protocol").iter().filter_map(|v| v.to_str().ok());
@@ -69,10 +69,6 @@ fn check_upgrade(request: &Request, expected_auth: &str) -> Result<(), (StatusCo
         return Err((StatusCode::BAD_REQUEST, "the berth.v1 subprotocol is required"));
     }
     Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 // The handshake callback's error type is tungstenite's HTTP response, not ours to shrink.
