@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::host::services::Services;
 use crate::host::transaction;
 use crate::job::{JobError, Machine, Outcome};
-use crate::stack::{self, AppSite};
+use crate::stack;
 use crate::templates::Templates;
 
 /// Re-renders and applies every managed file; apps whose runtime is no longer
@@ -28,17 +28,9 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
     let templates = Templates::load(root).map_err(stack::template_error)?;
     let services = Services::detect(root);
     let host = stack::Facts::detect(root, &services, &inventory);
-    let mut changes = stack::base_changes(&templates, root, &host)?;
-    let mut skipped = Vec::new();
-    for (name, app) in &inventory.apps {
-        let php = app.runtime.trim_start_matches("php");
-        if !host.runtimes.iter().any(|r| r == php) {
-            outcome.output.push_str(&format!("app {name}: runtime {} is not installed; left as it is\n", app.runtime));
-            skipped.push(name.clone());
-            continue;
-        }
-        let site = AppSite::of(name, app, php);
-        changes.extend(stack::app_changes(&templates, root, &site, &host)?);
+    let (changes, skipped) = stack::every_change(&templates, root, &inventory, &host)?;
+    for name in &skipped {
+        outcome.output.push_str(&format!("app {name}: runtime {} is not installed; left as it is\n", inventory.apps[name].runtime));
     }
     let applied = transaction::apply(machine.host.as_ref(), &services, &changes)?;
     outcome.applied(&applied);

@@ -222,6 +222,20 @@ pub fn inventory_app_changes(templates: &Templates, root: &Path, name: &str, app
     app_changes(templates, root, &AppSite::of(name, app, php), host).map(Some)
 }
 
+/// Every managed file of the host, from `inventory`: the base files and each app's;
+/// also the apps left out because their runtime is not installed.
+pub fn every_change(templates: &Templates, root: &Path, inventory: &Inventory, host: &Facts) -> Result<(Vec<FileChange>, Vec<String>), JobError> {
+    let mut changes = base_changes(templates, root, host)?;
+    let mut skipped = Vec::new();
+    for (name, app) in &inventory.apps {
+        match inventory_app_changes(templates, root, name, app, host)? {
+            Some(app_changes) => changes.extend(app_changes),
+            None => skipped.push(name.clone()),
+        }
+    }
+    Ok((changes, skipped))
+}
+
 /// The files every app needs once per host.
 pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<Vec<FileChange>, JobError> {
     let apache = host.apache;

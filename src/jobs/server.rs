@@ -192,10 +192,7 @@ fn rerender_web(ctx: &JobContext, next: &Inventory) -> Result<transaction::Appli
     let services = Services::detect(root);
     let host = stack::Facts::detect(root, &services, next);
     let templates = Templates::load(root).map_err(stack::template_error)?;
-    let mut changes = stack::base_changes(&templates, root, &host)?;
-    for (name, app) in &next.apps {
-        changes.extend(stack::inventory_app_changes(&templates, root, name, app, &host)?.unwrap_or_default());
-    }
+    let (changes, _) = stack::every_change(&templates, root, next, &host)?;
     transaction::apply(ctx.host.as_ref(), &services, &changes)
 }
 
