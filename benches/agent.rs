@@ -57,8 +57,12 @@ async fn main() {
 
     let binary = std::fs::metadata(env!("CARGO_BIN_EXE_berth")).unwrap().len();
     println!("berth agent benchmark (release build, connected over TLS on loopback)");
-    println!("idle RSS after {}s, metrics every 10s ({metrics} sent): {:.1} MiB (peak {:.1} MiB)",
-        IDLE.as_secs(), rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!(
+        "idle RSS after {}s, metrics every 10s ({metrics} sent): {:.1} MiB (peak {:.1} MiB)",
+        IDLE.as_secs(),
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
     println!("idle CPU over {}s: {cpu_percent:.3}% of one core ({cpu_ticks} ticks)", IDLE.as_secs());
     println!(
         "1012 close -> next welcome over {DROPS} drops: median {:.2}s, max {:.2}s, min {:.2}s",

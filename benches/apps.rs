@@ -34,7 +34,11 @@ fn main() {
     let started = Instant::now();
     let (code, report, log) = machine.reconcile_logged();
     assert_eq!(code, Some(0), "{report}");
-    println!("loaded {MANY} apps with one reconcile in {:.2}s (peak RSS {} KiB)", started.elapsed().as_secs_f64(), peak(&log));
+    println!(
+        "loaded {MANY} apps with one reconcile in {:.2}s (peak RSS {} KiB)",
+        started.elapsed().as_secs_f64(),
+        peak(&log)
+    );
 
     let (many, many_rss) = latencies(&machine, "many");
     let many_checks = checks(&machine);
@@ -55,12 +59,21 @@ fn main() {
     let files = report["result"]["changed_files"].as_array().map(Vec::len).unwrap_or(0);
 
     println!("berth apps benchmark (release build; test machine with the real nginx, Apache and PHP-FPM)");
-    println!("app.create with 10 apps present:    median {:.0} ms, p95 {:.0} ms ({SAMPLES} creates; peak RSS {few_rss} KiB)", few.0, few.1);
+    println!(
+        "app.create with 10 apps present:    median {:.0} ms, p95 {:.0} ms ({SAMPLES} creates; peak RSS {few_rss} KiB)",
+        few.0, few.1
+    );
     println!("app.create with {MANY} apps present:  median {:.0} ms, p95 {:.0} ms ({SAMPLES} creates; peak RSS {many_rss} KiB)", many.0, many.1);
     for ((tool, few_ms), (_, many_ms)) in few_checks.iter().zip(&many_checks) {
-        println!("  of which the server's own check {tool}: {few_ms:.0} ms with 30 apps, {many_ms:.0} ms with {} apps", MANY + 50);
+        println!(
+            "  of which the server's own check {tool}: {few_ms:.0} ms with 30 apps, {many_ms:.0} ms with {} apps",
+            MANY + 50
+        );
     }
-    println!("reconcile, {MANY} apps, nothing changed: {:.3} s (whole process; peak RSS {unchanged_rss} KiB)", unchanged.as_secs_f64());
+    println!(
+        "reconcile, {MANY} apps, nothing changed: {:.3} s (whole process; peak RSS {unchanged_rss} KiB)",
+        unchanged.as_secs_f64()
+    );
     println!(
         "reconcile, {MANY} apps, after a template change: {:.3} s, {files} files rewritten (peak RSS {} KiB)",
         changed.as_secs_f64(),
@@ -149,8 +162,7 @@ fn load_apps(machine: &Machine, count: usize) {
         let name = format!("bulk{i:04}");
         let user = &users[i % users.len()];
         let ids = ids(user);
-        inventory["apps"][&name] =
-            json!({"sysuser": user, "runtime": "php8.2", "domains": [format!("{name}.test")], "stack": "nginx", "created_ms": 0});
+        inventory["apps"][&name] = json!({"sysuser": user, "runtime": "php8.2", "domains": [format!("{name}.test")], "stack": "nginx", "created_ms": 0});
         for dir in [format!("/srv/users/{user}/apps/{name}/public"), format!("/srv/users/{user}/log/{name}")] {
             let path = machine.path(&dir);
             std::fs::create_dir_all(&path).unwrap();

@@ -62,5 +62,9 @@ fn clock_ms(at: &Value) -> f64 {
 }
 
 fn peak(log: &str) -> u64 {
-    log.lines().filter_map(|l| l.split("peak_rss_kib=").nth(1)).filter_map(|v| v.split_whitespace().next()?.parse().ok()).max().unwrap_or(0)
+    log.lines()
+        .filter_map(|l| l.split("peak_rss_kib=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
 }

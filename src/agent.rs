@@ -65,15 +65,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (stop_engine, engine_shutdown) = shutdown::channel();
     let (stop_connection, connection_shutdown) = shutdown::channel();
 
-    let renewal = tokio::spawn(crate::renewal::run(machine.inventory.clone(), config.root.clone(), machine.acme.clone(), jobs_tx.clone()));
-    let engine = Engine::new(
-        catalogue.clone(),
-        store,
-        outbox.clone(),
-        machine,
-        output_tx,
-        config.max_parallel_jobs,
-    );
+    let renewal = tokio::spawn(crate::renewal::run(
+        machine.inventory.clone(),
+        config.root.clone(),
+        machine.acme.clone(),
+        jobs_tx.clone(),
+    ));
+    let engine = Engine::new(catalogue.clone(), store, outbox.clone(), machine, output_tx, config.max_parallel_jobs);
     let engine = tokio::spawn(engine.run(jobs_rx, engine_shutdown));
     let connection = Connection {
         config: config.clone(),
@@ -116,7 +114,12 @@ async fn background(outbox: Arc<Outbox>) {
     }
 }
 
-fn hello_fn(config: &Arc<Config>, catalogue: Arc<Catalogue>, outbox: Arc<Outbox>, inventory: Arc<InventoryStore>) -> HelloFn {
+fn hello_fn(
+    config: &Arc<Config>,
+    catalogue: Arc<Catalogue>,
+    outbox: Arc<Outbox>,
+    inventory: Arc<InventoryStore>,
+) -> HelloFn {
     let server_id = config.server_id.clone();
     let root = config.root.clone();
     Arc::new(move || Hello {

@@ -44,9 +44,15 @@ impl CertInfo {
             Err(e) => return Err(format!("its subjectAltName does not parse: {e}")),
         };
         if names.is_empty() {
-            names.extend(cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_ascii_lowercase));
+            names.extend(
+                cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_ascii_lowercase),
+            );
         }
-        Ok(CertInfo { not_before: at(validity.not_before.timestamp()), not_after: at(validity.not_after.timestamp()), names })
+        Ok(CertInfo {
+            not_before: at(validity.not_before.timestamp()),
+            not_after: at(validity.not_after.timestamp()),
+            names,
+        })
     }
 
     /// Whether this certificate is valid for `name` (exact, or a `*.` wildcard one label deep).
@@ -123,7 +129,8 @@ pub fn certs(field: &str, text: &str) -> Result<Vec<CertificateDer<'static>>, Fi
         return Err(FieldError::new(field, "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
     }
     for (i, der) in certs.iter().enumerate() {
-        X509Certificate::from_der(der).map_err(|e| FieldError::new(field, format!("certificate {} does not parse: {e}", i + 1)))?;
+        X509Certificate::from_der(der)
+            .map_err(|e| FieldError::new(field, format!("certificate {} does not parse: {e}", i + 1)))?;
     }
     Ok(certs)
 }
@@ -132,7 +139,10 @@ pub fn certs(field: &str, text: &str) -> Result<Vec<CertificateDer<'static>>, Fi
 fn only_cert(field: &str, text: &str) -> Result<CertificateDer<'static>, FieldError> {
     let mut certs = certs(field, text)?;
     if certs.len() > 1 {
-        return Err(FieldError::new(field, format!("holds {} certificates; give the CA chain in cacerts", certs.len())));
+        return Err(FieldError::new(
+            field,
+            format!("holds {} certificates; give the CA chain in cacerts", certs.len()),
+        ));
     }
     Ok(certs.remove(0))
 }
@@ -210,7 +220,9 @@ mod tests {
         assert!(!checked.chain_pem.contains("junk"));
         assert!(checked.key_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
         assert!(checked.info.covers("x.b.test") && checked.info.covers("A.TEST"));
-        assert!(!checked.info.covers("b.test") && !checked.info.covers("x.y.b.test") && !checked.info.covers("www.a.test"));
+        assert!(
+            !checked.info.covers("b.test") && !checked.info.covers("x.y.b.test") && !checked.info.covers("www.a.test")
+        );
     }
 
     #[test]

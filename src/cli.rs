@@ -352,7 +352,6 @@ fn status(config_path: PathBuf, json: bool) -> ExitCode {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

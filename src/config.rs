@@ -106,8 +106,8 @@ pub const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["/usr/bin/systemctl", "reboot"];
 impl Config {
     /// Reads and checks the config at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::parse(path, &text)
     }
 
@@ -120,10 +120,7 @@ impl Config {
             || file.server_id.len() > 128
             || !file.server_id.chars().all(|c| c.is_ascii_graphic() && c != ':')
         {
-            return Err(invalid(
-                "server_id",
-                "must be 1–128 printable ASCII characters without ':' or spaces".into(),
-            ));
+            return Err(invalid("server_id", "must be 1–128 printable ASCII characters without ':' or spaces".into()));
         }
         let api_key = match (file.api_key, &file.api_key_file) {
             (Some(_), Some(_)) => return Err(invalid("api_key", "give api_key or api_key_file, not both".into())),
@@ -168,11 +165,15 @@ impl Config {
             }
             mysql.user = user;
         }
-        let acme = acme_settings(&state_dir, file.acme_directory, file.acme_ca_file, file.acme_profile, file.acme_email)
-            .map_err(|(key, message)| invalid(key, message))?;
+        let acme =
+            acme_settings(&state_dir, file.acme_directory, file.acme_ca_file, file.acme_profile, file.acme_email)
+                .map_err(|(key, message)| invalid(key, message))?;
         let reboot_command = file.reboot_command.unwrap_or_else(|| DEFAULT_REBOOT_COMMAND.map(str::to_owned).to_vec());
         if !reboot_command.first().is_some_and(|program| Path::new(program).is_absolute()) {
-            return Err(invalid("reboot_command", "must be an array whose first item is an absolute program path".into()));
+            return Err(invalid(
+                "reboot_command",
+                "must be an array whose first item is an absolute program path".into(),
+            ));
         }
         Ok(Config {
             server_id: file.server_id,
@@ -210,7 +211,10 @@ fn acme_settings(
             acme.directory = url.into()
         }
         Some(_) => {
-            return Err(("acme_directory", "must be \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL".into()))
+            return Err((
+                "acme_directory",
+                "must be \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL".into(),
+            ))
         }
     }
     if let Some(ca) = ca_file {
@@ -220,7 +224,10 @@ fn acme_settings(
         acme.ca_file = Some(ca);
     }
     if let Some(profile) = profile {
-        if profile.is_empty() || profile.len() > 64 || !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if profile.is_empty()
+            || profile.len() > 64
+            || !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(("acme_profile", "must be a profile name such as \"classic\" or \"shortlived\"".into()));
         }
         acme.profile = Some(profile);
@@ -272,7 +279,8 @@ fn is_loopback(host: &str) -> bool {
 fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     // A span within one line points at a key or value; an empty one (a missing key)
     // or a wider one points at no line in particular.
-    let located = |span: &std::ops::Range<usize>| text.get(span.clone()).is_some_and(|t| !t.is_empty() && !t.contains('\n'));
+    let located =
+        |span: &std::ops::Range<usize>| text.get(span.clone()).is_some_and(|t| !t.is_empty() && !t.contains('\n'));
     let (line, key) = match e.span().filter(located) {
         Some(span) => {
             let line_no = text[..span.start].matches('\n').count() + 1;
@@ -350,11 +358,17 @@ control_plane_url = "wss://cp.example.com/agent"
         let config = parse(GOOD).unwrap();
         assert_eq!(config.acme.directory, crate::acme::LETSENCRYPT);
         assert_eq!(config.acme.state_dir, Path::new(DEFAULT_STATE_DIR));
-        let staging = parse(&format!("{GOOD}acme_directory = \"letsencrypt-staging\"\nacme_profile = \"shortlived\"\n")).unwrap();
+        let staging =
+            parse(&format!("{GOOD}acme_directory = \"letsencrypt-staging\"\nacme_profile = \"shortlived\"\n")).unwrap();
         assert_eq!(staging.acme.directory, crate::acme::LETSENCRYPT_STAGING);
         assert_eq!(staging.acme.profile.as_deref(), Some("shortlived"));
-        let own = parse(&format!("{GOOD}acme_directory = \"https://127.0.0.1:14000/dir\"\nacme_ca_file = \"/etc/ca.pem\"\n")).unwrap();
-        assert_eq!((own.acme.directory.as_str(), own.acme.ca_file.as_deref()), ("https://127.0.0.1:14000/dir", Some(Path::new("/etc/ca.pem"))));
+        let own =
+            parse(&format!("{GOOD}acme_directory = \"https://127.0.0.1:14000/dir\"\nacme_ca_file = \"/etc/ca.pem\"\n"))
+                .unwrap();
+        assert_eq!(
+            (own.acme.directory.as_str(), own.acme.ca_file.as_deref()),
+            ("https://127.0.0.1:14000/dir", Some(Path::new("/etc/ca.pem")))
+        );
         for (line, key) in [
             ("acme_directory = \"http://ca.example/dir\"", "acme_directory"),
             ("acme_ca_file = \"ca.pem\"", "acme_ca_file"),

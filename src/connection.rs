@@ -55,8 +55,13 @@ enum Ended {
     /// 401/403 on upgrade.
     Rejected(StatusCode),
     /// The control plane closed with 1001 or 1012.
-    CleanClose { up: Duration },
-    Failed { reason: String, up: Duration },
+    CleanClose {
+        up: Duration,
+    },
+    Failed {
+        reason: String,
+        up: Duration,
+    },
 }
 
 impl Ended {
@@ -92,7 +97,10 @@ impl Connection {
                         backoff.reset();
                     }
                     let delay = Backoff::clean_close_delay(fastrand::f64());
-                    tracing::info!(retry_in_secs = delay.as_secs_f32(), "control plane closed the connection; reconnecting");
+                    tracing::info!(
+                        retry_in_secs = delay.as_secs_f32(),
+                        "control plane closed the connection; reconnecting"
+                    );
                     delay
                 }
                 Ended::Failed { reason, up } => {
@@ -252,7 +260,9 @@ impl Connection {
             Ok(Incoming::Unknown(kind)) => {
                 tracing::warn!(message_type = %crate::validate::shown(&kind), "unknown message type ignored")
             }
-            Err(e) => tracing::warn!(error = %e, bytes = text.len(), "malformed message from the control plane ignored"),
+            Err(e) => {
+                tracing::warn!(error = %e, bytes = text.len(), "malformed message from the control plane ignored")
+            }
         }
         None
     }
@@ -291,11 +301,8 @@ impl Connection {
 
 /// The websocket upgrade request: credentials, subprotocol, user agent.
 pub fn upgrade_request(config: &Config) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
-    let mut request = config
-        .control_plane_url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("bad control_plane_url: {e}"))?;
+    let mut request =
+        config.control_plane_url.as_str().into_client_request().map_err(|e| format!("bad control_plane_url: {e}"))?;
     let credentials = format!("{}:{}", config.server_id, config.api_key.expose());
     let mut authorization =
         HeaderValue::try_from(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials)))

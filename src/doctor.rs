@@ -67,7 +67,11 @@ pub fn run(config_path: &Path, mut report: impl FnMut(&Check)) -> bool {
             return false;
         }
     };
-    emit(Check::new(Outcome::Ok, "config", format!("{} parses (server_id {})", config_path.display(), config.server_id)));
+    emit(Check::new(
+        Outcome::Ok,
+        "config",
+        format!("{} parses (server_id {})", config_path.display(), config.server_id),
+    ));
     for check in secret_files(config_path) {
         emit(check);
     }
@@ -99,7 +103,11 @@ fn private_file(name: &str, path: &Path) -> Check {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o7777;
             if mode & 0o077 != 0 {
-                Check::new(Outcome::Fail, name, format!("{} is mode {mode:04o}; it holds the API key: chmod 600 it", path.display()))
+                Check::new(
+                    Outcome::Fail,
+                    name,
+                    format!("{} is mode {mode:04o}; it holds the API key: chmod 600 it", path.display()),
+                )
             } else if meta.uid() != 0 {
                 Check::new(Outcome::Fail, name, format!("{} is owned by uid {}, not root", path.display(), meta.uid()))
             } else {
@@ -119,7 +127,11 @@ fn state_dir(dir: &Path) -> Check {
     };
     let mode = meta.permissions().mode() & 0o7777;
     if mode != 0o700 {
-        return Check::new(Outcome::Fail, NAME, format!("{} is mode {mode:04o}, not 0700 (it holds job params)", dir.display()));
+        return Check::new(
+            Outcome::Fail,
+            NAME,
+            format!("{} is mode {mode:04o}, not 0700 (it holds job params)", dir.display()),
+        );
     }
     let probe = dir.join(format!(".doctor-{}", std::process::id()));
     let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe);
@@ -158,15 +170,25 @@ fn control_plane(config: &Config) -> Check {
             Ok(Ok((mut ws, response))) => {
                 use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
                 let _ = ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "berth doctor".into() })).await;
-                Check::new(Outcome::Ok, NAME, format!("{url}: TLS verified with {trust}, websocket upgrade answered {}", response.status()))
+                Check::new(
+                    Outcome::Ok,
+                    NAME,
+                    format!("{url}: TLS verified with {trust}, websocket upgrade answered {}", response.status()),
+                )
             }
             Ok(Err(WsError::Http(response))) => {
                 let status = response.status();
-                let hint = if matches!(status.as_u16(), 401 | 403) { ": credentials rejected, check server_id and the API key" } else { "" };
+                let hint = if matches!(status.as_u16(), 401 | 403) {
+                    ": credentials rejected, check server_id and the API key"
+                } else {
+                    ""
+                };
                 Check::new(Outcome::Fail, NAME, format!("{url}: upgrade refused with HTTP {status}{hint}"))
             }
             Ok(Err(e)) => Check::new(Outcome::Fail, NAME, format!("{url} (trusting {trust}): {e}")),
-            Err(_) => Check::new(Outcome::Fail, NAME, format!("{url}: no answer within {}s", CONNECT_TIMEOUT.as_secs())),
+            Err(_) => {
+                Check::new(Outcome::Fail, NAME, format!("{url}: no answer within {}s", CONNECT_TIMEOUT.as_secs()))
+            }
         }
     })
 }
@@ -188,12 +210,15 @@ fn tools(root: &Path) -> Vec<Check> {
     }
     for runtime in runtimes {
         let binary = root.join(format!("usr/sbin/{}", runtime.replace("php", "php-fpm")));
-        let version = version_line(&binary, &["-v"], |t| t.strip_prefix("PHP ")?.split_whitespace().next().map(str::to_owned));
+        let version =
+            version_line(&binary, &["-v"], |t| t.strip_prefix("PHP ")?.split_whitespace().next().map(str::to_owned));
         checks.push(Check::new(Outcome::Ok, &format!("php-fpm ({runtime})"), format!("version {version}")));
     }
     let nft = root.join("usr/sbin/nft");
     checks.push(if nft.exists() {
-        let version = version_line(&nft, &["--version"], |t| t.strip_prefix("nftables v")?.split_whitespace().next().map(str::to_owned));
+        let version = version_line(&nft, &["--version"], |t| {
+            t.strip_prefix("nftables v")?.split_whitespace().next().map(str::to_owned)
+        });
         Check::new(Outcome::Ok, "nft", format!("version {version}"))
     } else {
         Check::new(Outcome::Fail, "nft", "not installed (the firewall needs it)")

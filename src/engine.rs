@@ -137,7 +137,9 @@ impl Engine {
                 return;
             }
             Ok(_) => {}
-            Err(e) => tracing::error!(%job_id, error = %e, "job store: cannot read the record; treating the job as new"),
+            Err(e) => {
+                tracing::error!(%job_id, error = %e, "job store: cannot read the record; treating the job as new")
+            }
         }
         let record = Record {
             job_id: msg.job_id.clone(),
@@ -190,7 +192,10 @@ impl Engine {
                 async move {
                     tracing::info!("job running");
                     let result = AssertUnwindSafe(job.run(ctx)).catch_unwind().await.unwrap_or_else(|panic| {
-                        let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned());
                         Err(JobError::Internal(format!("the job panicked: {}", what.unwrap_or_default())))
                     });
                     (arrival, result)
@@ -222,7 +227,11 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + wait;
         while !self.outbox.acked_through(through) {
             if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(seq = through, wait_secs = wait.as_secs(), "reboot: no acknowledgement in time; rebooting anyway");
+                tracing::warn!(
+                    seq = through,
+                    wait_secs = wait.as_secs(),
+                    "reboot: no acknowledgement in time; rebooting anyway"
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -60,7 +60,13 @@ fn yes() -> bool {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { firewall: false, autoupdates: false, deny_unknown_domains: true, default_app: None, firewall_rules: Vec::new() }
+        Settings {
+            firewall: false,
+            autoupdates: false,
+            deny_unknown_domains: true,
+            default_app: None,
+            firewall_rules: Vec::new(),
+        }
     }
 }
 

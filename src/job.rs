@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::acme::AcmeSettings;
 use crate::host::mysql::MysqlSettings;
-use crate::host::Host;
 use crate::host::transaction::Applied;
+use crate::host::Host;
 use crate::inventory::{Inventory, InventoryStore};
 use crate::protocol::{ErrorBody, ErrorCode, JobOutput, JobStatus, Status, Step, MAX_OUTPUT_BYTES};
 use crate::validate::FieldError;
@@ -66,7 +66,8 @@ pub struct Machine {
 impl Machine {
     /// Runs the reboot command (after a `server.reboot` job's final status is out).
     pub fn reboot(&self) -> Result<(), crate::host::HostError> {
-        let (program, args) = self.reboot_command.split_first().map(|(p, a)| (p.as_str(), a)).unwrap_or(("/usr/bin/systemctl", &[]));
+        let (program, args) =
+            self.reboot_command.split_first().map(|(p, a)| (p.as_str(), a)).unwrap_or(("/usr/bin/systemctl", &[]));
         self.host.run(&crate::host::Cmd::new(program).args(args.iter().cloned())).map(drop)
     }
 }

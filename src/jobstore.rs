@@ -88,7 +88,9 @@ impl JobStore {
             }
             match std::fs::read(&path).map(|b| serde_json::from_slice::<Record>(&b)) {
                 Ok(Ok(record)) => records.push(record),
-                Ok(Err(e)) => tracing::warn!(path = %path.display(), error = %e, "job store: unreadable record skipped"),
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %path.display(), error = %e, "job store: unreadable record skipped")
+                }
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "job store: unreadable record skipped"),
             }
         }

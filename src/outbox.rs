@@ -118,8 +118,11 @@ impl Outbox {
         if acked < inner.next_seq {
             return;
         }
-        tracing::warn!(acked_seq = acked, next_seq = inner.next_seq,
-            "control plane acknowledged events this agent has no record of (state reset?); continuing after them");
+        tracing::warn!(
+            acked_seq = acked,
+            next_seq = inner.next_seq,
+            "control plane acknowledged events this agent has no record of (state reset?); continuing after them"
+        );
         inner.next_seq = acked + 1;
         inner.acked_in_file = true;
         if let Err(e) = inner.rewrite() {

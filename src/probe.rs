@@ -381,5 +381,4 @@ mod tests {
         assert!(services(root.path()).is_empty());
         assert!(runtimes(root.path()).is_empty());
     }
-
 }

@@ -30,7 +30,10 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
     let host = stack::Facts::detect(root, &services, &inventory);
     let (changes, skipped) = stack::every_change(&templates, root, &inventory, &host)?;
     for name in &skipped {
-        outcome.output.push_str(&format!("app {name}: runtime {} is not installed; left as it is\n", inventory.apps[name].runtime));
+        outcome.output.push_str(&format!(
+            "app {name}: runtime {} is not installed; left as it is\n",
+            inventory.apps[name].runtime
+        ));
     }
     let applied = transaction::apply(machine.host.as_ref(), &services, &changes)?;
     outcome.applied(&applied);

@@ -67,7 +67,8 @@ pub async fn once(machine: &Machine) -> Vec<SslRenewal> {
 /// The apps whose certificate is due now, by the certificate or by the CA's word.
 async fn check(inventory: &Arc<InventoryStore>, root: &Path, acme: &AcmeSettings) -> Vec<(String, &'static str)> {
     let (inv, dir) = (inventory.clone(), root.to_owned());
-    let found = tokio::task::spawn_blocking(move || inv.read(|inv| (due(inv, &dir, SystemTime::now()), autossl(inv)))).await;
+    let found =
+        tokio::task::spawn_blocking(move || inv.read(|inv| (due(inv, &dir, SystemTime::now()), autossl(inv)))).await;
     let (mut due, autossl) = found.unwrap_or_default();
     // The CA may ask for an earlier renewal (a revocation ahead, say).
     let not_due: Vec<String> = autossl.into_iter().filter(|app| !due.iter().any(|(d, _)| d == app)).collect();
@@ -144,7 +145,13 @@ mod tests {
     }
 
     fn inventory(source: SslSource, next_attempt_ms: u64) -> Inventory {
-        let ssl = Ssl { source, force: true, ordered_for: vec!["a.test".into(), "www.a.test".into()], failures: 0, next_attempt_ms };
+        let ssl = Ssl {
+            source,
+            force: true,
+            ordered_for: vec!["a.test".into(), "www.a.test".into()],
+            failures: 0,
+            next_attempt_ms,
+        };
         let app = App {
             sysuser: "u".into(),
             runtime: "php8.2".into(),
@@ -163,12 +170,25 @@ mod tests {
         cert(root.path(), "shop", (-59, 31));
         assert!(due(&inventory(SslSource::Auto, 0), root.path(), now).is_empty(), "59 of 90 days: not yet");
         cert(root.path(), "shop", (-61, 29));
-        assert_eq!(due(&inventory(SslSource::Auto, 0), root.path(), now), [("shop".to_string(), "a third of its lifetime is left")]);
-        assert!(due(&inventory(SslSource::Custom, 0), root.path(), now).is_empty(), "custom certificates are the operator's");
+        assert_eq!(
+            due(&inventory(SslSource::Auto, 0), root.path(), now),
+            [("shop".to_string(), "a third of its lifetime is left")]
+        );
+        assert!(
+            due(&inventory(SslSource::Custom, 0), root.path(), now).is_empty(),
+            "custom certificates are the operator's"
+        );
         let later = unix_millis(now + Duration::from_secs(60));
-        assert!(due(&inventory(SslSource::Auto, later), root.path(), now).is_empty(), "after a failure, not before the next attempt");
+        assert!(
+            due(&inventory(SslSource::Auto, later), root.path(), now).is_empty(),
+            "after a failure, not before the next attempt"
+        );
         cert(root.path(), "shop", (-4, 2));
-        assert_eq!(due(&inventory(SslSource::Auto, 0), root.path(), now).len(), 1, "a 6-day certificate is due with 2 days left");
+        assert_eq!(
+            due(&inventory(SslSource::Auto, 0), root.path(), now).len(),
+            1,
+            "a 6-day certificate is due with 2 days left"
+        );
     }
 
     #[test]

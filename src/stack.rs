@@ -176,11 +176,17 @@ impl Facts {
     pub fn detect(root: &Path, services: &crate::host::services::Services, inventory: &Inventory) -> Facts {
         let default_app = default_app(inventory);
         Facts {
-            default_app_ssl: default_app.as_ref().and_then(|name| inventory.apps.get(name)).is_some_and(|app| app.ssl.is_some()),
+            default_app_ssl: default_app
+                .as_ref()
+                .and_then(|name| inventory.apps.get(name))
+                .is_some_and(|app| app.ssl.is_some()),
             apache: apache_installed(root),
             systemd: services.systemd(),
             ipv6: Path::new("/proc/net/if_inet6").exists(),
-            runtimes: crate::probe::runtimes(root).into_iter().map(|r| r.trim_start_matches("php").to_owned()).collect(),
+            runtimes: crate::probe::runtimes(root)
+                .into_iter()
+                .map(|r| r.trim_start_matches("php").to_owned())
+                .collect(),
             deny_unknown_domains: inventory.settings.deny_unknown_domains,
             default_app,
         }
@@ -210,11 +216,19 @@ pub fn default_app(inventory: &Inventory) -> Option<String> {
         return None;
     }
     let named = inventory.settings.default_app.as_ref().filter(|name| inventory.apps.contains_key(*name));
-    named.cloned().or_else(|| inventory.apps.iter().min_by_key(|(name, app)| (app.created_ms, *name)).map(|(name, _)| name.clone()))
+    named.cloned().or_else(|| {
+        inventory.apps.iter().min_by_key(|(name, app)| (app.created_ms, *name)).map(|(name, _)| name.clone())
+    })
 }
 
 /// An inventory app's files, or `None` when its runtime is no longer installed.
-pub fn inventory_app_changes(templates: &Templates, root: &Path, name: &str, app: &App, host: &Facts) -> Result<Option<Vec<FileChange>>, JobError> {
+pub fn inventory_app_changes(
+    templates: &Templates,
+    root: &Path,
+    name: &str,
+    app: &App,
+    host: &Facts,
+) -> Result<Option<Vec<FileChange>>, JobError> {
     let php = app.runtime.trim_start_matches("php");
     if !host.runtimes.iter().any(|r| r == php) {
         return Ok(None);
@@ -224,7 +238,12 @@ pub fn inventory_app_changes(templates: &Templates, root: &Path, name: &str, app
 
 /// Every managed file of the host, from `inventory`: the base files and each app's;
 /// also the apps left out because their runtime is not installed.
-pub fn every_change(templates: &Templates, root: &Path, inventory: &Inventory, host: &Facts) -> Result<(Vec<FileChange>, Vec<String>), JobError> {
+pub fn every_change(
+    templates: &Templates,
+    root: &Path,
+    inventory: &Inventory,
+    host: &Facts,
+) -> Result<(Vec<FileChange>, Vec<String>), JobError> {
     let mut changes = base_changes(templates, root, host)?;
     let mut skipped = Vec::new();
     for (name, app) in &inventory.apps {
@@ -268,7 +287,8 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
         services.extend(apache.then_some(Service::Apache));
         services.extend(host.runtimes.iter().map(|v| Service::PhpFpm(v.clone())));
         for service in services {
-            let drop_in = under_root(root, &format!("/etc/systemd/system/{}.service.d/berth-limits.conf", service.unit()));
+            let drop_in =
+                under_root(root, &format!("/etc/systemd/system/{}.service.d/berth-limits.conf", service.unit()));
             changes.push(FileChange::unit_drop_in(drop_in, limits.clone(), service));
         }
     }
@@ -277,7 +297,12 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
 
 /// An app's files: the pool stands in the app's runtime, and is absent from every
 /// other installed one.
-pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, host: &Facts) -> Result<Vec<FileChange>, JobError> {
+pub fn app_changes(
+    templates: &Templates,
+    root: &Path,
+    site: &AppSite,
+    host: &Facts,
+) -> Result<Vec<FileChange>, JobError> {
     let (runtimes, apache) = (&host.runtimes, host.apache);
     let mut context = Context::new();
     context.insert("http_listen_v6", host.listen_v6());
@@ -301,11 +326,14 @@ pub fn app_changes(templates: &Templates, root: &Path, site: &AppSite, host: &Fa
     context.insert("ssl_certificate_key", &path(ssl_key(site.name)));
     context.insert("tls_snippet", &under_root(root, NGINX_TLS));
     context.insert("force_ssl", &(site.ssl && site.force_ssl));
-    let mut changes = vec![write(root, &nginx_vhost(site.name), render(templates, "nginx-vhost.conf", &context)?, Service::Nginx)];
+    let mut changes =
+        vec![write(root, &nginx_vhost(site.name), render(templates, "nginx-vhost.conf", &context)?, Service::Nginx)];
     if apache {
         let vhost = under_root(root, &apache_vhost(site.name));
         changes.push(match site.stack {
-            Stack::NginxApache => FileChange::write(vhost, render(templates, "apache-vhost.conf", &context)?, 0o644, Service::Apache),
+            Stack::NginxApache => {
+                FileChange::write(vhost, render(templates, "apache-vhost.conf", &context)?, 0o644, Service::Apache)
+            }
             Stack::Nginx => FileChange::remove(vhost, Service::Apache),
         });
     }
@@ -417,7 +445,15 @@ mod tests {
     fn an_app_has_one_pool_for_its_runtime_and_none_elsewhere() {
         let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
         let domains = ["a.test".to_string()];
-        let site = AppSite { name: "gallery", sysuser: "derek", php: "8.3", domains: &domains, stack: Stack::Nginx, ssl: false, force_ssl: false };
+        let site = AppSite {
+            name: "gallery",
+            sysuser: "derek",
+            php: "8.3",
+            domains: &domains,
+            stack: Stack::Nginx,
+            ssl: false,
+            force_ssl: false,
+        };
         let host = Facts {
             apache: true,
             systemd: false,
@@ -430,15 +466,26 @@ mod tests {
         let changes = app_changes(&templates, Path::new("/"), &site, &host).unwrap();
         let pools: Vec<_> = changes.iter().filter(|c| matches!(c.service, Service::PhpFpm(_))).collect();
         assert_eq!(pools.len(), 2);
-        assert!(pools.iter().any(|c| c.path == Path::new("/etc/php/8.3/fpm/pool.d/berth-gallery.conf") && c.content.is_some()));
-        assert!(pools.iter().any(|c| c.path == Path::new("/etc/php/8.2/fpm/pool.d/berth-gallery.conf") && c.content.is_none()));
+        assert!(pools
+            .iter()
+            .any(|c| c.path == Path::new("/etc/php/8.3/fpm/pool.d/berth-gallery.conf") && c.content.is_some()));
+        assert!(pools
+            .iter()
+            .any(|c| c.path == Path::new("/etc/php/8.2/fpm/pool.d/berth-gallery.conf") && c.content.is_none()));
         let apache = changes.iter().find(|c| c.service == Service::Apache).unwrap();
         assert!(apache.content.is_none(), "stack nginx has no Apache vhost");
     }
 
     #[test]
     fn the_default_app_is_the_named_one_or_the_first_created_and_none_while_denying() {
-        let app = |created_ms| App { sysuser: "u".into(), runtime: "php8.2".into(), domains: vec![], stack: Stack::Nginx, created_ms, ssl: None };
+        let app = |created_ms| App {
+            sysuser: "u".into(),
+            runtime: "php8.2".into(),
+            domains: vec![],
+            stack: Stack::Nginx,
+            created_ms,
+            ssl: None,
+        };
         let mut inventory = Inventory::default();
         inventory.apps.insert("older".into(), app(1));
         inventory.apps.insert("newer".into(), app(2));

@@ -45,14 +45,26 @@ pub struct StatusFile {
 
 impl StatusFile {
     pub fn new(state_dir: &Path) -> StatusFile {
-        let current = Connection { pid: std::process::id(), connected: false, since_ms: now_ms(), last_heartbeat_ms: None, reason: None };
+        let current = Connection {
+            pid: std::process::id(),
+            connected: false,
+            since_ms: now_ms(),
+            last_heartbeat_ms: None,
+            reason: None,
+        };
         StatusFile { path: state_dir.join(FILE_NAME), current }
     }
 
     /// The session was welcomed.
     pub fn connected(&mut self) {
         let now = now_ms();
-        self.current = Connection { connected: true, since_ms: now, last_heartbeat_ms: Some(now), reason: None, ..self.current.clone() };
+        self.current = Connection {
+            connected: true,
+            since_ms: now,
+            last_heartbeat_ms: Some(now),
+            reason: None,
+            ..self.current.clone()
+        };
         self.write();
     }
 
@@ -70,7 +82,8 @@ impl StatusFile {
             return;
         }
         let since_ms = if self.current.connected { now_ms() } else { self.current.since_ms };
-        self.current = Connection { connected: false, since_ms, reason: Some(reason.to_owned()), ..self.current.clone() };
+        self.current =
+            Connection { connected: false, since_ms, reason: Some(reason.to_owned()), ..self.current.clone() };
         self.write();
     }
 
@@ -158,7 +171,11 @@ impl Report {
         match &self.connection {
             None => lines.push("daemon:         never started with this state dir".into()),
             Some(c) => {
-                let running = if self.daemon_running { format!("running (pid {})", c.pid) } else { format!("not running (last pid {})", c.pid) };
+                let running = if self.daemon_running {
+                    format!("running (pid {})", c.pid)
+                } else {
+                    format!("not running (last pid {})", c.pid)
+                };
                 lines.push(format!("daemon:         {running}"));
                 let connected = match (c.connected && self.daemon_running, &c.reason) {
                     (true, _) => "connected".to_owned(),
@@ -213,7 +230,9 @@ mod tests {
         assert!(!gone.connected);
         assert_eq!(gone.reason.as_deref(), Some("connection closed"));
         assert_eq!(gone.last_heartbeat_ms, Some(4_000_000_000_000), "the last heartbeat stays known");
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions(),
+        );
         assert_eq!(mode & 0o777, 0o600);
     }
 

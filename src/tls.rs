@@ -46,7 +46,11 @@ pub fn client_config(config: &Config) -> Result<Arc<ClientConfig>, TlsError> {
 fn pinned_roots(ca_file: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(ca_file, "CA file")? {
-        roots.add(cert).map_err(|e| TlsError::Pem { what: "CA file", path: ca_file.to_owned(), message: e.to_string() })?;
+        roots.add(cert).map_err(|e| TlsError::Pem {
+            what: "CA file",
+            path: ca_file.to_owned(),
+            message: e.to_string(),
+        })?;
     }
     Ok(roots)
 }
@@ -74,6 +78,9 @@ fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'s
 
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     // The error names the file and the PEM problem, never the key material.
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| TlsError::Pem { what: "client key", path: path.to_owned(), message: e.to_string() })
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+        what: "client key",
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }

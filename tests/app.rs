@@ -34,7 +34,13 @@ fn an_nginx_app_serves_php_static_files_and_its_www_twin_and_refuses_dotfiles() 
     );
     assert_eq!(done["status"], "success", "{done}");
     assert_eq!(done["result"]["web_root"], "/srv/users/derek/apps/gallery/public");
-    publish(&machine, "derek", "gallery", "index.php", "<?php echo 'php ok as ', posix_getpwuid(posix_geteuid())['name'];");
+    publish(
+        &machine,
+        "derek",
+        "gallery",
+        "index.php",
+        "<?php echo 'php ok as ', posix_getpwuid(posix_geteuid())['name'];",
+    );
     publish(&machine, "derek", "gallery", "hello.txt", "static hello");
     publish(&machine, "derek", "gallery", ".env", "SECRET=1");
 
@@ -47,7 +53,11 @@ fn an_nginx_app_serves_php_static_files_and_its_www_twin_and_refuses_dotfiles() 
     let v6 = machine.run("/bin/bash", &["-c", over_v6]);
     assert!(String::from_utf8_lossy(&v6.stdout).ends_with("static hello"), "served over IPv6 too");
     let socket = machine.run("/usr/bin/stat", &["-c", "%a %U %G", "/run/php/berth-gallery-8.2.sock"]);
-    assert_eq!(String::from_utf8_lossy(&socket.stdout).trim(), "660 www-data www-data", "only the web server talks to the pool");
+    assert_eq!(
+        String::from_utf8_lossy(&socket.stdout).trim(),
+        "660 www-data www-data",
+        "only the web server talks to the pool"
+    );
     assert!(machine.path("/srv/users/derek/log/gallery/nginx.access.log").exists(), "the app logs to its own files");
     // Room for per-app log files: part of the configuration nginx loads. (Whether the
     // kernel grants it needs CAP_SYS_RESOURCE, which root has on a server but not in
@@ -60,11 +70,17 @@ fn an_nginx_app_serves_php_static_files_and_its_www_twin_and_refuses_dotfiles() 
         json!({"name": "gallery", "sysuser": "derek", "runtime": "php8.2", "domains": ["gallery.test"], "stack": "nginx"}),
     );
     assert_eq!(again["changed"], false, "{again}");
-    assert!(!again["steps"].as_array().unwrap().iter().any(|s| s["name"].as_str().unwrap().starts_with("reload")), "{again}");
+    assert!(
+        !again["steps"].as_array().unwrap().iter().any(|s| s["name"].as_str().unwrap().starts_with("reload")),
+        "{again}"
+    );
 }
 
 fn create(machine: &Machine, user: &str, app: &str, domains: &[&str], stack: &str) -> serde_json::Value {
-    machine.job("app.create", json!({"name": app, "sysuser": user, "runtime": "php8.2", "domains": domains, "stack": stack}))
+    machine.job(
+        "app.create",
+        json!({"name": app, "sysuser": user, "runtime": "php8.2", "domains": domains, "stack": stack}),
+    )
 }
 
 #[test]
@@ -76,7 +92,11 @@ fn an_nginx_apache_app_honours_htaccess_and_runs_php_as_its_user() {
     publish(&machine, "derek", "blog", "page.php", "<?php echo 'page as ', posix_getpwuid(posix_geteuid())['name'];");
     publish(&machine, "derek", "blog", ".htaccess", "RewriteEngine On\nRewriteRule ^pretty$ page.php [L]\n");
     publish(&machine, "derek", "blog", "logo.txt", "static from nginx");
-    assert_eq!(machine.eventually_get("blog.test", "/pretty", 200), "page as derek", ".htaccess rewrite through Apache");
+    assert_eq!(
+        machine.eventually_get("blog.test", "/pretty", 200),
+        "page as derek",
+        ".htaccess rewrite through Apache"
+    );
     assert_eq!(machine.get("blog.test", "/page.php").1, "page as derek");
     assert_eq!(machine.get("blog.test", "/logo.txt").1, "static from nginx");
     assert_eq!(machine.get("blog.test", "/.htaccess").0, 403);
@@ -122,7 +142,10 @@ fn delete_leaves_no_file_pool_or_vhost_and_sysuser_delete_takes_the_apps_along()
     create(&machine, "derek", "stays", &["stays.test"], "nginx");
     publish(&machine, "derek", "stays", "index.html", "still here");
     machine.eventually_get("stays.test", "/", 200);
-    assert!(machine.run("/bin/sh", &["-c", "test -S /run/php/berth-gone-8.2.sock"]).status.success(), "the pool listens");
+    assert!(
+        machine.run("/bin/sh", &["-c", "test -S /run/php/berth-gone-8.2.sock"]).status.success(),
+        "the pool listens"
+    );
 
     let done = machine.job("app.delete", json!({"name": "gone"}));
     assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}");
@@ -165,7 +188,11 @@ fn a_broken_template_override_is_config_invalid_and_the_other_apps_still_answer(
     let overrides = machine.path("/etc/berth/templates");
     std::fs::create_dir_all(&overrides).unwrap();
     let builtin = include_str!("../templates/nginx-vhost.conf");
-    std::fs::write(overrides.join("nginx-vhost.conf"), builtin.replace("index index.php", "bogus_directive on;\n    index index.php")).unwrap();
+    std::fs::write(
+        overrides.join("nginx-vhost.conf"),
+        builtin.replace("index index.php", "bogus_directive on;\n    index index.php"),
+    )
+    .unwrap();
 
     let broken = create(&machine, "derek", "second", &["second.test"], "nginx");
     assert_eq!(broken["error"]["code"], "config_invalid", "{broken}");
@@ -197,13 +224,23 @@ fn users_and_apps_are_isolated_from_each_other() {
 
     let derek_secret = "/srv/users/derek/apps/dapp/public/secret.php";
     assert_eq!(machine.eventually_get("mapp.test", &format!("/peek.php?f={derek_secret}"), 200), "denied");
-    assert_eq!(machine.get("dapp.test", &format!("/peek.php?f={derek_secret}")).1, "READ", "an app reads its own files");
+    assert_eq!(
+        machine.get("dapp.test", &format!("/peek.php?f={derek_secret}")).1,
+        "READ",
+        "an app reads its own files"
+    );
     let other_app = "/srv/users/derek/apps/dother/public/secret.php";
-    assert_eq!(machine.get("dapp.test", &format!("/peek.php?f={other_app}")).1, "denied", "not another app's, same user");
+    assert_eq!(
+        machine.get("dapp.test", &format!("/peek.php?f={other_app}")).1,
+        "denied",
+        "not another app's, same user"
+    );
     assert_eq!(machine.get("mapp.test", "/peek.php?f=/srv/users/derek/log/dapp/nginx.access.log").1, "denied");
 
     // As a login shell: maria cannot list or read derek's home.
-    let as_maria = |cmd: &str| machine.run("/usr/bin/setpriv", &["--reuid=maria", "--regid=maria", "--init-groups", "/bin/sh", "-c", cmd]);
+    let as_maria = |cmd: &str| {
+        machine.run("/usr/bin/setpriv", &["--reuid=maria", "--regid=maria", "--init-groups", "/bin/sh", "-c", cmd])
+    };
     assert!(!as_maria(&format!("cat {derek_secret}")).status.success());
     assert!(!as_maria("ls /srv/users/derek").status.success());
     assert!(as_maria("ls /srv/users/maria/apps/mapp").status.success(), "the check itself works");
@@ -220,7 +257,20 @@ fn hostile_app_params_are_refused_naming_the_field_and_nothing_is_written() {
         params
     };
     let mut cases = Vec::new();
-    for name in ["../etc", "gal lery", "Gallery", "ga", &"a".repeat(31), "gal;lery", "gal\nlery", "gal-lery", "gal_lery", "gаllery", "", "{{app}}"] {
+    for name in [
+        "../etc",
+        "gal lery",
+        "Gallery",
+        "ga",
+        &"a".repeat(31),
+        "gal;lery",
+        "gal\nlery",
+        "gal-lery",
+        "gal_lery",
+        "gаllery",
+        "",
+        "{{app}}",
+    ] {
         cases.push((with("name", json!(name)), "name"));
     }
     for user in ["../root", "Derek", "3po", "de rek", "d", "derek;id", "derek\n"] {
@@ -230,9 +280,27 @@ fn hostile_app_params_are_refused_naming_the_field_and_nothing_is_written() {
         cases.push((with("runtime", json!(runtime)), "runtime"));
     }
     for domain in [
-        "test..com", ".example.com", "example.com.", "-a.com", "a-.com", "exa_mple.com", "EXAMPLE.com", "exаmple.com",
-        "a.*.com", "*.com", "1.2.3.4", "localhost", "example.com;", "example.com{", "example.com\nserver_name evil",
-        "exam ple.com", "", &format!("{}.com", "a".repeat(64)), "example.com/path", "\"example.com\"", "ex$ample.com",
+        "test..com",
+        ".example.com",
+        "example.com.",
+        "-a.com",
+        "a-.com",
+        "exa_mple.com",
+        "EXAMPLE.com",
+        "exаmple.com",
+        "a.*.com",
+        "*.com",
+        "1.2.3.4",
+        "localhost",
+        "example.com;",
+        "example.com{",
+        "example.com\nserver_name evil",
+        "exam ple.com",
+        "",
+        &format!("{}.com", "a".repeat(64)),
+        "example.com/path",
+        "\"example.com\"",
+        "ex$ample.com",
     ] {
         cases.push((with("domains", json!([domain])), "domains[0]"));
     }
@@ -280,7 +348,11 @@ fn reconcile_changes_nothing_when_all_holds_and_carries_template_edits_to_every_
     let (code, report) = machine.reconcile();
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["changed"], true);
-    assert_eq!(report["result"]["changed_files"].as_array().unwrap().len(), 3, "two pools and the edited vhost: {report}");
+    assert_eq!(
+        report["result"]["changed_files"].as_array().unwrap().len(),
+        3,
+        "two pools and the edited vhost: {report}"
+    );
     for app in ["one", "two"] {
         let pool = std::fs::read_to_string(machine.path(&format!("/etc/php/8.2/fpm/pool.d/berth-{app}.conf"))).unwrap();
         assert!(pool.contains("pm.max_children = 7"), "the template edit reached {app}");
@@ -308,14 +380,21 @@ fn update_moves_the_pool_to_the_new_runtime() {
     // Regression: both runtimes' pools once shared one socket path, and the new master
     // could find it still held by the old one ("Another FPM instance seems to already
     // listen"). Each runtime has its own now.
-    assert!(machine.run("/bin/sh", &["-c", "test -S /run/php/berth-mover-8.9.sock"]).status.success(), "the new pool listens");
+    assert!(
+        machine.run("/bin/sh", &["-c", "test -S /run/php/berth-mover-8.9.sock"]).status.success(),
+        "the new pool listens"
+    );
     // The worker that answers is a child of the new runtime's master.
     let master = machine.run("/bin/cat", &["/run/php/php8.9-fpm.pid"]);
     let master = String::from_utf8_lossy(&master.stdout).trim().to_owned();
     assert!(!master.is_empty(), "the php8.9 master runs");
     let started = std::time::Instant::now();
     while machine.get("mover.test", "/").1 != master {
-        assert!(started.elapsed() < std::time::Duration::from_secs(15), "served by {:?}, not {master}", machine.get("mover.test", "/"));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "served by {:?}, not {master}",
+            machine.get("mover.test", "/")
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

@@ -31,15 +31,23 @@ async fn apply_runs_a_file_of_jobs_in_order_and_exits_by_their_outcome() {
     let done = statuses(&stdout);
     assert_eq!(done.len(), 3);
     assert_eq!((done[0]["type"].as_str(), done[0]["job_id"].as_str()), (Some("job.status"), Some("a1")));
-    assert_eq!((done[0]["status"].as_str(), done[0]["changed"].as_bool()), (Some("success"), Some(true)), "{}", done[0]);
+    assert_eq!(
+        (done[0]["status"].as_str(), done[0]["changed"].as_bool()),
+        (Some("success"), Some(true)),
+        "{}",
+        done[0]
+    );
     assert_eq!(done[1]["error"]["code"], "conflict");
     assert_eq!(done[2]["error"]["field"], "name");
     assert!(done[1]["job_id"].as_str().unwrap().starts_with("apply-"));
     assert!(std::fs::read_to_string(agent.root().join("etc/passwd")).unwrap().contains("derek:"));
     assert!(!stdout.contains("a-long-password") && !stderr.contains("a-long-password"));
 
-    std::fs::write(&jobs, json!({"kind": "sysuser.create", "params": {"name": "derek", "password": "a-long-password"}}).to_string())
-        .unwrap();
+    std::fs::write(
+        &jobs,
+        json!({"kind": "sysuser.create", "params": {"name": "derek", "password": "a-long-password"}}).to_string(),
+    )
+    .unwrap();
     let (code, stdout, _) = berth(&["apply", "--config", config.to_str().unwrap(), jobs.to_str().unwrap()]);
     assert_eq!(code, Some(0));
     assert_eq!(statuses(&stdout)[0]["changed"], false, "the same state again changes nothing");
@@ -51,7 +59,8 @@ async fn regression_apply_stamps_started_at_before_the_job_runs() {
     let agent = Sandbox::new(&cp);
     let jobs = agent.dir.path().join("jobs.json");
     std::fs::write(&jobs, json!({"kind": "test.sleep", "params": {"ms": 300}}).to_string()).unwrap();
-    let (code, stdout, stderr) = berth(&["apply", "--config", agent.config_path().to_str().unwrap(), jobs.to_str().unwrap()]);
+    let (code, stdout, stderr) =
+        berth(&["apply", "--config", agent.config_path().to_str().unwrap(), jobs.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
     let done = &statuses(&stdout)[0];
     let (started, finished) = (done["started_at"].as_str().unwrap(), done["finished_at"].as_str().unwrap());

@@ -32,14 +32,18 @@ async fn hello_describes_the_host_and_the_upgrade_carries_credentials() {
     let kinds: Vec<&str> = hello["job_kinds"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
     assert!(kinds.contains(&"test.sleep"), "{kinds:?}");
     let host = &hello["host"];
-    assert_eq!(host["kernel"].as_str().unwrap(), String::from_utf8(std::process::Command::new("uname").arg("-r").output().unwrap().stdout).unwrap().trim());
+    assert_eq!(
+        host["kernel"].as_str().unwrap(),
+        String::from_utf8(std::process::Command::new("uname").arg("-r").output().unwrap().stdout).unwrap().trim()
+    );
     assert_eq!(host["arch"], std::env::consts::ARCH);
     assert!(host["cpus"].as_u64().unwrap() >= 1);
     assert!(host["memory_total"].as_u64().unwrap() > 1 << 20);
     assert!(!host["hostname"].as_str().unwrap().is_empty());
     assert_eq!(host["boot_id"].as_str().unwrap().len(), 36);
 
-    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{SERVER_ID}:{API_KEY}")));
+    let expected =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{SERVER_ID}:{API_KEY}")));
     assert_eq!(session.headers["authorization"], expected.as_str());
     assert_eq!(session.headers["sec-websocket-protocol"], "berth.v1");
     assert_eq!(session.headers["user-agent"], format!("berth/{}", env!("CARGO_PKG_VERSION")).as_str());
@@ -139,7 +143,8 @@ async fn restart_close_reconnects_within_five_seconds() {
 #[tokio::test]
 async fn oversize_message_is_refused_with_1009_and_the_agent_reconnects() {
     let (mut cp, agent, mut session) = support::connected().await;
-    let huge = format!(r#"{{"type":"job","job_id":"big","kind":"test.sleep","params":{{"pad":"{}"}}}}"#, "x".repeat(9 << 20));
+    let huge =
+        format!(r#"{{"type":"job","job_id":"big","kind":"test.sleep","params":{{"pad":"{}"}}}}"#, "x".repeat(9 << 20));
     // The agent may refuse before the whole frame is written.
     let _ = futures_util::SinkExt::send(&mut session.ws, Message::text(huge)).await;
     assert_eq!(session.end(Duration::from_secs(10)).await, End::Closed(Some(1009)));
@@ -177,7 +182,11 @@ async fn malformed_frames_are_logged_and_the_connection_stays_up() {
     assert!(log.contains("binary frame"), "{log}");
     assert!(log.contains("job_id breaks the rules"), "{log}");
     assert!(cp.session_within(Duration::from_millis(200)).await.is_none(), "the connection stayed up");
-    assert!(!agent.state().join("jobs").read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("passwd")));
+    assert!(!agent.state().join("jobs").read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("passwd")));
 }
 
 #[tokio::test]

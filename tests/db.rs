@@ -34,7 +34,12 @@ fn a_database_and_its_user_see_only_each_other_and_reruns_change_nothing() {
     let machine = machine_with_apps(&[("derek", "shop"), ("derek", "blog")]);
     let done = create(&machine, "shop", "shop-db", "shop_user", "first-password");
     assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}");
-    ok(&machine.sql("shop_user", Some("first-password"), "shop-db", "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('kept')"));
+    ok(&machine.sql(
+        "shop_user",
+        Some("first-password"),
+        "shop-db",
+        "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('kept')",
+    ));
     assert_eq!(ok(&machine.sql("shop_user", Some("first-password"), "shop-db", "SELECT v FROM t")).trim(), "kept");
 
     create(&machine, "blog", "blog-db", "blog_user", "blog-password");
@@ -45,16 +50,24 @@ fn a_database_and_its_user_see_only_each_other_and_reruns_change_nothing() {
     let again = create(&machine, "shop", "shop-db", "shop_user", "first-password");
     assert_eq!(again["changed"], false, "{again}");
 
-    let update = |password: &str| machine.job("db.update", json!({"name": "shop-db", "user": {"name": "shop_user", "password": password}}));
+    let update = |password: &str| {
+        machine.job("db.update", json!({"name": "shop-db", "user": {"name": "shop_user", "password": password}}))
+    };
     assert_eq!(update("second-password")["changed"], true);
-    assert!(!machine.sql("shop_user", Some("first-password"), "shop-db", "SELECT 1").status.success(), "the old password stops working");
+    assert!(
+        !machine.sql("shop_user", Some("first-password"), "shop-db", "SELECT 1").status.success(),
+        "the old password stops working"
+    );
     assert_eq!(ok(&machine.sql("shop_user", Some("second-password"), "shop-db", "SELECT v FROM t")).trim(), "kept");
     assert_eq!(update("second-password")["changed"], false);
 
     let deleted = machine.job("db.delete", json!({"name": "shop-db"}));
     assert_eq!((deleted["status"].as_str(), deleted["changed"].as_bool()), (Some("success"), Some(true)), "{deleted}");
     let remaining = ok(&machine.sql("root", None, "", "SHOW DATABASES; SELECT User FROM mysql.user"));
-    assert!(!remaining.contains("shop-db") && !remaining.contains("shop_user") && remaining.contains("blog-db"), "{remaining}");
+    assert!(
+        !remaining.contains("shop-db") && !remaining.contains("shop_user") && remaining.contains("blog-db"),
+        "{remaining}"
+    );
     let again = machine.job("db.delete", json!({"name": "shop-db"}));
     assert_eq!((again["status"].as_str(), again["changed"].as_bool()), (Some("success"), Some(false)));
 }
@@ -64,7 +77,9 @@ fn what_berth_did_not_create_is_a_conflict_and_limits_hold() {
     let machine = machine_with_apps(&[("derek", "shop"), ("derek", "blog")]);
     create(&machine, "blog", "blog-db", "blog_user", "blog-password");
     ok(&machine.sql("root", None, "", "CREATE DATABASE `foreign`; CREATE USER 'stranger'@'localhost'"));
-    for (name, user) in [("blog-db", "new_user"), ("foreign", "new_user"), ("new-db", "stranger"), ("new-db", "blog_user")] {
+    for (name, user) in
+        [("blog-db", "new_user"), ("foreign", "new_user"), ("new-db", "stranger"), ("new-db", "blog_user")]
+    {
         let done = create(&machine, "shop", name, user, "some-password");
         assert_eq!(done["error"]["code"], "conflict", "{name}/{user}: {done}");
     }
@@ -72,7 +87,8 @@ fn what_berth_did_not_create_is_a_conflict_and_limits_hold() {
     assert_eq!(dropped["error"]["code"], "conflict", "berth never drops what is not its own");
     assert!(ok(&machine.sql("root", None, "", "SHOW DATABASES")).contains("foreign"));
     assert_eq!(create(&machine, "nosuchapp", "x-db", "x_user", "some-password")["error"]["code"], "not_found");
-    let update = machine.job("db.update", json!({"name": "nope-db", "user": {"name": "u", "password": "some-password"}}));
+    let update =
+        machine.job("db.update", json!({"name": "nope-db", "user": {"name": "u", "password": "some-password"}}));
     assert_eq!(update["error"]["code"], "not_found");
 
     // A thousand databases for one app: the next is over the limit.
@@ -90,15 +106,24 @@ fn what_berth_did_not_create_is_a_conflict_and_limits_hold() {
 fn hostile_names_are_refused_and_hostile_passwords_are_stored_safely() {
     let machine = machine_with_apps(&[("derek", "shop")]);
     let cases = [
-        (json!({"app": "shop", "name": "x`; DROP DATABASE mysql; --", "user": {"name": "u", "password": "some-password"}}), "name"),
+        (
+            json!({"app": "shop", "name": "x`; DROP DATABASE mysql; --", "user": {"name": "u", "password": "some-password"}}),
+            "name",
+        ),
         (json!({"app": "shop", "name": "it's", "user": {"name": "u", "password": "some-password"}}), "name"),
         (json!({"app": "shop", "name": "db%", "user": {"name": "u", "password": "some-password"}}), "name"),
         (json!({"app": "shop", "name": "db_x", "user": {"name": "u", "password": "some-password"}}), "name"),
         (json!({"app": "shop", "name": "a".repeat(65), "user": {"name": "u", "password": "some-password"}}), "name"),
         (json!({"app": "shop", "name": "ok-db", "user": {"name": "u'@'%", "password": "some-password"}}), "user.name"),
-        (json!({"app": "shop", "name": "ok-db", "user": {"name": "a".repeat(17), "password": "some-password"}}), "user.name"),
+        (
+            json!({"app": "shop", "name": "ok-db", "user": {"name": "a".repeat(17), "password": "some-password"}}),
+            "user.name",
+        ),
         (json!({"app": "shop", "name": "ok-db", "user": {"name": "u`x", "password": "some-password"}}), "user.name"),
-        (json!({"app": "shop", "name": "ok-db", "user": {"name": "u", "password": "nul\u{0}password"}}), "user.password"),
+        (
+            json!({"app": "shop", "name": "ok-db", "user": {"name": "u", "password": "nul\u{0}password"}}),
+            "user.password",
+        ),
         (json!({"app": "shop", "name": "ok-db", "user": {"name": "u", "password": "x".repeat(201)}}), "user.password"),
         (json!({"app": "shop", "name": "ok-db", "user": {"name": "u"}}), "user.password"),
     ];
@@ -108,16 +133,28 @@ fn hostile_names_are_refused_and_hostile_passwords_are_stored_safely() {
         assert_eq!(done["error"]["field"], field, "{params}: {done}");
     }
     let databases = ok(&machine.sql("root", None, "", "SHOW DATABASES"));
-    assert!(databases.contains("mysql") && !databases.contains("ok-db"), "nothing created, nothing dropped: {databases}");
+    assert!(
+        databases.contains("mysql") && !databases.contains("ok-db"),
+        "nothing created, nothing dropped: {databases}"
+    );
 
-    for (i, password) in ["it's a 'quoted' pass", "back\\slash\\'; DROP DATABASE mysql; --", "`backtick` and %percent%", "ünïcødé pässwörd"]
-        .into_iter()
-        .enumerate()
+    for (i, password) in [
+        "it's a 'quoted' pass",
+        "back\\slash\\'; DROP DATABASE mysql; --",
+        "`backtick` and %percent%",
+        "ünïcødé pässwörd",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let (name, user) = (format!("safe-{i}"), format!("safe_{i}"));
         let (code, statuses, log) = machine.apply_logged(json!({"kind": "db.create", "params": {"app": "shop", "name": name, "user": {"name": user, "password": password}}}));
         assert_eq!(code, Some(0), "{statuses:?}");
-        assert_eq!(ok(&machine.sql(&user, Some(password), &name, "SELECT 42")).trim(), "42", "the password works as given");
+        assert_eq!(
+            ok(&machine.sql(&user, Some(password), &name, "SELECT 42")).trim(),
+            "42",
+            "the password works as given"
+        );
         assert!(!log.contains(password), "a password reached the log");
     }
     assert!(ok(&machine.sql("root", None, "", "SHOW DATABASES")).contains("mysql"));

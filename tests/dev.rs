@@ -40,7 +40,17 @@ impl<'m> Dev<'m> {
         command
             .args(["--target", &machine.init_pid().to_string(), "--mount", "--net", "--pid", "--"])
             .args(["/bin/sh", "-c", "test -e /etc/.berth-test-machine || exit 97; exec \"$0\" \"$@\""])
-            .args(["/usr/bin/env", "RUST_LOG=info", env!("CARGO_BIN_EXE_berth"), "dev", "--root", "/", "--listen", "127.0.0.1:0", "--dir"])
+            .args([
+                "/usr/bin/env",
+                "RUST_LOG=info",
+                env!("CARGO_BIN_EXE_berth"),
+                "dev",
+                "--root",
+                "/",
+                "--listen",
+                "127.0.0.1:0",
+                "--dir",
+            ])
             .arg(dir);
         Dev::spawn(command, Some(machine))
     }
@@ -69,14 +79,18 @@ impl<'m> Dev<'m> {
         assert_eq!(word_after("user"), "dev");
         assert!(banner.contains("curl -u dev:"), "the banner shows a curl example: {banner}");
         let (url, password, server_id) = (word_after("API"), word_after("password"), word_after("server"));
-        assert!(url.starts_with("http://127.0.0.1:") && !url.starts_with("http://127.0.0.1:0/"), "the real port: {url}");
+        assert!(
+            url.starts_with("http://127.0.0.1:") && !url.starts_with("http://127.0.0.1:0/"),
+            "the real port: {url}"
+        );
         Dev { child, machine, url, password, server_id, log }
     }
 
     /// curl where berth dev runs: (HTTP status, JSON body).
     fn curl(&self, method: &str, path: &str, body: Option<&str>, auth: Option<&str>) -> (u16, Value) {
         let url = format!("{}{path}", self.url);
-        let mut args = vec!["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-H", "content-type: application/json"];
+        let mut args =
+            vec!["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-H", "content-type: application/json"];
         if let Some(auth) = auth {
             args.extend(["-u", auth]);
         }
@@ -149,7 +163,8 @@ impl<'m> Dev<'m> {
 
     /// SIGTERM; returns the exit code.
     fn stop(mut self) -> Option<i32> {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
         let status = self.child.wait().unwrap();
         status.code()
     }
@@ -172,7 +187,11 @@ fn the_readme_walk_through_serves_an_app_with_two_domains_and_a_database() {
     assert_eq!(server["lastaddress"], "127.0.0.1");
     assert!(server["lastconn"].as_u64().unwrap() > 0 && server["reboot_required"].is_boolean(), "{server}");
 
-    let (user, action) = dev.change("POST", "/sysusers", json!({"serverid": dev.server_id, "name": "derek", "password": "derek-secret-1"}));
+    let (user, action) = dev.change(
+        "POST",
+        "/sysusers",
+        json!({"serverid": dev.server_id, "name": "derek", "password": "derek-secret-1"}),
+    );
     dev.succeeds(&action);
     let (app, action) = dev.change(
         "POST",
@@ -198,8 +217,14 @@ fn the_readme_walk_through_serves_an_app_with_two_domains_and_a_database() {
 
     for (path, expected) in [
         (format!("/sysusers/{}", user["id"].as_str().unwrap()), json!({"name": "derek", "serverid": dev.server_id})),
-        (format!("/apps/{}", app["id"].as_str().unwrap()), json!({"name": "shop", "runtime": "php8.2", "domains": ["shop.test", "blog.test"]})),
-        (format!("/dbs/{}", db["id"].as_str().unwrap()), json!({"name": "shop-db", "appid": app["id"], "user": {"id": db["user"]["id"], "name": "shop_user"}})),
+        (
+            format!("/apps/{}", app["id"].as_str().unwrap()),
+            json!({"name": "shop", "runtime": "php8.2", "domains": ["shop.test", "blog.test"]}),
+        ),
+        (
+            format!("/dbs/{}", db["id"].as_str().unwrap()),
+            json!({"name": "shop-db", "appid": app["id"], "user": {"id": db["user"]["id"], "name": "shop_user"}}),
+        ),
     ] {
         let (status, answer) = dev.api("GET", &path, Value::Null);
         assert_eq!(status, 200, "{answer}");
@@ -212,7 +237,11 @@ fn the_readme_walk_through_serves_an_app_with_two_domains_and_a_database() {
     let (server, action) = dev.change("POST", &server_path, json!({"deny_unknown_domains": false}));
     assert_eq!(server["deny_unknown_domains"], false, "{server}");
     dev.succeeds(&action);
-    assert_eq!(machine.eventually_get("unknown.test", "/", 200), "shop as derek", "the only app takes unknown names now");
+    assert_eq!(
+        machine.eventually_get("unknown.test", "/", 200),
+        "shop as derek",
+        "the only app takes unknown names now"
+    );
     assert_eq!(dev.api("GET", &server_path, Value::Null).1["data"]["deny_unknown_domains"], false);
 
     let (_, users) = dev.api("GET", "/sysusers", Value::Null);
@@ -228,7 +257,9 @@ fn every_error_status_comes_back_with_a_message() {
     let machine = Machine::start();
     let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
     dev.server_when_connected();
-    let message = |answer: &Value| answer["error"]["message"].as_str().unwrap_or_else(|| panic!("no error message: {answer}")).to_owned();
+    let message = |answer: &Value| {
+        answer["error"]["message"].as_str().unwrap_or_else(|| panic!("no error message: {answer}")).to_owned()
+    };
 
     // 401: no credentials, wrong ones.
     for auth in [None, Some("dev:wrong-password"), Some("admin:x")] {
@@ -241,14 +272,21 @@ fn every_error_status_comes_back_with_a_message() {
     assert_eq!(status, 400, "{answer}");
     assert!(message(&answer).contains("JSON"), "{answer}");
     let (status, answer) = dev.api("POST", "/sysusers", json!({"name": "3po"}));
-    assert_eq!((status, message(&answer)), (400, "name: system user name must start with a lowercase letter: '3po'".into()));
+    assert_eq!(
+        (status, message(&answer)),
+        (400, "name: system user name must start with a lowercase letter: '3po'".into())
+    );
     let (status, answer) = dev.api("POST", "/sysusers", json!({"name": "derek", "password": "short"}));
     assert_eq!(status, 400);
     assert!(message(&answer).starts_with("password: "), "{answer}");
 
     let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
     let uid = user["id"].as_str().unwrap().to_owned();
-    let (status, answer) = dev.api("POST", "/apps", json!({"name": "shop", "sysuserid": uid, "runtime": "php8.2", "domains": ["Shop.test"]}));
+    let (status, answer) = dev.api(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": uid, "runtime": "php8.2", "domains": ["Shop.test"]}),
+    );
     assert_eq!(status, 400);
     assert!(message(&answer).starts_with("domains[0]: "), "{answer}");
     // 409: a name taken (even while its job is pending).
@@ -257,31 +295,50 @@ fn every_error_status_comes_back_with_a_message() {
     assert!(message(&answer).contains("derek"));
     dev.succeeds(&action);
 
-    let (app, action) = dev.change("POST", "/apps", json!({"name": "shop", "sysuserid": uid, "runtime": "php8.2", "domains": ["shop.test"]}));
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": uid, "runtime": "php8.2", "domains": ["shop.test"]}),
+    );
     let app_id = app["id"].as_str().unwrap().to_owned();
     dev.succeeds(&action);
     for (body, what) in [
         (json!({"name": "shop", "sysuserid": uid, "runtime": "php8.2", "domains": ["other.test"]}), "name"),
-        (json!({"name": "blog", "sysuserid": uid, "runtime": "php8.2", "domains": ["www.shop.test"]}), "www. twin of a domain held"),
+        (
+            json!({"name": "blog", "sysuserid": uid, "runtime": "php8.2", "domains": ["www.shop.test"]}),
+            "www. twin of a domain held",
+        ),
     ] {
         let (status, answer) = dev.api("POST", "/apps", body);
         assert_eq!(status, 409, "{what}: {answer}");
         message(&answer);
     }
     // 404: unknown ids, and a reference to one.
-    for path in ["/apps/nosuchapp", "/sysusers/nosuchuser", "/dbs/nosuchdb", "/actions/nosuchaction", "/servers/nosuchserver", "/nothing"] {
+    for path in [
+        "/apps/nosuchapp",
+        "/sysusers/nosuchuser",
+        "/dbs/nosuchdb",
+        "/actions/nosuchaction",
+        "/servers/nosuchserver",
+        "/nothing",
+    ] {
         let (status, answer) = dev.api("GET", path, Value::Null);
         assert_eq!(status, 404, "{path}: {answer}");
         message(&answer);
     }
-    let (status, _) = dev.api("POST", "/apps", json!({"name": "blog", "sysuserid": "nosuchuser", "runtime": "php8.2", "domains": []}));
+    let (status, _) = dev.api(
+        "POST",
+        "/apps",
+        json!({"name": "blog", "sysuserid": "nosuchuser", "runtime": "php8.2", "domains": []}),
+    );
     assert_eq!(status, 404);
     // 403: the one server cannot go, immutable fields stay.
     let (status, answer) = dev.api("DELETE", &format!("/servers/{}", dev.server_id), Value::Null);
     assert_eq!(status, 403, "{answer}");
     let (status, answer) = dev.api("POST", &format!("/apps/{app_id}"), json!({"name": "renamed"}));
     assert_eq!((status, message(&answer)), (403, "name: cannot be changed".into()));
-    let (status, _) = dev.api("POST", &format!("/sysusers/{uid}"), json!({"name": "other", "password": "long-enough-1"}));
+    let (status, _) =
+        dev.api("POST", &format!("/sysusers/{uid}"), json!({"name": "other", "password": "long-enough-1"}));
     assert_eq!(status, 403);
     // 409: a custom certificate while AutoSSL is on.
     let (ssl_app, _) = dev.change("POST", &format!("/apps/{app_id}/ssl"), json!({"auto": true}));
@@ -297,15 +354,26 @@ fn an_action_the_agent_refuses_shows_error_with_the_agents_message() {
     let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
     let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
     dev.succeeds(&action);
-    let (app, action) = dev.change("POST", "/apps", json!({"name": "shop", "sysuserid": user["id"], "runtime": "php9.9", "domains": ["shop.test"]}));
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php9.9", "domains": ["shop.test"]}),
+    );
     let done = dev.settled(&action);
     assert_eq!(done["status"], "error", "{done}");
     assert_eq!(done["error"]["code"], "precondition_failed", "{done}");
     let message = done["error"]["message"].as_str().unwrap();
-    assert!(message.contains("'php9.9' is not installed") && message.contains("php8.2"), "the agent's own words: {message}");
+    assert!(
+        message.contains("'php9.9' is not installed") && message.contains("php8.2"),
+        "the agent's own words: {message}"
+    );
     let (status, _) = dev.api("GET", &format!("/apps/{}", app["id"].as_str().unwrap()), Value::Null);
     assert_eq!(status, 404, "a create that failed is taken back");
-    let (_, retry) = dev.change("POST", "/apps", json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"]}));
+    let (_, retry) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"]}),
+    );
     dev.succeeds(&retry);
 }
 
@@ -327,7 +395,11 @@ fn a_restart_on_the_same_dir_keeps_ids_actions_and_credentials() {
     let store = berth::dev::store::Store::open(&dir.path().join("dev/dev.redb")).unwrap();
     let actions = store.read(|w| w.list("action")).unwrap();
     assert_eq!(actions.len(), 1);
-    assert!(!actions[0].to_string().contains("derek-secret-1"), "a job the agent has is not kept with its password: {}", actions[0]);
+    assert!(
+        !actions[0].to_string().contains("derek-secret-1"),
+        "a job the agent has is not kept with its password: {}",
+        actions[0]
+    );
     drop(store);
 
     let dev = Dev::on_host(&dir.path().join("dev"));

@@ -27,7 +27,8 @@ fn doctor_sandbox(cp: &ControlPlane, overrides: &[(&str, &str)]) -> Sandbox {
 /// Runs `berth doctor` off the runtime (the control plane answers on it meanwhile).
 async fn doctor(agent: &Sandbox) -> (Option<i32>, Vec<String>) {
     let config = agent.config_path().to_str().unwrap().to_owned();
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || support::berth(&["doctor", "--config", &config])).await.unwrap();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || support::berth(&["doctor", "--config", &config])).await.unwrap();
     assert!(!stdout.contains(API_KEY) && !stderr.contains(API_KEY), "the key is never shown");
     (code, stdout.lines().map(str::to_owned).collect())
 }
@@ -57,7 +58,9 @@ async fn doctor_passes_against_the_test_control_plane() {
     // Its first and only frame is a close with 1000: no hello, so it is no agent session.
     let first = tokio::time::timeout(support::PATIENCE, futures_util::StreamExt::next(&mut session.ws)).await.unwrap();
     match first {
-        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1000),
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1000)
+        }
         other => panic!("expected a close with 1000, got {other:?}"),
     }
 }
@@ -127,13 +130,15 @@ async fn doctor_reports_a_broken_config_in_one_line() {
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, "server_id = \"x\"\n").unwrap();
     let config = config.to_str().unwrap().to_owned();
-    let (code, stdout, _) = tokio::task::spawn_blocking(move || support::berth(&["doctor", "--config", &config])).await.unwrap();
+    let (code, stdout, _) =
+        tokio::task::spawn_blocking(move || support::berth(&["doctor", "--config", &config])).await.unwrap();
     assert_eq!(code, Some(1));
     assert!(stdout.starts_with("FAIL  config:") && stdout.lines().count() == 1, "{stdout}");
 }
 
 fn status(agent: &Sandbox) -> Value {
-    let (code, stdout, stderr) = support::berth(&["status", "--json", "--config", agent.config_path().to_str().unwrap()]);
+    let (code, stdout, stderr) =
+        support::berth(&["status", "--json", "--config", agent.config_path().to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
     serde_json::from_str(&stdout).unwrap()
 }
@@ -183,7 +188,10 @@ async fn status_reads_the_running_and_the_stopped_daemon_from_the_state_dir() {
     assert_eq!(report["daemon_running"], false, "{report}");
     assert_eq!(report["connection"]["connected"], false, "{report}");
     assert_eq!(report["connection"]["reason"], "agent stopping", "{report}");
-    assert!(report["connection"]["last_heartbeat_ms"].as_u64().unwrap() >= heartbeat, "the last heartbeat stays known: {report}");
+    assert!(
+        report["connection"]["last_heartbeat_ms"].as_u64().unwrap() >= heartbeat,
+        "the last heartbeat stays known: {report}"
+    );
     let text = status_text(&agent.config_path());
     assert!(text.contains("not running") && text.contains("not connected (agent stopping)"), "{text}");
     assert!(text.contains("status-job"), "{text}");

@@ -36,7 +36,8 @@ impl Net {
         let machine = Machine::start();
         // sshd's real config decides the SSH ports: 22, and 2222 from an included file.
         std::fs::create_dir_all(machine.path("/etc/ssh/sshd_config.d")).unwrap();
-        std::fs::write(machine.path("/etc/ssh/sshd_config"), "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n").unwrap();
+        std::fs::write(machine.path("/etc/ssh/sshd_config"), "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n")
+            .unwrap();
         std::fs::write(machine.path("/etc/ssh/sshd_config.d/ops.conf"), "Port 2222\n").unwrap();
         let a = Peer::join(&machine, &["192.0.2.1/24", "2001:db8::1/64"], &["192.0.2.2/24", "2001:db8::2/64"]);
         let b = Peer::join(&machine, &["198.51.100.1/24"], &["198.51.100.2/24"]);
@@ -91,7 +92,8 @@ fn the_firewall_opens_only_ssh_http_https_and_the_rules_and_leaves_other_tables_
     let (ok, _) = net.nft(&["-f", net.machine.dir.path().join("foreign.nft").to_str().unwrap()]);
     assert!(ok, "the foreign table loads");
     let foreign_before = net.nft(&["list", "table", "inet", "foreign"]).1;
-    let foreign_untouched = |when: &str| assert_eq!(net.nft(&["list", "table", "inet", "foreign"]).1, foreign_before, "{when}");
+    let foreign_untouched =
+        |when: &str| assert_eq!(net.nft(&["list", "table", "inet", "foreign"]).1, foreign_before, "{when}");
 
     // Off (the start): everything with a listener answers.
     let all = PORTS.to_vec();
@@ -144,8 +146,15 @@ fn the_firewall_opens_only_ssh_http_https_and_the_rules_and_leaves_other_tables_
     assert!(ok);
     assert_eq!(net.open(&[OTHER]).0, [OTHER], "no firewall after the 'reboot'");
     let config = net.machine.config();
-    let run = net.machine.run("/usr/bin/timeout", &["-s", "TERM", "3", env!("CARGO_BIN_EXE_berth"), "run", "--config", config.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&run.stderr).contains("firewall ruleset applied at start"), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = net.machine.run(
+        "/usr/bin/timeout",
+        &["-s", "TERM", "3", env!("CARGO_BIN_EXE_berth"), "run", "--config", config.to_str().unwrap()],
+    );
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("firewall ruleset applied at start"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert_eq!(net.berth_table().unwrap(), table, "the agent's start restored the table");
     assert_eq!(net.open(&PORTS).0, base);
 
@@ -183,7 +192,12 @@ fn hostile_firewall_rules_change_nothing_and_ufw_is_not_fought() {
         assert_eq!(done["error"]["code"], "invalid_params", "{done}");
         assert_eq!(done["error"]["field"], field, "{done}");
     }
-    for params in [json!({"firewall": "yes"}), json!({"firewall": 1}), json!({"autoupdates": "true"}), json!({"deny_unknown_domains": null, "firewall": []})] {
+    for params in [
+        json!({"firewall": "yes"}),
+        json!({"firewall": 1}),
+        json!({"autoupdates": "true"}),
+        json!({"deny_unknown_domains": null, "firewall": []}),
+    ] {
         let done = net.machine.job("server.update", params.clone());
         assert_eq!(done["error"]["code"], "invalid_params", "{params}: {done}");
     }
@@ -200,7 +214,10 @@ fn hostile_firewall_rules_change_nothing_and_ufw_is_not_fought() {
     assert_eq!(refused["error"]["code"], "config_invalid", "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("acceptt"), "nft's words: {refused}");
     assert_eq!(net.berth_table().unwrap(), table, "the running table stays");
-    assert!(!std::fs::read_to_string(net.machine.path("/etc/berth/firewall.nft")).unwrap().contains("acceptt"), "not recorded");
+    assert!(
+        !std::fs::read_to_string(net.machine.path("/etc/berth/firewall.nft")).unwrap().contains("acceptt"),
+        "not recorded"
+    );
     std::fs::remove_file(net.machine.path("/etc/berth/templates/nftables.conf")).unwrap();
     assert_eq!(std::fs::read_to_string(net.machine.dir.path().join("state/inventory.json")).unwrap(), inventory);
 

@@ -69,7 +69,8 @@ impl Setup {
             .unwrap();
         std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
         let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
-        let (stdout, stderr) = (String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned());
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned());
         assert!(!stdout.contains(KEY) && !stderr.contains(KEY), "the key is never echoed:\n{stdout}\n{stderr}");
         (status.code(), stdout, stderr)
     }
@@ -110,7 +111,8 @@ impl Setup {
                 if path.starts_with(self.root()) && path.is_dir() {
                     stack.push(path.clone());
                 }
-                let ours = ["root", "root/etc", "root/etc/os-release", "bin", "commands.log", "berth_0.1.0-1_amd64.deb"];
+                let ours =
+                    ["root", "root/etc", "root/etc/os-release", "bin", "commands.log", "berth_0.1.0-1_amd64.deb"];
                 if !ours.contains(&name.as_str()) && !(name.starts_with("bin/")) {
                     found.push(name);
                 }
@@ -177,7 +179,17 @@ fn a_first_install_writes_a_private_config_and_runs_apt_and_systemctl() {
     );
     assert!(stdout.contains("waiting for it up to 600s"), "the lock wait is announced: {stdout}");
     assert!(stdout.contains("journalctl -u berth"), "it says how to follow the logs: {stdout}");
-    assert_eq!(setup.written(), ["root/etc/berth", "root/etc/berth/agent.toml", "root/etc/berth/api-key", "root/var", "root/var/lib", "root/var/lib/berth"]);
+    assert_eq!(
+        setup.written(),
+        [
+            "root/etc/berth",
+            "root/etc/berth/agent.toml",
+            "root/etc/berth/api-key",
+            "root/var",
+            "root/var/lib",
+            "root/var/lib/berth"
+        ]
+    );
 }
 
 #[test]
@@ -187,7 +199,16 @@ fn the_key_can_come_on_stdin_and_a_ca_file_is_pinned_and_no_stack_skips_the_stac
     std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
     let ca_flag = format!("--ca-file={}", ca.display());
     let package = setup.package();
-    let args = ["--server-id", "srv02", "--server-apikey=-", "--control-plane", "wss://cp.example.com:8443/agent", &ca_flag, &package, "--no-stack"];
+    let args = [
+        "--server-id",
+        "srv02",
+        "--server-apikey=-",
+        "--control-plane",
+        "wss://cp.example.com:8443/agent",
+        &ca_flag,
+        &package,
+        "--no-stack",
+    ];
     let (code, stdout, stderr) = setup.run_with(&args, &[], &format!("{KEY}\n"));
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert_eq!(std::fs::read_to_string(setup.file("/etc/berth/api-key")).unwrap(), format!("{KEY}\n"));
@@ -312,7 +333,10 @@ fn uninstall_keeps_config_and_state_unless_purged() {
     let (code, stdout, _) = setup.run(&["--uninstall"]);
     assert_eq!(code, Some(0), "{stdout}");
     let commands = setup.commands();
-    assert_eq!(&commands[commands.len() - 2..], ["systemctl disable --now berth.service", "apt-get -o DPkg::Lock::Timeout=600 remove -y berth"]);
+    assert_eq!(
+        &commands[commands.len() - 2..],
+        ["systemctl disable --now berth.service", "apt-get -o DPkg::Lock::Timeout=600 remove -y berth"]
+    );
     assert!(setup.file("/etc/berth/agent.toml").exists() && setup.file("/var/lib/berth").exists());
 
     let (code, stdout, _) = setup.run(&["--uninstall", "--purge"]);

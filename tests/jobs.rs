@@ -106,9 +106,7 @@ async fn acks_trim_the_outbox_and_welcome_resends_only_the_unacknowledged() {
     let resent = session.event().await;
     assert_eq!((resent["seq"].as_u64(), resent["status"].as_str()), (Some(3), Some("success")));
     session.ack(3).await;
-    agent
-        .eventually("the outbox is empty", |_| std::fs::read_to_string(&outbox).unwrap().lines().count() == 1)
-        .await;
+    agent.eventually("the outbox is empty", |_| std::fs::read_to_string(&outbox).unwrap().lines().count() == 1).await;
     session.job("two", "test.sleep", json!({})).await;
     assert_eq!(session.event().await["seq"], 4, "nothing acknowledged is sent again");
 }

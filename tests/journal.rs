@@ -25,7 +25,10 @@ fn parse_entry(mut bytes: &[u8]) -> BTreeMap<String, String> {
         let end = bytes.iter().position(|&b| b == b'\n').expect("field ends in a newline");
         let line = &bytes[..end];
         if let Some(eq) = line.iter().position(|&b| b == b'=') {
-            fields.insert(String::from_utf8_lossy(&line[..eq]).into_owned(), String::from_utf8_lossy(&line[eq + 1..]).into_owned());
+            fields.insert(
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            );
             bytes = &bytes[end + 1..];
         } else {
             let key = String::from_utf8_lossy(line).into_owned();
@@ -125,12 +128,8 @@ fn berth_apply_under_systemd_logs_to_the_journal_too() {
     let jobs = dir.join("jobs.json");
     std::fs::write(&jobs, r#"{"job_id": "journal-job-1", "kind": "test.sleep", "params": {"ms": 0}}"#).unwrap();
 
-    let script = format!(
-        "{AS_SYSTEMD} {} apply --config {} {}",
-        env!("CARGO_BIN_EXE_berth"),
-        config.display(),
-        jobs.display()
-    );
+    let script =
+        format!("{AS_SYSTEMD} {} apply --config {} {}", env!("CARGO_BIN_EXE_berth"), config.display(), jobs.display());
     let out = machine.run("/bin/sh", &["-c", &script]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "logs went to the journal, not stderr: {}", String::from_utf8_lossy(&out.stderr));

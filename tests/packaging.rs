@@ -24,7 +24,8 @@ fn verify_unit(unit: &str, binary: &Path) -> (bool, String) {
     let text = unit.replace("ExecStart=/usr/bin/berth ", &format!("ExecStart={} ", binary.display()));
     assert_ne!(text, unit, "the unit starts /usr/bin/berth");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze (package systemd)");
+    let out =
+        Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze (package systemd)");
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), printed)
 }
@@ -34,11 +35,20 @@ fn the_unit_is_clean_for_systemd_analyze_verify() {
     let unit = std::fs::read_to_string(repo().join("systemd/berth.service")).unwrap();
     let (ok, printed) = verify_unit(&unit, Path::new(env!("CARGO_BIN_EXE_berth")));
     assert!(ok && printed.trim().is_empty(), "systemd-analyze verify: {printed}");
-    for line in ["Type=notify", "WatchdogSec=60", "Restart=always", "RestartSec=5", "StandardError=journal", "KillMode=mixed", "ProtectSystem=yes"] {
+    for line in [
+        "Type=notify",
+        "WatchdogSec=60",
+        "Restart=always",
+        "RestartSec=5",
+        "StandardError=journal",
+        "KillMode=mixed",
+        "ProtectSystem=yes",
+    ] {
         assert!(unit.lines().any(|l| l == line), "{line} missing");
     }
     // The check can fail: a typo in a directive is reported.
-    let (ok, printed) = verify_unit(&unit.replace("WatchdogSec=60", "WatchdogSec=sixty"), Path::new(env!("CARGO_BIN_EXE_berth")));
+    let (ok, printed) =
+        verify_unit(&unit.replace("WatchdogSec=60", "WatchdogSec=sixty"), Path::new(env!("CARGO_BIN_EXE_berth")));
     assert!(!ok || !printed.trim().is_empty(), "a broken unit passed");
 }
 
@@ -60,7 +70,8 @@ fn build_deb(out: &Path, version: &str) -> PathBuf {
 
 /// `dpkg --root=root args` inside the machine; panics with dpkg's words on failure.
 fn dpkg(machine: &Machine, root: &Path, args: &[&str]) -> String {
-    let mut all = vec![format!("--root={}", root.display()), "--force-script-chrootless".into(), "--force-depends".into()];
+    let mut all =
+        vec![format!("--root={}", root.display()), "--force-script-chrootless".into(), "--force-depends".into()];
     all.extend(args.iter().map(|a| a.to_string()));
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let out = machine.run("/usr/bin/dpkg", &all);
@@ -102,7 +113,10 @@ fn the_deb_passes_lintian_installs_upgrades_and_purges_in_a_throwaway_root() {
     assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("berth {}", env!("CARGO_PKG_VERSION")));
     let unit = root.join("usr/lib/systemd/system/berth.service");
     assert_eq!(mode(&unit), 0o644);
-    assert_eq!(std::fs::read_to_string(&unit).unwrap(), std::fs::read_to_string(repo().join("systemd/berth.service")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&unit).unwrap(),
+        std::fs::read_to_string(repo().join("systemd/berth.service")).unwrap()
+    );
     let (ok, printed) = verify_unit(&std::fs::read_to_string(&unit).unwrap(), &binary);
     assert!(ok && printed.trim().is_empty(), "the installed unit: {printed}");
     for dir in ["etc/berth", "var/lib/berth"] {
@@ -150,7 +164,9 @@ fn the_deb_passes_lintian_installs_upgrades_and_purges_in_a_throwaway_root() {
 
 #[test]
 fn shipped_shell_scripts_are_shellcheck_clean() {
-    for script in ["packaging/installer", "packaging/debian/postinst", "packaging/debian/prerm", "packaging/debian/postrm"] {
+    for script in
+        ["packaging/installer", "packaging/debian/postinst", "packaging/debian/prerm", "packaging/debian/postrm"]
+    {
         let out = Command::new("shellcheck").args(["-s", "sh"]).arg(repo().join(script)).output().expect("shellcheck");
         assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stdout));
         assert_eq!(mode(&repo().join(script)) & 0o111, 0o111, "{script} is executable");

@@ -39,7 +39,8 @@ fn pebble_comes_up_in_a_machine_and_names_resolve_through_its_hosts_file() {
     assert!(!std::fs::read_to_string("/etc/hosts").unwrap().contains("app.test"));
 
     pebble.stop();
-    let gone = machine.run("/usr/bin/curl", &["-sS", "--cacert", pebble.ca_file().to_str().unwrap(), pebble.directory_url()]);
+    let gone =
+        machine.run("/usr/bin/curl", &["-sS", "--cacert", pebble.ca_file().to_str().unwrap(), pebble.directory_url()]);
     assert!(!gone.status.success(), "pebble stopped");
 }
 
@@ -64,9 +65,13 @@ fn the_test_pki_makes_the_certificates_and_keys_it_promises() {
     assert!(valid_for(&near, 0) && !valid_for(&near, 7200), "expires within the next two hours");
     assert!(valid_for(&cert, 80 * 86_400));
     let future = write(files.path(), "future.pem", &ca.leaf(&["app.test"], Validity::not_yet_valid()).0);
-    let verify_future = std::process::Command::new("openssl").args(["verify", "-CAfile", &ca_file, &future]).output().unwrap();
+    let verify_future =
+        std::process::Command::new("openssl").args(["verify", "-CAfile", &ca_file, &future]).output().unwrap();
     assert!(!verify_future.status.success());
-    assert!(String::from_utf8_lossy(&verify_future.stdout).contains("not yet valid") || String::from_utf8_lossy(&verify_future.stderr).contains("not yet valid"));
+    assert!(
+        String::from_utf8_lossy(&verify_future.stdout).contains("not yet valid")
+            || String::from_utf8_lossy(&verify_future.stderr).contains("not yet valid")
+    );
 
     // Each key flavour, and a certificate signed for it that keeps the key.
     for (kind, begin) in [
@@ -87,7 +92,12 @@ fn the_test_pki_makes_the_certificates_and_keys_it_promises() {
     let own_file = write(files.path(), "own.pem", &own);
     openssl(&["verify", "-CAfile", &own_file, &own_file], "");
     assert_eq!(public_key(&own_key), openssl(&["x509", "-noout", "-pubkey"], &own));
-    assert!(!std::process::Command::new("openssl").args(["verify", "-CAfile", &ca_file, &own_file]).output().unwrap().status.success());
+    assert!(!std::process::Command::new("openssl")
+        .args(["verify", "-CAfile", &ca_file, &own_file])
+        .output()
+        .unwrap()
+        .status
+        .success());
 }
 
 #[test]

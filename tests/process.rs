@@ -127,7 +127,9 @@ async fn sigterm_interrupts_a_long_job_within_ten_seconds_and_it_runs_again_afte
     // After restart the job runs again (shortened by nothing: check it started again).
     agent.start();
     let (_session, _) = cp.welcomed(0, 20).await;
-    agent.eventually("the job runs again", |a| a.test_job_log().iter().filter(|l| *l == "start long").count() == 2).await;
+    agent
+        .eventually("the job runs again", |a| a.test_job_log().iter().filter(|l| *l == "start long").count() == 2)
+        .await;
 }
 
 #[tokio::test]
@@ -206,7 +208,11 @@ impl Drop for Unmount {
 fn a_bad_config_exits_2_naming_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");
-    std::fs::write(&config, "server_id = \"s1\"\napi_key = \"k-12345\"\ncontrol_plane_url = \"http://cp.example.com\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "server_id = \"s1\"\napi_key = \"k-12345\"\ncontrol_plane_url = \"http://cp.example.com\"\n",
+    )
+    .unwrap();
     let (code, _, stderr) = berth(&["run", "--config", config.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains(config.to_str().unwrap()) && stderr.contains("control_plane_url"), "{stderr}");

@@ -31,7 +31,11 @@ async fn the_host_reboots_only_after_the_final_status_is_acknowledged() {
     let (mut agent, _dir, log) = agent_with_stand_in(&cp);
     agent.start();
     let (mut session, hello) = cp.welcomed(0, 20).await;
-    assert_eq!(hello["settings"], json!({"firewall": false, "autoupdates": false, "deny_unknown_domains": true}), "{hello}");
+    assert_eq!(
+        hello["settings"],
+        json!({"firewall": false, "autoupdates": false, "deny_unknown_domains": true}),
+        "{hello}"
+    );
     assert!(hello["job_kinds"].as_array().unwrap().contains(&json!("server.reboot")));
 
     session.job("reboot-1", "server.reboot", json!({})).await;

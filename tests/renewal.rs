@@ -36,7 +36,10 @@ async fn a_due_certificate_is_renewed_in_the_background_and_its_failure_is_an_ev
     agent.env("RUST_LOG", "info,berth::renewal=debug");
     agent.start();
     let (mut session, hello) = cp.welcomed(0, 20).await;
-    assert!(!hello["job_kinds"].as_array().unwrap().iter().any(|k| k == "ssl.renew"), "an internal kind is not advertised");
+    assert!(
+        !hello["job_kinds"].as_array().unwrap().iter().any(|k| k == "ssl.renew"),
+        "an internal kind is not advertised"
+    );
 
     let event = loop {
         let message = session.recv().await;
@@ -51,8 +54,13 @@ async fn a_due_certificate_is_renewed_in_the_background_and_its_failure_is_an_ev
     assert!(event["error"]["message"].as_str().unwrap().contains("shop.invalid (does not resolve)"), "{event}");
     assert!(event["seq"].as_u64().is_some() && event["next_attempt_at"].as_str().is_some(), "{event}");
     session.ack(event["seq"].as_u64().unwrap()).await;
-    assert_eq!(std::fs::read_to_string(agent.root().join("etc/berth/ssl/shop/fullchain.pem")).unwrap(), cert, "the certificate stays");
-    let inventory: serde_json::Value = serde_json::from_slice(&std::fs::read(agent.state().join("inventory.json")).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(agent.root().join("etc/berth/ssl/shop/fullchain.pem")).unwrap(),
+        cert,
+        "the certificate stays"
+    );
+    let inventory: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(agent.state().join("inventory.json")).unwrap()).unwrap();
     assert_eq!(inventory["apps"]["shop"]["ssl"]["failures"], 1);
     assert_eq!(inventory["apps"]["shop"]["ssl"]["force"], true, "ForceSSL stays");
 
@@ -60,14 +68,21 @@ async fn a_due_certificate_is_renewed_in_the_background_and_its_failure_is_an_ev
     session.job("cp-renew", "ssl.renew", json!({"app": "shop"})).await;
     let statuses = session.until_final("cp-renew").await;
     assert_eq!(statuses.last().unwrap()["error"]["code"], "unsupported");
-    assert!(!statuses.iter().any(|e| e["job_id"].as_str().unwrap().starts_with("renew-")), "no job.status for a renewal: {statuses:?}");
+    assert!(
+        !statuses.iter().any(|e| e["job_id"].as_str().unwrap().starts_with("renew-")),
+        "no job.status for a renewal: {statuses:?}"
+    );
 
     // After a restart the failed attempt is remembered: no new attempt before its time.
     agent.signal(nix::sys::signal::Signal::SIGTERM);
     agent.wait_exit(Duration::from_secs(10));
     agent.start();
     let (mut session, _) = cp.welcomed(0, 20).await;
-    agent.eventually("the renewal check after the restart", |a| a.log().matches("certificate renewal check").count() >= 2).await;
+    agent
+        .eventually("the renewal check after the restart", |a| {
+            a.log().matches("certificate renewal check").count() >= 2
+        })
+        .await;
     assert!(agent.log().contains("certificate renewal check due=0"), "{}", agent.log());
     assert!(session.try_recv(Duration::from_millis(500)).await.is_none_or(|e| e["type"] != "ssl.renewal"));
 }

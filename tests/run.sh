@@ -55,6 +55,7 @@ if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; t
   cargo install cargo-deb --locked --version "$cargo_deb_version"
 fi
 
+cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 
 # Every unit and integration test (there are no doc tests), then one total line.

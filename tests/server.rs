@@ -14,7 +14,11 @@ fn ok(machine: &Machine, kind: &str, params: Value) -> Value {
 }
 
 fn app(machine: &Machine, name: &str, stack: &str) {
-    ok(machine, "app.create", json!({"name": name, "sysuser": "derek", "runtime": "php8.2", "domains": [format!("{name}.test")], "stack": stack}));
+    ok(
+        machine,
+        "app.create",
+        json!({"name": name, "sysuser": "derek", "runtime": "php8.2", "domains": [format!("{name}.test")], "stack": stack}),
+    );
     let index = machine.path(&format!("/srv/users/derek/apps/{name}/public/index.html"));
     std::fs::write(index, format!("this is {name}")).unwrap();
     machine.eventually_get(&format!("{name}.test"), "/", 200);
@@ -41,7 +45,8 @@ fn unknown_domains_are_refused_or_served_by_the_default_app() {
     assert_eq!(marked["changed"], true, "{marked}");
     eventually_body(&machine, "unknown.test", "this is second");
     assert_eq!(machine.get("first.test", "/").1, "this is first");
-    let vhosts = |name: &str| std::fs::read_to_string(machine.path(&format!("/etc/nginx/berth.d/{name}.conf"))).unwrap();
+    let vhosts =
+        |name: &str| std::fs::read_to_string(machine.path(&format!("/etc/nginx/berth.d/{name}.conf"))).unwrap();
     assert!(vhosts("second").contains("default_server") && !vhosts("first").contains("default_server"));
     let missing = machine.job("server.update", json!({"default_app": "nosuchapp"}));
     assert_eq!(missing["error"]["code"], "not_found", "{missing}");
@@ -54,7 +59,8 @@ fn unknown_domains_are_refused_or_served_by_the_default_app() {
     assert_eq!(on["changed"], true, "{on}");
     assert_eq!(machine.eventually_get("unknown.test", "/", 0), "", "refused again");
     assert_eq!(machine.get("first.test", "/").1, "this is first");
-    let inventory: Value = serde_json::from_slice(&std::fs::read(machine.dir.path().join("state/inventory.json")).unwrap()).unwrap();
+    let inventory: Value =
+        serde_json::from_slice(&std::fs::read(machine.dir.path().join("state/inventory.json")).unwrap()).unwrap();
     assert_eq!(inventory["settings"]["deny_unknown_domains"], true);
 }
 
@@ -62,7 +68,11 @@ fn unknown_domains_are_refused_or_served_by_the_default_app() {
 fn eventually_body(machine: &Machine, host: &str, body: &str) {
     let started = std::time::Instant::now();
     while machine.get(host, "/") != (200, body.to_owned()) {
-        assert!(started.elapsed() < std::time::Duration::from_secs(15), "{host} never answered {body:?}: {:?}", machine.get(host, "/"));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{host} never answered {body:?}: {:?}",
+            machine.get(host, "/")
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -77,7 +87,11 @@ fn service_restart_restarts_the_running_servers_and_says_they_run_again() {
     let machine = Machine::start();
     ok(&machine, "sysuser.create", json!({"name": "derek"}));
     app(&machine, "blog", "nginx-apache");
-    std::fs::write(machine.path("/srv/users/derek/apps/blog/public/who.php"), "<?php echo 'php as ', posix_getpwuid(posix_geteuid())['name'];").unwrap();
+    std::fs::write(
+        machine.path("/srv/users/derek/apps/blog/public/who.php"),
+        "<?php echo 'php as ', posix_getpwuid(posix_geteuid())['name'];",
+    )
+    .unwrap();
     machine.eventually_get("blog.test", "/who.php", 200);
 
     for (service, pid_file, unit) in [
@@ -92,7 +106,11 @@ fn service_restart_restarts_the_running_servers_and_says_they_run_again() {
         assert_eq!(done["changed"], true);
         let after = pid(&machine, pid_file);
         assert!(!after.is_empty() && after != before, "{service}: a new master ({before} -> {after})");
-        assert_eq!(machine.eventually_get("blog.test", "/who.php", 200), "php as derek", "served again after the {service} restart");
+        assert_eq!(
+            machine.eventually_get("blog.test", "/who.php", 200),
+            "php as derek",
+            "served again after the {service} restart"
+        );
     }
 
     // A server that is not running is started.
@@ -126,7 +144,9 @@ fn hostile_inputs_to_the_server_kinds_change_nothing() {
         assert_eq!(done["error"]["code"], "invalid_params", "{kind} {params}: {done}");
         assert_eq!(done["error"]["field"], field, "{kind} {params}: {done}");
     }
-    assert!(!inventory.exists() || std::fs::read_to_string(&inventory).unwrap().contains("\"deny_unknown_domains\": true"));
+    assert!(
+        !inventory.exists() || std::fs::read_to_string(&inventory).unwrap().contains("\"deny_unknown_domains\": true")
+    );
     assert_eq!(std::fs::read(&auto_upgrades).ok(), upgrades_before, "apt's switch untouched");
     let listed = machine.run("/usr/sbin/nft", &["list", "ruleset"]);
     assert!(String::from_utf8_lossy(&listed.stdout).trim().is_empty(), "no firewall appeared");

@@ -20,9 +20,13 @@ fn machine_with_app(app: &str, domains: &[&str]) -> Machine {
         domains.iter().filter(|d| !d.ends_with(".invalid")).flat_map(|d| [d.to_string(), format!("www.{d}")]).collect();
     machine.add_hosts(&resolvable.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(machine.job("sysuser.create", json!({"name": "derek"}))["status"], "success");
-    let done = machine.job("app.create", json!({"name": app, "sysuser": "derek", "runtime": "php8.2", "domains": domains, "stack": "nginx"}));
+    let done = machine.job(
+        "app.create",
+        json!({"name": app, "sysuser": "derek", "runtime": "php8.2", "domains": domains, "stack": "nginx"}),
+    );
     assert_eq!(done["status"], "success", "{done}");
-    std::fs::write(machine.path(&format!("/srv/users/derek/apps/{app}/public/index.html")), format!("{app} home")).unwrap();
+    std::fs::write(machine.path(&format!("/srv/users/derek/apps/{app}/public/index.html")), format!("{app} home"))
+        .unwrap();
     machine.eventually_get(domains[0], "/index.html", 200);
     machine
 }
@@ -36,7 +40,11 @@ fn file(machine: &Machine, name: &str, pem: &str) -> PathBuf {
 
 /// The base64 body of the first PEM block, to compare certificates.
 fn der_b64(pem: &str) -> String {
-    pem.lines().skip_while(|l| !l.starts_with("-----BEGIN")).skip(1).take_while(|l| !l.starts_with("-----END")).collect()
+    pem.lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect()
 }
 
 /// Waits until `check` holds (a reload reaches nginx's workers asynchronously).
@@ -76,8 +84,13 @@ fn a_custom_certificate_is_served_over_https_with_its_chain_and_http_keeps_worki
     assert!(done["result"]["expires_at"].as_str().unwrap().ends_with('Z'));
     assert!(!done.to_string().contains(der_b64(&key).get(..40).unwrap()), "the key is in no status");
 
-    let (code, body, version) = eventually("HTTPS", || machine.https_get("gallery.test", "/index.html", &root_file), |r| r.0 != 0);
-    assert_eq!((code, body.as_str(), version.as_str()), (200, "gallery home", "2"), "HTTPS over HTTP/2, the chain verified");
+    let (code, body, version) =
+        eventually("HTTPS", || machine.https_get("gallery.test", "/index.html", &root_file), |r| r.0 != 0);
+    assert_eq!(
+        (code, body.as_str(), version.as_str()),
+        (200, "gallery home", "2"),
+        "HTTPS over HTTP/2, the chain verified"
+    );
     assert_eq!(machine.https_get("www.gallery.test", "/index.html", &root_file).0, 200);
     assert_eq!(der_b64(&machine.served_cert("gallery.test").unwrap()), der_b64(&cert));
     assert_eq!(machine.get("gallery.test", "/index.html"), (200, "gallery home".into()), "plain HTTP still answers");
@@ -99,7 +112,11 @@ fn a_custom_certificate_is_served_over_https_with_its_chain_and_http_keeps_worki
         let cert = root.leaf_with_key(&["gallery.test"], Validity::normal(), &key);
         let done = machine.job("ssl.install", json!({"app": "gallery", "key": key, "cert": cert}));
         assert_eq!(done["status"], "success", "{kind:?}: {done}");
-        let served = eventually("the new certificate", || machine.served_cert("gallery.test"), |c| c.as_deref().map(der_b64) == Some(der_b64(&cert)));
+        let served = eventually(
+            "the new certificate",
+            || machine.served_cert("gallery.test"),
+            |c| c.as_deref().map(der_b64) == Some(der_b64(&cert)),
+        );
         assert!(served.is_some(), "{kind:?}");
     }
 }
@@ -143,7 +160,10 @@ fn bad_certificates_are_invalid_params_naming_the_field_and_nothing_changes() {
     let force = machine.job("ssl.force", json!({"app": "shop", "force": true}));
     assert_eq!(force["error"]["code"], "precondition_failed", "ForceSSL needs SSL: {force}");
     let force = machine.job("ssl.force", json!({"app": "shop", "force": "yes"}));
-    assert_eq!((force["error"]["code"].as_str(), force["error"]["field"].as_str()), (Some("invalid_params"), Some("force")));
+    assert_eq!(
+        (force["error"]["code"].as_str(), force["error"]["field"].as_str()),
+        (Some("invalid_params"), Some("force"))
+    );
     assert_eq!(machine.get("shop.test", "/index.html").0, 200, "the app still answers");
 }
 
@@ -156,7 +176,12 @@ fn autossl_issues_from_pebble_for_the_domains_that_reach_and_lists_the_others() 
     pebble.configure_berth();
 
     let done = machine.job("ssl.auto", json!({"app": "shop"}));
-    assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}\n{}", pebble.log());
+    assert_eq!(
+        (done["status"].as_str(), done["changed"].as_bool()),
+        (Some("success"), Some(true)),
+        "{done}\n{}",
+        pebble.log()
+    );
     assert_eq!(names(&done["result"]["domains_covered"]), ["shop.test", "www.shop.test"], "{done}");
     assert_eq!(names(&done["result"]["domains_uncovered"]), ["stray.invalid", "www.stray.invalid"], "{done}");
     assert_eq!(done["result"]["unreachable"]["stray.invalid"], "does not resolve", "{done}");
@@ -168,8 +193,13 @@ fn autossl_issues_from_pebble_for_the_domains_that_reach_and_lists_the_others() 
     let (code, why, _) = machine.https_get("shop.test", "/index.html", &pebble.ca_file());
     assert_eq!(code, 0, "another CA does not verify it: {why}");
     assert_eq!(stat(&machine, "/etc/berth/ssl/shop/key.pem"), "600 root");
-    let account = std::fs::read_dir(machine.dir.path().join("state/acme")).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("account-"));
-    let mode = std::os::unix::fs::PermissionsExt::mode(&account.expect("the ACME account is kept in the state dir").metadata().unwrap().permissions());
+    let account = std::fs::read_dir(machine.dir.path().join("state/acme"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("account-"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &account.expect("the ACME account is kept in the state dir").metadata().unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 
     let again = machine.job("ssl.auto", json!({"app": "shop"}));
@@ -182,8 +212,12 @@ fn autossl_issues_from_pebble_for_the_domains_that_reach_and_lists_the_others() 
     // New domains: the certificate follows in the same job.
     let updated = machine.job("app.update", json!({"name": "shop", "domains": ["shop.test", "new.test"]}));
     assert_eq!(updated["status"], "success", "{updated}");
-    assert_eq!(names(&updated["result"]["ssl"]["domains_covered"]), ["shop.test", "www.shop.test", "new.test", "www.new.test"]);
-    let got = eventually("HTTPS for the new domain", || machine.https_get("new.test", "/index.html", &roots), |r| r.0 != 0);
+    assert_eq!(
+        names(&updated["result"]["ssl"]["domains_covered"]),
+        ["shop.test", "www.shop.test", "new.test", "www.new.test"]
+    );
+    let got =
+        eventually("HTTPS for the new domain", || machine.https_get("new.test", "/index.html", &roots), |r| r.0 != 0);
     assert_eq!(got.0, 200, "the new domain is covered: {got:?}");
 }
 
@@ -196,12 +230,14 @@ fn forcessl_redirects_all_but_acme_challenges_and_delete_goes_back_to_http() {
 
     let forced = machine.job("ssl.force", json!({"app": "blog", "force": true}));
     assert_eq!((forced["status"].as_str(), forced["changed"].as_bool()), (Some("success"), Some(true)), "{forced}");
-    let (code, headers, _) = eventually("the redirect", || machine.http_get_full("blog.test", "/some/page?x=1"), |r| r.0 == 301);
+    let (code, headers, _) =
+        eventually("the redirect", || machine.http_get_full("blog.test", "/some/page?x=1"), |r| r.0 == 301);
     assert_eq!((code, header(&headers, "location")), (301, Some("https://blog.test/some/page?x=1")));
     let (code, headers, _) = machine.http_get_full("www.blog.test", "/");
     assert_eq!((code, header(&headers, "location")), (301, Some("https://www.blog.test/")));
     let token = "berth-test-token";
-    let written = machine.run("/bin/sh", &["-c", &format!("echo challenge-answer > /run/berth/acme-challenge/{token}")]);
+    let written =
+        machine.run("/bin/sh", &["-c", &format!("echo challenge-answer > /run/berth/acme-challenge/{token}")]);
     assert!(written.status.success());
     let (code, _, body) = machine.http_get_full("blog.test", &format!("/.well-known/acme-challenge/{token}"));
     assert_eq!((code, body.trim()), (200, "challenge-answer"), "ACME challenges are not redirected");
@@ -235,17 +271,28 @@ fn a_certificate_near_expiry_is_renewed_once_and_a_failed_renewal_keeps_it_and_f
     // The certificate in place now expires tomorrow (a 90-day one, issued long ago).
     let cert_path = machine.path("/etc/berth/ssl/news/fullchain.pem");
     let key = std::fs::read_to_string(machine.path("/etc/berth/ssl/news/key.pem")).unwrap();
-    let near_expiry = TestCa::new("old CA").leaf_with_key(&["news.test", "www.news.test"], Validity::expiring_in(std::time::Duration::from_secs(86_400)), &key);
+    let near_expiry = TestCa::new("old CA").leaf_with_key(
+        &["news.test", "www.news.test"],
+        Validity::expiring_in(std::time::Duration::from_secs(86_400)),
+        &key,
+    );
     std::fs::write(&cert_path, &near_expiry).unwrap();
 
     let (code, events, log) = machine.renew();
     assert_eq!(code, Some(0), "{events:?}\n{log}");
     assert_eq!(events.len(), 1, "{events:?}\n{log}");
-    assert_eq!((events[0]["type"].as_str(), events[0]["app"].as_str(), events[0]["status"].as_str()), (Some("ssl.renewal"), Some("news"), Some("success")));
+    assert_eq!(
+        (events[0]["type"].as_str(), events[0]["app"].as_str(), events[0]["status"].as_str()),
+        (Some("ssl.renewal"), Some("news"), Some("success"))
+    );
     let renewed = std::fs::read_to_string(&cert_path).unwrap();
     assert_ne!(der_b64(&renewed), der_b64(&near_expiry));
     let roots = pebble.issuance_roots_file();
-    eventually("the renewed certificate", || machine.served_cert("news.test"), |c| c.as_deref().map(der_b64) == Some(der_b64(&renewed)));
+    eventually(
+        "the renewed certificate",
+        || machine.served_cert("news.test"),
+        |c| c.as_deref().map(der_b64) == Some(der_b64(&renewed)),
+    );
     assert_eq!(machine.https_get("news.test", "/index.html", &roots).0, 200, "nginx serves the renewed certificate");
     let (code, events, _) = machine.renew();
     assert_eq!((code, events.len()), (Some(0), 0), "not renewed twice: {events:?}");
@@ -256,7 +303,11 @@ fn a_certificate_near_expiry_is_renewed_once_and_a_failed_renewal_keeps_it_and_f
     let (code, events, log) = machine.renew();
     assert_eq!(code, Some(1), "{log}");
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!((events[0]["status"].as_str(), events[0]["error"]["code"].as_str()), (Some("error"), Some("acme_failed")), "{events:?}");
+    assert_eq!(
+        (events[0]["status"].as_str(), events[0]["error"]["code"].as_str()),
+        (Some("error"), Some("acme_failed")),
+        "{events:?}"
+    );
     assert!(events[0]["next_attempt_at"].as_str().is_some(), "{events:?}");
     assert_eq!(std::fs::read_to_string(&cert_path).unwrap(), near_expiry, "the working certificate stays");
     let (code, headers, _) = machine.http_get_full("news.test", "/");

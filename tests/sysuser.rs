@@ -41,7 +41,10 @@ async fn create_makes_a_real_account_with_a_private_home_and_a_rerun_changes_not
     let fields: Vec<&str> = passwd.split(':').collect();
     assert_eq!((fields[5], fields[6]), ("/srv/users/derek", "/bin/bash"));
     let uid: u32 = fields[2].parse().unwrap();
-    assert!(line(&agent, "shadow", "derek").unwrap().split(':').nth(1).unwrap().starts_with('!'), "password login locked");
+    assert!(
+        line(&agent, "shadow", "derek").unwrap().split(':').nth(1).unwrap().starts_with('!'),
+        "password login locked"
+    );
     for dir in ["srv/users/derek", "srv/users/derek/apps", "srv/users/derek/log"] {
         let meta = std::fs::metadata(agent.root().join(dir)).unwrap();
         assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (uid, 0o750), "{dir}");
@@ -100,7 +103,8 @@ async fn accounts_berth_did_not_create_are_left_alone() {
         let done = run(&mut session, job_id, kind, params).await;
         assert_eq!(done["error"]["code"], "conflict", "{done}");
     }
-    let missing = run(&mut session, "n5", "sysuser.update", json!({"name": "nobody-here", "password": "a-fine-password"})).await;
+    let missing =
+        run(&mut session, "n5", "sysuser.update", json!({"name": "nobody-here", "password": "a-fine-password"})).await;
     assert_eq!(missing["error"]["code"], "not_found");
     assert_eq!(std::fs::read_to_string(agent.root().join("etc/passwd")).unwrap(), passwd_before);
 }
@@ -124,7 +128,8 @@ async fn the_thousand_and_first_user_is_over_the_limit() {
     let mut cp = ControlPlane::start().await;
     let mut agent = Sandbox::new(&cp);
     agent.seed_accounts();
-    let users: serde_json::Map<String, Value> = (0..1000).map(|i| (format!("user{i}"), json!({"created_ms": 0}))).collect();
+    let users: serde_json::Map<String, Value> =
+        (0..1000).map(|i| (format!("user{i}"), json!({"created_ms": 0}))).collect();
     std::fs::create_dir_all(agent.state()).unwrap();
     std::fs::write(agent.state().join("inventory.json"), json!({"users": users}).to_string()).unwrap();
     agent.start();

@@ -78,7 +78,8 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
         }
         heard
     };
-    let heard_first = heard(&|h| h.contains(&"READY=1".to_string()) && h.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3);
+    let heard_first =
+        heard(&|h| h.contains(&"READY=1".to_string()) && h.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3);
     assert!(!heard_first.contains(&"STOPPING=1".to_string()));
     agent.signal(Signal::SIGTERM);
     heard(&|h| h.contains(&"STOPPING=1".to_string()));

@@ -24,7 +24,12 @@ fn a_good_change_is_served_a_broken_one_is_refused_and_restored() {
     assert_eq!(apply(&host, &services, &[nginx.site("a.test", "site A")]).unwrap(), Applied::default());
 
     // A broken vhost next to a change of site A: nginx -t refuses, both files come back.
-    let broken = FileChange::write(nginx.path("b.test.conf"), "server { listen 1.2.3.4:80; bogus_directive on; }", 0o644, Service::Nginx);
+    let broken = FileChange::write(
+        nginx.path("b.test.conf"),
+        "server { listen 1.2.3.4:80; bogus_directive on; }",
+        0o644,
+        Service::Nginx,
+    );
     let err = apply(&host, &services, &[nginx.site("a.test", "site A, changed"), broken]).unwrap_err();
     assert_eq!(err.code(), ErrorCode::ConfigInvalid);
     assert!(err.to_string().contains("bogus_directive"), "the tool's words: {err}");
@@ -92,16 +97,25 @@ fn builtin_templates_pass_the_servers_own_checks() {
                 FileChange::write(nginx.path("gallery.conf"), vhost, 0o644, Service::Nginx),
                 FileChange::write(nginx.path("catchall.conf"), catchall, 0o644, Service::Nginx),
             ];
-            apply(&nginx.host(), &nginx.services(), &changes).unwrap_or_else(|e| panic!("stack {stack}, ssl {ssl}, force {force}: {e}"));
+            apply(&nginx.host(), &nginx.services(), &changes)
+                .unwrap_or_else(|e| panic!("stack {stack}, ssl {ssl}, force {force}: {e}"));
         }
     }
 
     let pool = root.join("pool.conf");
     std::fs::write(&pool, templates.render("php-fpm-pool.conf", &context).unwrap()).unwrap();
     let fpm = root.join("php-fpm.conf");
-    std::fs::write(&fpm, format!("[global]\npid = {0}/fpm.pid\nerror_log = {0}/fpm.log\ninclude = {1}\n", root.display(), pool.display()))
-        .unwrap();
-    let runtime = berth::probe::runtimes(Path::new("/")).pop().expect("a PHP-FPM is installed (tests/run.sh installs one)");
+    std::fs::write(
+        &fpm,
+        format!(
+            "[global]\npid = {0}/fpm.pid\nerror_log = {0}/fpm.log\ninclude = {1}\n",
+            root.display(),
+            pool.display()
+        ),
+    )
+    .unwrap();
+    let runtime =
+        berth::probe::runtimes(Path::new("/")).pop().expect("a PHP-FPM is installed (tests/run.sh installs one)");
     let php_fpm = format!("/usr/sbin/php-fpm{}", runtime.trim_start_matches("php"));
     let checked = std::process::Command::new(php_fpm).arg("-t").arg("--fpm-config").arg(&fpm).output().unwrap();
     assert!(checked.status.success(), "php-fpm -t: {}", String::from_utf8_lossy(&checked.stderr));

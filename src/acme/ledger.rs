@@ -62,7 +62,9 @@ impl Ledger {
         }
         let recent_orders = entries.orders.iter().filter(|&&t| t + millis(ORDER_WINDOW) > now_ms).count();
         if recent_orders >= MAX_ORDERS {
-            return Err(format!("{recent_orders} orders in the last 3 hours; berth waits to stay inside the CA's limit"));
+            return Err(format!(
+                "{recent_orders} orders in the last 3 hours; berth waits to stay inside the CA's limit"
+            ));
         }
         for name in names {
             let failures: Vec<u64> = entries

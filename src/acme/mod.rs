@@ -53,7 +53,13 @@ pub struct AcmeSettings {
 
 impl AcmeSettings {
     pub fn new(state_dir: &Path) -> Self {
-        AcmeSettings { directory: LETSENCRYPT.into(), ca_file: None, profile: None, email: None, state_dir: state_dir.into() }
+        AcmeSettings {
+            directory: LETSENCRYPT.into(),
+            ca_file: None,
+            profile: None,
+            email: None,
+            state_dir: state_dir.into(),
+        }
     }
 
     fn dir(&self) -> PathBuf {
@@ -90,7 +96,12 @@ pub struct Issued {
 
 /// Orders a certificate for `names` (each already known to reach this server) and
 /// validates it over HTTP-01. `progress` gets one line per step (for `job.output`).
-pub async fn order(settings: &AcmeSettings, root: &Path, names: &[String], progress: &(dyn Fn(String) + Sync)) -> Result<Issued, AcmeError> {
+pub async fn order(
+    settings: &AcmeSettings,
+    root: &Path,
+    names: &[String],
+    progress: &(dyn Fn(String) + Sync),
+) -> Result<Issued, AcmeError> {
     let ledger = ledger::Ledger::open(&settings.dir());
     ledger.admit(names, SystemTime::now()).map_err(AcmeError::RateLimited)?;
     let account = load_account(settings).await?;
@@ -172,10 +183,7 @@ async fn validate(
         challenge.set_ready().await.map_err(|e| vec![(name.clone(), e.to_string())])?;
         progress(format!("validating {name}\n"));
     }
-    let status = order
-        .poll_ready(&polling())
-        .await
-        .map_err(|e| vec![("order".to_owned(), e.to_string())])?;
+    let status = order.poll_ready(&polling()).await.map_err(|e| vec![("order".to_owned(), e.to_string())])?;
     if status == OrderStatus::Ready {
         return Ok(());
     }
@@ -235,7 +243,10 @@ async fn load_account(settings: &AcmeSettings) -> Result<Account, AcmeError> {
     // One creation at a time, so two first orders cannot make two accounts.
     static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = CREATING.lock().await;
-    let unreachable = |e: instant_acme::Error| AcmeError::Unreachable { directory: settings.directory.clone(), message: e.to_string() };
+    let unreachable = |e: instant_acme::Error| AcmeError::Unreachable {
+        directory: settings.directory.clone(),
+        message: e.to_string(),
+    };
     let builder = || match &settings.ca_file {
         Some(ca) => Account::builder_with_root(ca),
         None => Account::builder(),
@@ -251,11 +262,8 @@ async fn load_account(settings: &AcmeSettings) -> Result<Account, AcmeError> {
     let contact = settings.email.as_ref().map(|e| format!("mailto:{e}"));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
     let new = NewAccount { contact: &contacts, terms_of_service_agreed: true, only_return_existing: false };
-    let (account, credentials) = builder()
-        .map_err(unreachable)?
-        .create(&new, settings.directory.clone(), None)
-        .await
-        .map_err(|e| match e {
+    let (account, credentials) =
+        builder().map_err(unreachable)?.create(&new, settings.directory.clone(), None).await.map_err(|e| match e {
             instant_acme::Error::Api(problem) => AcmeError::Ca(problem.to_string()),
             other => unreachable(other),
         })?;

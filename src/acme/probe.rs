@@ -96,7 +96,8 @@ async fn answers(addrs: &[std::net::SocketAddr], name: &str, path: &str, expecte
 /// GET `path` from `addr` as `Host: name`; the body of a 200, or why not.
 async fn fetch(addr: std::net::SocketAddr, name: &str, path: &str) -> Result<String, String> {
     let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {name}\r\nUser-Agent: berth-probe\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {name}\r\nUser-Agent: berth-probe\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut response = Vec::new();
     stream.take(MAX_RESPONSE as u64).read_to_end(&mut response).await.map_err(|e| e.to_string())?;

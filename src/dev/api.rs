@@ -78,7 +78,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let answer = match authorized(&shared, &request) {
-        false => Err(ApiError::new(StatusCode::UNAUTHORIZED, "authentication required: HTTP Basic with the credentials berth dev printed")),
+        false => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: HTTP Basic with the credentials berth dev printed",
+        )),
         true => match body(request).await {
             Ok(body) => route(&shared, &method, &path, body),
             Err(e) => Err(e),
@@ -113,7 +116,8 @@ async fn body(request: Request<Incoming>) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     match value {
         Value::Object(_) => Ok(value),
         _ => Err(ApiError::bad_request("the body must be a JSON object")),

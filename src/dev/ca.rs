@@ -59,7 +59,8 @@ impl Identity {
         let ca_cert = ca.self_signed(&ca_key).map_err(generate)?;
         let issuer = Issuer::new(ca, ca_key);
         let server_key = KeyPair::generate().map_err(generate)?;
-        let mut server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).map_err(generate)?;
+        let mut server =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).map_err(generate)?;
         server.distinguished_name.push(DnType::CommonName, "berth dev control plane");
         let server_cert = server.signed_by(&server_key, &issuer).map_err(generate)?;
         let write = |path: &Path, text: String, mode| {
@@ -72,7 +73,8 @@ impl Identity {
 
     /// The rustls server config of the control plane.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, CaError> {
-        let read_error = |path: &Path, e: &dyn std::fmt::Display| CaError::Read { path: path.to_owned(), message: e.to_string() };
+        let read_error =
+            |path: &Path, e: &dyn std::fmt::Display| CaError::Read { path: path.to_owned(), message: e.to_string() };
         let cert = CertificateDer::from_pem_file(&self.cert_file).map_err(|e| read_error(&self.cert_file, &e))?;
         let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(|e| read_error(&self.key_file, &e))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -73,7 +73,13 @@ fn check_upgrade(request: &Request, expected_auth: &str) -> Result<(), (StatusCo
 
 // The handshake callback's error type is tungstenite's HTTP response, not ours to shrink.
 #[allow(clippy::result_large_err)]
-async fn session(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<(), String> {
+async fn session(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+) -> Result<(), String> {
     let tls = acceptor.accept(tcp).await.map_err(|e| format!("TLS: {e}"))?;
     let expected = shared.agent_authorization();
     let callback = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
@@ -90,7 +96,9 @@ async fn session(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared
         }
     };
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE_BYTES));
-    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config)).await.map_err(|e| format!("upgrade: {e}"))?;
+    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config))
+        .await
+        .map_err(|e| format!("upgrade: {e}"))?;
     let mut sent: HashSet<String> = HashSet::new();
     let mut connected: Option<Connected> = None;
     loop {
@@ -176,7 +184,9 @@ fn hello(shared: &Shared, hello: &Value, peer: SocketAddr) -> Result<Vec<Value>,
     let mut live = shared.live.lock().expect("live state");
     live.hello = Some(hello.clone());
     tracing::info!(acked_seq, "control plane: agent connected");
-    Ok(vec![json!({"type": "welcome", "acked_seq": acked_seq, "heartbeat_secs": DEFAULT_HEARTBEAT_SECS, "metrics_secs": DEFAULT_METRICS_SECS})])
+    Ok(vec![
+        json!({"type": "welcome", "acked_seq": acked_seq, "heartbeat_secs": DEFAULT_HEARTBEAT_SECS, "metrics_secs": DEFAULT_METRICS_SECS}),
+    ])
 }
 
 fn last_seq(w: &Writer) -> u64 {
@@ -227,7 +237,8 @@ fn apply_status(w: &mut Writer, action: &mut Value, event: &Value) {
         }
         Some("error") => {
             object.insert("status".into(), json!("error"));
-            object.insert("error".into(), json!({"code": event["error"]["code"], "message": event["error"]["message"]}));
+            object
+                .insert("error".into(), json!({"code": event["error"]["code"], "message": event["error"]["message"]}));
             if let Some((kind, id)) = object.get("creates").and_then(Value::as_str).and_then(|c| c.split_once('/')) {
                 w.delete(kind, id);
             }
@@ -279,7 +290,11 @@ mod tests {
             .write(|w| {
                 assert_eq!(record_event(w, 5, &queued), 5);
                 let action = w.get("action", "J1").unwrap();
-                assert_eq!((action["queued"].clone(), action.get("params")), (json!(true), None), "the receipt drops the params");
+                assert_eq!(
+                    (action["queued"].clone(), action.get("params")),
+                    (json!(true), None),
+                    "the receipt drops the params"
+                );
                 assert_eq!(record_event(w, 6, &failed), 6);
                 assert_eq!(record_event(w, 5, &queued), 6, "a repeat is acked, not applied");
             })
@@ -300,7 +315,10 @@ mod tests {
                 .unwrap()
         };
         assert!(check_upgrade(&request("Basic abc", "berth.v1"), "Basic abc").is_ok());
-        assert_eq!(check_upgrade(&request("Basic abd", "berth.v1"), "Basic abc").unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            check_upgrade(&request("Basic abd", "berth.v1"), "Basic abc").unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(check_upgrade(&request("Basic abc", "chat"), "Basic abc").unwrap_err().0, StatusCode::BAD_REQUEST);
     }
 }

@@ -124,7 +124,8 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
     if !options.dir.exists() {
         ensure_dir(&options.dir, 0o700).map_err(DevError::io("cannot create the dev directory", &options.dir))?;
     }
-    let dir = std::fs::canonicalize(&options.dir).map_err(DevError::io("cannot open the dev directory", &options.dir))?;
+    let dir =
+        std::fs::canonicalize(&options.dir).map_err(DevError::io("cannot open the dev directory", &options.dir))?;
     let store = store::Store::open(&dir.join("dev.redb"))?;
     let secret = || std::iter::repeat_with(fastrand::alphanumeric).take(24).collect::<String>();
     let (server_id, agent_key, api_password) = store.write(|w| {
@@ -137,10 +138,13 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
     };
     let identity = ca::Identity::load_or_create(&dir)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config()?);
-    let cp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(DevError::io("cannot listen on", Path::new("127.0.0.1:0")))?;
+    let cp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(DevError::io("cannot listen on", Path::new("127.0.0.1:0")))?;
     let cp_port = cp_listener.local_addr().map_err(DevError::io("cannot listen on", Path::new("127.0.0.1:0")))?.port();
     let listen_path = PathBuf::from(options.listen.to_string());
-    let api_listener = tokio::net::TcpListener::bind(options.listen).await.map_err(DevError::io("cannot listen on", &listen_path))?;
+    let api_listener =
+        tokio::net::TcpListener::bind(options.listen).await.map_err(DevError::io("cannot listen on", &listen_path))?;
     let api_addr = api_listener.local_addr().map_err(DevError::io("cannot listen on", &listen_path))?;
 
     let config_path = dir.join("agent.toml");
@@ -191,7 +195,9 @@ fn sandbox_root(dir: &Path) -> Result<PathBuf, DevError> {
     let etc = root.join("etc");
     ensure_dir(&root, 0o755).map_err(DevError::io("cannot create", &root))?;
     ensure_dir(&etc, 0o755).map_err(DevError::io("cannot create", &etc))?;
-    for (file, mode) in [("passwd", 0o644), ("group", 0o644), ("shadow", 0o640), ("gshadow", 0o640), ("login.defs", 0o644)] {
+    for (file, mode) in
+        [("passwd", 0o644), ("group", 0o644), ("shadow", 0o640), ("gshadow", 0o640), ("login.defs", 0o644)]
+    {
         let target = etc.join(file);
         if target.exists() {
             continue;

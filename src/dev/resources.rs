@@ -21,7 +21,13 @@ fn object(body: &Value) -> &Map<String, Value> {
 
 /// The body's fields among `keys`, nulls left out: the params of a job.
 fn pick(body: &Value, keys: &[&str]) -> Value {
-    Value::Object(object(body).iter().filter(|(k, v)| keys.contains(&k.as_str()) && !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect())
+    Value::Object(
+        object(body)
+            .iter()
+            .filter(|(k, v)| keys.contains(&k.as_str()) && !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 /// The agent's own parse of `params`: a broken rule is a 400 naming the field.
@@ -76,7 +82,10 @@ fn action(w: &mut Writer, shared: &Shared, kind: &str, params: Value, creates: O
 
 /// Runs `change` in one write transaction; when it made an action, wakes the
 /// control plane and answers `{"actionid", "data"}`.
-fn change(shared: &Shared, change: impl FnOnce(&mut Writer) -> Result<(String, Value), ApiError>) -> Result<Value, ApiError> {
+fn change(
+    shared: &Shared,
+    change: impl FnOnce(&mut Writer) -> Result<(String, Value), ApiError>,
+) -> Result<Value, ApiError> {
     let (actionid, data) = shared.store.write(change)??;
     shared.wake.notify_one();
     Ok(json!({"actionid": actionid, "data": data}))
@@ -207,8 +216,14 @@ fn domains_free(w: &Writer, domains: &Value, app_id: &str) -> Result<(), ApiErro
     let bare = |d: &str| d.strip_prefix("www.").unwrap_or(d).to_owned();
     for app in w.list("app").into_iter().filter(|a| a["id"] != app_id) {
         for held in app["domains"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-            if let Some(d) = domains.as_array().into_iter().flatten().filter_map(Value::as_str).find(|d| bare(d) == bare(held)) {
-                return Err(ApiError::conflict(format!("domains: {} belongs to the app {}", crate::validate::shown(d), app["name"])));
+            if let Some(d) =
+                domains.as_array().into_iter().flatten().filter_map(Value::as_str).find(|d| bare(d) == bare(held))
+            {
+                return Err(ApiError::conflict(format!(
+                    "domains: {} belongs to the app {}",
+                    crate::validate::shown(d),
+                    app["name"]
+                )));
             }
         }
     }
@@ -292,11 +307,17 @@ pub fn set_ssl(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiErro
             let view = json!({"key": null, "cert": null, "cacerts": null, "auto": true, "force": ssl["force"] == true});
             ("ssl.auto", json!({"app": app["name"]}), view)
         } else if !body["force"].is_null() {
-            let mut view = if ssl.is_null() { json!({"key": null, "cert": null, "cacerts": null, "auto": false}) } else { ssl.clone() };
+            let mut view = if ssl.is_null() {
+                json!({"key": null, "cert": null, "cacerts": null, "auto": false})
+            } else {
+                ssl.clone()
+            };
             view["force"] = body["force"].clone();
             ("ssl.force", json!({"app": app["name"], "force": body["force"]}), view)
         } else {
-            return Err(ApiError::bad_request("give key and cert (a custom certificate), auto (AutoSSL) or force (ForceSSL)"));
+            return Err(ApiError::bad_request(
+                "give key and cert (a custom certificate), auto (AutoSSL) or force (ForceSSL)",
+            ));
         };
         check(shared, kind, &params)?;
         app["ssl"] = new_ssl;
@@ -327,7 +348,10 @@ pub fn create_db(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
             return Err(ApiError::conflict(format!("name: a database named {} exists", params["name"])));
         }
         if dbs.iter().any(|d| d["user"]["name"] == params["user"]["name"]) {
-            return Err(ApiError::conflict(format!("user.name: a database user named {} exists", params["user"]["name"])));
+            return Err(ApiError::conflict(format!(
+                "user.name: a database user named {} exists",
+                params["user"]["name"]
+            )));
         }
         let id = new_id();
         let db = json!({"id": id, "name": params["name"], "appid": app["id"], "serverid": shared.server_id,
@@ -345,7 +369,8 @@ pub fn update_db(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiEr
         if !body["user"]["id"].is_null() && body["user"]["id"] != db["user"]["id"] {
             return Err(ApiError::forbidden("user.id: the database user cannot be changed"));
         }
-        let params = json!({"name": db["name"], "user": {"name": db["user"]["name"], "password": body["user"]["password"]}});
+        let params =
+            json!({"name": db["name"], "user": {"name": db["user"]["name"], "password": body["user"]["password"]}});
         check(shared, "db.update", &params)?;
         Ok((action(w, shared, "db.update", params, None), db))
     })

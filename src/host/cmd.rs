@@ -125,7 +125,8 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 
         let out =
-            run_bounded(Path::new("/bin/sh"), &["-c", "echo $LC_ALL; echo err >&2; exit 3"], Duration::from_secs(5)).unwrap();
+            run_bounded(Path::new("/bin/sh"), &["-c", "echo $LC_ALL; echo err >&2; exit 3"], Duration::from_secs(5))
+                .unwrap();
         assert_eq!((out.stdout.as_slice(), out.stderr.as_slice()), (&b"C\n"[..], &b"err\n"[..]));
         assert_eq!(out.status.code(), Some(3));
     }

@@ -109,7 +109,10 @@ mod tests {
         assert!(ensure_dir_owned(&target, 0o700, 0, 0).unwrap());
         assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o700);
         std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
-        assert_eq!(ensure_dir_owned(&dir.path().join("link"), 0o750, 0, 0).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            ensure_dir_owned(&dir.path().join("link"), 0o750, 0, 0).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
     }
 
     #[test]

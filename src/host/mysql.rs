@@ -56,7 +56,8 @@ impl Server {
             .user(Some(settings.user.clone()))
             .prefer_socket(true);
         let mut conn = Conn::new(opts).map_err(|e| tool("connect", e))?;
-        let version: String = conn.query_first("SELECT VERSION()").map_err(|e| tool("SELECT VERSION()", e))?.unwrap_or_default();
+        let version: String =
+            conn.query_first("SELECT VERSION()").map_err(|e| tool("SELECT VERSION()", e))?.unwrap_or_default();
         let flavor = if version.contains("MariaDB") { Flavor::MariaDb } else { Flavor::Mysql };
         if flavor == Flavor::Mysql {
             // Quoted literals must mean what they say: backslash escapes on.

@@ -54,7 +54,9 @@ pub fn load(host: &dyn Host, ruleset: &str) -> Result<(), JobError> {
     if let Err(e) = host.run(&Cmd::new(NFT).args(["-c", "-f", &file])) {
         let _ = std::fs::remove_file(&staged);
         return Err(match e {
-            HostError::Failed { stderr, .. } => JobError::ConfigInvalid { tool: "nft".into(), path: RULESET_FILE.into(), message: stderr },
+            HostError::Failed { stderr, .. } => {
+                JobError::ConfigInvalid { tool: "nft".into(), path: RULESET_FILE.into(), message: stderr }
+            }
             spawn @ HostError::Spawn { .. } => spawn.into(),
         });
     }
@@ -106,7 +108,9 @@ fn read_sshd_config(root: &Path, file: &Path, depth: usize, ports: &mut Vec<u16>
 /// The files matching `pattern`, whose last component may hold `*` wildcards, sorted
 /// (sshd reads them in lexical order).
 fn glob(pattern: &Path) -> Vec<PathBuf> {
-    let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name().and_then(|n| n.to_str())) else { return Vec::new() };
+    let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
     if !name.contains('*') {
         return vec![pattern.to_owned()];
     }
@@ -168,7 +172,11 @@ mod tests {
     fn ssh_ports_follow_port_lines_and_includes_and_default_to_22() {
         let root = tempfile::tempdir().unwrap();
         assert_eq!(ssh_ports(root.path()), [22], "no sshd config: sshd's default");
-        write(root.path(), SSHD_CONFIG, "# Port 1\nInclude /etc/ssh/sshd_config.d/*.conf\nport=2200\nMatch User x\nPort 9\n");
+        write(
+            root.path(),
+            SSHD_CONFIG,
+            "# Port 1\nInclude /etc/ssh/sshd_config.d/*.conf\nport=2200\nMatch User x\nPort 9\n",
+        );
         write(root.path(), "/etc/ssh/sshd_config.d/10-extra.conf", "Port 2222\nInclude nested.conf\n");
         write(root.path(), "/etc/ssh/sshd_config.d/skipped.txt", "Port 7\n");
         write(root.path(), "/etc/ssh/nested.conf", "Port 22\nPort 99999\n");

@@ -241,7 +241,10 @@ mod tests {
     #[test]
     fn systemd_reloads_units() {
         let services = Services { root: PathBuf::from("/"), systemd: true };
-        assert_eq!(services.reload(&Service::PhpFpm("8.2".into())).to_string(), "/usr/bin/systemctl reload-or-restart php8.2-fpm");
+        assert_eq!(
+            services.reload(&Service::PhpFpm("8.2".into())).to_string(),
+            "/usr/bin/systemctl reload-or-restart php8.2-fpm"
+        );
         assert_eq!(services.start(&Service::Nginx).to_string(), "/usr/bin/systemctl start nginx");
         assert_eq!(services.check(&Service::Nginx).to_string(), "/usr/sbin/nginx -t -q");
     }
@@ -253,7 +256,10 @@ mod tests {
             services.check(&Service::Nginx).to_string(),
             "/usr/sbin/nginx -c /tmp/sb/etc/nginx/nginx.conf -p /tmp/sb/etc/nginx -t -q"
         );
-        assert_eq!(services.reload(&Service::Apache).to_string(), "APACHE_CONFDIR=/tmp/sb/etc/apache2 /usr/sbin/apache2ctl graceful");
+        assert_eq!(
+            services.reload(&Service::Apache).to_string(),
+            "APACHE_CONFDIR=/tmp/sb/etc/apache2 /usr/sbin/apache2ctl graceful"
+        );
         assert_eq!(
             services.check(&Service::PhpFpm("8.2".into())).to_string(),
             "/usr/sbin/php-fpm8.2 --fpm-config /tmp/sb/etc/php/8.2/fpm/php-fpm.conf -t"

@@ -137,7 +137,10 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
 /// Puts every changed file back as it was, newest first.
 fn restore(previous: &[Previous]) {
     for file in previous.iter().rev() {
-        let gone = || std::fs::remove_file(&file.path).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) });
+        let gone = || {
+            std::fs::remove_file(&file.path)
+                .or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        };
         let restored = match &file.content {
             Before::File(bytes, mode) => write_atomic(&file.path, bytes, *mode),
             Before::Symlink(target) => gone().and_then(|()| std::os::unix::fs::symlink(target, &file.path)),
@@ -196,7 +199,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let host = FakeHost::new(dir.path());
         let services = Services::detect(dir.path());
-        let changes = [nginx_file(dir.path(), "a.conf", "server {}"), FileChange::remove(dir.path().join("gone"), Service::Nginx)];
+        let changes = [
+            nginx_file(dir.path(), "a.conf", "server {}"),
+            FileChange::remove(dir.path().join("gone"), Service::Nginx),
+        ];
         apply(&host, &services, &changes).unwrap();
         let before = host.commands().len();
         let applied = apply(&host, &services, &changes).unwrap();
@@ -237,7 +243,11 @@ mod tests {
         let host = FakeHost::new(Path::new("/"));
         let services = Services::systemd_for_tests();
         let changes = [
-            FileChange::unit_drop_in(dir.path().join("nginx.service.d/berth.conf"), "[Service]\nLimitNOFILE=65536\n", Service::Nginx),
+            FileChange::unit_drop_in(
+                dir.path().join("nginx.service.d/berth.conf"),
+                "[Service]\nLimitNOFILE=65536\n",
+                Service::Nginx,
+            ),
             nginx_file(dir.path(), "a.conf", "x"),
             FileChange::write(dir.path().join("pool.conf"), "[app]", 0o644, Service::PhpFpm("8.2".into())),
         ];
@@ -248,7 +258,11 @@ mod tests {
         let tail: Vec<&str> = ran.iter().skip(2).map(String::as_str).collect();
         assert_eq!(
             tail,
-            ["/usr/bin/systemctl daemon-reload", "/usr/bin/systemctl restart nginx", "/usr/bin/systemctl reload-or-restart php8.2-fpm"],
+            [
+                "/usr/bin/systemctl daemon-reload",
+                "/usr/bin/systemctl restart nginx",
+                "/usr/bin/systemctl reload-or-restart php8.2-fpm"
+            ],
             "{ran:?}"
         );
     }

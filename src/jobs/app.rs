@@ -64,7 +64,10 @@ fn app_name(params: &Params) -> Result<String, JobError> {
 fn domains(params: &Params, values: Vec<&str>) -> Result<Vec<String>, JobError> {
     let field = params.field("domains");
     if values.len() > MAX_DOMAINS {
-        return Err(JobError::LimitExceeded { field, message: format!("at most {MAX_DOMAINS} domains per app are allowed") });
+        return Err(JobError::LimitExceeded {
+            field,
+            message: format!("at most {MAX_DOMAINS} domains per app are allowed"),
+        });
     }
     validate::domain_list(&field, &values, MAX_DOMAINS)?;
     Ok(values.into_iter().map(str::to_owned).collect())
@@ -80,7 +83,10 @@ impl Create {
         let stack = match params.opt_str("stack")? {
             None => Stack::NginxApache,
             Some(value) => Stack::parse(value).ok_or_else(|| {
-                FieldError::new(params.field("stack"), format!("must be \"nginx-apache\" or \"nginx\", not {}", shown(value)))
+                FieldError::new(
+                    params.field("stack"),
+                    format!("must be \"nginx-apache\" or \"nginx\", not {}", shown(value)),
+                )
             })?,
         };
         Ok(Box::new(Create { name, sysuser: sysuser.to_owned(), runtime, domains, stack }))
@@ -145,10 +151,12 @@ impl Job for Update {
             let autossl = ctx.inventory.read(|inv| inv.apps.get(&name).and_then(|a| a.ssl.as_ref().map(|s| s.source)));
             if autossl == Some(SslSource::Auto) {
                 let issued = crate::jobs::ssl::autossl(ctx, name, false, false).await.map_err(|e| match e {
-                    JobError::AcmeFailed(message) | JobError::PreconditionFailed(message) => JobError::AcmeFailed(format!(
+                    JobError::AcmeFailed(message) | JobError::PreconditionFailed(message) => {
+                        JobError::AcmeFailed(format!(
                         "the app answers its new domains, but its certificate could not be issued for them: {message}; \
                          the previous certificate stays, and berth tries again in the background"
-                    )),
+                    ))
+                    }
                     other => other,
                 })?;
                 outcome.steps.extend(issued.steps);
@@ -199,7 +207,12 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
             app.ssl = existing.ssl.clone();
         }
         None => {
-            within_limit("sysuser", "apps per system user", inventory.apps_of(&app.sysuser).count(), MAX_APPS_PER_USER)?;
+            within_limit(
+                "sysuser",
+                "apps per system user",
+                inventory.apps_of(&app.sysuser).count(),
+                MAX_APPS_PER_USER,
+            )?;
             app.created_ms = crate::time::unix_millis(std::time::SystemTime::now());
         }
     }
@@ -213,7 +226,9 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
     let mut outcome = Outcome::default();
     let account = sysuser::account(root, &app.sysuser)?;
     let mut changed = false;
-    for dir in [stack::app_dir(&app.sysuser, name), stack::web_root(&app.sysuser, name), stack::log_dir(&app.sysuser, name)] {
+    for dir in
+        [stack::app_dir(&app.sysuser, name), stack::web_root(&app.sysuser, name), stack::log_dir(&app.sysuser, name)]
+    {
         changed |= sysuser::ensure_dir(&under_root(root, &dir), 0o750, account.uid, account.gid)?;
     }
     changed |= sysuser::ensure_dir(&under_root(root, "/run/php"), 0o755, 0, 0)?;
@@ -245,12 +260,21 @@ fn facts_with(ctx: &JobContext, name: &str, app: &App) -> (Services, Inventory, 
 
 /// Renders the base files and `app`'s files as `name`, adds `extra` (certificate
 /// files), and applies them all as one transaction.
-pub(crate) fn apply_config(ctx: &JobContext, name: &str, app: &App, extra: Vec<FileChange>) -> Result<Applied, JobError> {
+pub(crate) fn apply_config(
+    ctx: &JobContext,
+    name: &str,
+    app: &App,
+    extra: Vec<FileChange>,
+) -> Result<Applied, JobError> {
     let root = ctx.root();
     let (services, inventory, host) = facts_with(ctx, name, app);
     let php = app.runtime.trim_start_matches("php");
     if !host.runtimes.iter().any(|r| r == php) {
-        return Err(JobError::PreconditionFailed(format!("runtime {} of app {} is not installed", shown(&app.runtime), shown(name))));
+        return Err(JobError::PreconditionFailed(format!(
+            "runtime {} of app {} is not installed",
+            shown(&app.runtime),
+            shown(name)
+        )));
     }
     let templates = Templates::load(root).map_err(stack::template_error)?;
     let mut changes = stack::base_changes(&templates, root, &host)?;
@@ -271,8 +295,9 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
         return Ok(outcome);
     };
     // Its databases and their users go first.
-    let databases: Vec<String> =
-        ctx.inventory.read(|inv| inv.databases.iter().filter(|(_, db)| db.app == name).map(|(n, _)| n.clone()).collect());
+    let databases: Vec<String> = ctx
+        .inventory
+        .read(|inv| inv.databases.iter().filter(|(_, db)| db.app == name).map(|(n, _)| n.clone()).collect());
     for database in &databases {
         crate::jobs::db::drop_database(ctx, database)?;
     }
@@ -288,7 +313,9 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
     if stack::default_app(&inventory).as_deref() == Some(name) {
         changes.extend(stack::base_changes(&templates, root, &host)?);
         if let Some(heir) = host.default_app.as_deref() {
-            changes.extend(stack::inventory_app_changes(&templates, root, heir, &next.apps[heir], &host)?.unwrap_or_default());
+            changes.extend(
+                stack::inventory_app_changes(&templates, root, heir, &next.apps[heir], &host)?.unwrap_or_default(),
+            );
         }
     }
     outcome.applied(&transaction::apply(ctx.host.as_ref(), &services, &changes)?);
@@ -321,7 +348,8 @@ fn previous_default(
 ) -> Result<Vec<transaction::FileChange>, JobError> {
     match stack::default_app(inventory) {
         Some(previous) if previous != name && host.default_app.as_deref() != Some(previous.as_str()) => {
-            Ok(stack::inventory_app_changes(templates, root, &previous, &inventory.apps[&previous], host)?.unwrap_or_default())
+            Ok(stack::inventory_app_changes(templates, root, &previous, &inventory.apps[&previous], host)?
+                .unwrap_or_default())
         }
         _ => Ok(Vec::new()),
     }
@@ -332,6 +360,11 @@ fn grant_web_server(ctx: &JobContext, sysuser: &str) -> Result<bool, JobError> {
     if sysuser::group_members(ctx.root(), sysuser)?.iter().any(|m| m == stack::WEB_USER) {
         return Ok(false);
     }
-    ctx.host.run(&sysuser::shadow_cmd("/usr/sbin/usermod", ctx.root()).args(["--append", "--groups", sysuser, stack::WEB_USER]))?;
+    ctx.host.run(&sysuser::shadow_cmd("/usr/sbin/usermod", ctx.root()).args([
+        "--append",
+        "--groups",
+        sysuser,
+        stack::WEB_USER,
+    ]))?;
     Ok(true)
 }

@@ -84,17 +84,27 @@ impl BlockingJob for Create {
                 return Err(JobError::Conflict(format!("database {} belongs to another app", shown(&self.name))))
             }
             Some(db) if db.user != self.user => {
-                return Err(JobError::Conflict(format!("database {} has the user {}", shown(&self.name), shown(&db.user))))
+                return Err(JobError::Conflict(format!(
+                    "database {} has the user {}",
+                    shown(&self.name),
+                    shown(&db.user)
+                )))
             }
             Some(_) => {}
             None => {
                 let of_app = inventory.databases.values().filter(|db| db.app == self.app).count();
                 within_limit("name", "databases per app", of_app, MAX_DATABASES_PER_APP)?;
                 if server.database_exists(&self.name)? {
-                    return Err(JobError::Conflict(format!("database {} exists and was not created by berth", shown(&self.name))));
+                    return Err(JobError::Conflict(format!(
+                        "database {} exists and was not created by berth",
+                        shown(&self.name)
+                    )));
                 }
                 if inventory.databases.values().any(|db| db.user == self.user) || server.user_exists(&self.user)? {
-                    return Err(JobError::Conflict(format!("database user {} exists and is not this database's", shown(&self.user))));
+                    return Err(JobError::Conflict(format!(
+                        "database user {} exists and is not this database's",
+                        shown(&self.user)
+                    )));
                 }
             }
         }
@@ -132,7 +142,11 @@ impl BlockingJob for Update {
             .read(|inv| inv.databases.get(&self.name).cloned())
             .ok_or_else(|| JobError::NotFound(format!("database {} does not exist", shown(&self.name))))?;
         if db.user != self.user {
-            return Err(JobError::NotFound(format!("database {} has no user {}", shown(&self.name), shown(&self.user))));
+            return Err(JobError::NotFound(format!(
+                "database {} has no user {}",
+                shown(&self.name),
+                shown(&self.user)
+            )));
         }
         let mut server = Server::connect(&ctx.mysql)?;
         let mut outcome = Outcome::default();

@@ -66,7 +66,8 @@ impl Rule {
             let family = if addr.is_ipv4() { "ip" } else { "ip6" };
             format!("{family} saddr {addr}/{len} ")
         });
-        let ports = self.ports.map(|(first, last)| if first == last { first.to_string() } else { format!("{first}-{last}") });
+        let ports =
+            self.ports.map(|(first, last)| if first == last { first.to_string() } else { format!("{first}-{last}") });
         let matched = match (self.protocol, ports) {
             (Protocol::Icmp, _) => match self.source {
                 Some((IpAddr::V4(_), _)) => "meta l4proto icmp".to_owned(),
@@ -92,11 +93,13 @@ struct FirewallRules {
 impl FirewallRules {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
-        let items = params
-            .object_array("rules")?
-            .ok_or_else(|| FieldError::new("rules", "is required"))?;
+        let items = params.object_array("rules")?.ok_or_else(|| FieldError::new("rules", "is required"))?;
         if items.len() > MAX_RULES {
-            return Err(FieldError::new("rules", format!("at most {MAX_RULES} rules are allowed, not {}", items.len())).into());
+            return Err(FieldError::new(
+                "rules",
+                format!("at most {MAX_RULES} rules are allowed, not {}", items.len()),
+            )
+            .into());
         }
         let rules = items.iter().map(parse_rule).collect::<Result<Vec<_>, _>>()?;
         Ok(Box::new(FirewallRules { rules }))
@@ -110,11 +113,16 @@ fn parse_rule(rule: &Params) -> Result<Rule, FieldError> {
         "TCP/UDP" => Protocol::TcpUdp,
         "ICMP" => Protocol::Icmp,
         other => {
-            return Err(FieldError::new(rule.field("protocol"), format!("must be TCP, UDP, TCP/UDP or ICMP, not {}", shown(other))))
+            return Err(FieldError::new(
+                rule.field("protocol"),
+                format!("must be TCP, UDP, TCP/UDP or ICMP, not {}", shown(other)),
+            ))
         }
     };
     let ports = match (protocol, rule.opt_str("port")?) {
-        (Protocol::Icmp, Some(_)) => return Err(FieldError::new(rule.field("port"), "ICMP has no ports; leave it out")),
+        (Protocol::Icmp, Some(_)) => {
+            return Err(FieldError::new(rule.field("port"), "ICMP has no ports; leave it out"))
+        }
         (Protocol::Icmp, None) => None,
         (_, None) => return Err(FieldError::new(rule.field("port"), "is required for TCP and UDP")),
         (_, Some(port)) => Some(port_range(&rule.field("port"), port)?),
@@ -123,7 +131,10 @@ fn parse_rule(rule: &Params) -> Result<Rule, FieldError> {
     let description = rule.opt_str("description")?;
     if let Some(d) = description {
         if d.chars().count() > MAX_DESCRIPTION || d.chars().any(char::is_control) {
-            return Err(FieldError::new(rule.field("description"), format!("at most {MAX_DESCRIPTION} characters, no control characters")));
+            return Err(FieldError::new(
+                rule.field("description"),
+                format!("at most {MAX_DESCRIPTION} characters, no control characters"),
+            ));
         }
     }
     Ok(Rule { protocol, ports, source, description: description.map(str::to_owned) })
@@ -131,7 +142,9 @@ fn parse_rule(rule: &Params) -> Result<Rule, FieldError> {
 
 /// `"80"` or `"8000-8100"`: ports 1–65535, the first not above the last.
 fn port_range(field: &str, value: &str) -> Result<(u16, u16), FieldError> {
-    let bad = |why: &str| FieldError::new(field, format!("must be a port 1-65535 or a range like \"8000-8100\"{why}: {}", shown(value)));
+    let bad = |why: &str| {
+        FieldError::new(field, format!("must be a port 1-65535 or a range like \"8000-8100\"{why}: {}", shown(value)))
+    };
     let port = |p: &str| -> Result<u16, FieldError> {
         if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad(""));
@@ -150,7 +163,8 @@ fn port_range(field: &str, value: &str) -> Result<(u16, u16), FieldError> {
 
 /// An IPv4 or IPv6 address, or a network in CIDR notation; host bits must be zero.
 fn cidr(field: &str, value: &str) -> Result<(IpAddr, u8), FieldError> {
-    let bad = || FieldError::new(field, format!("must be an IP address or a network like 192.0.2.0/24: {}", shown(value)));
+    let bad =
+        || FieldError::new(field, format!("must be an IP address or a network like 192.0.2.0/24: {}", shown(value)));
     let (addr, len) = match value.split_once('/') {
         Some((addr, len)) => (addr, Some(len)),
         None => (value, None),
@@ -169,7 +183,10 @@ fn cidr(field: &str, value: &str) -> Result<(IpAddr, u8), FieldError> {
         IpAddr::V6(a) => u128::from(a).checked_shl(u32::from(len)).unwrap_or(0) != 0,
     };
     if host_bits {
-        return Err(FieldError::new(field, format!("has host bits set; the network is written with zeros there: {}", shown(value))));
+        return Err(FieldError::new(
+            field,
+            format!("has host bits set; the network is written with zeros there: {}", shown(value)),
+        ));
     }
     Ok((addr, len))
 }
@@ -248,8 +265,12 @@ pub fn reapply_at_start(machine: &Machine) {
         return;
     }
     match converge(machine.host.as_ref(), &settings) {
-        Ok(changed) => tracing::info!(changed, rules = settings.firewall_rules.len(), "firewall ruleset applied at start"),
-        Err(e) => tracing::error!(error = %e, "cannot apply the recorded firewall ruleset at start; the host may be unprotected"),
+        Ok(changed) => {
+            tracing::info!(changed, rules = settings.firewall_rules.len(), "firewall ruleset applied at start")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot apply the recorded firewall ruleset at start; the host may be unprotected")
+        }
     }
 }
 
@@ -283,8 +304,22 @@ mod tests {
         }
         assert_eq!(field_of(rule(json!({"protocol": "TCP", "port": 80}))), "rules[1].port", "a number, not a string");
         assert_eq!(field_of(rule(json!({"protocol": "ICMP", "port": "8"}))), "rules[1].port");
-        for source in ["192.0.2.0/33", "192.0.2.1/24", "192.0.2", "300.1.1.1", "2001:db8::/129", "2001:db8::1/32", "any", "192.0.2.0/", "10.0.0.0/8; drop"] {
-            assert_eq!(field_of(rule(json!({"protocol": "TCP", "port": "80", "source": source}))), "rules[1].source", "{source:?}");
+        for source in [
+            "192.0.2.0/33",
+            "192.0.2.1/24",
+            "192.0.2",
+            "300.1.1.1",
+            "2001:db8::/129",
+            "2001:db8::1/32",
+            "any",
+            "192.0.2.0/",
+            "10.0.0.0/8; drop",
+        ] {
+            assert_eq!(
+                field_of(rule(json!({"protocol": "TCP", "port": "80", "source": source}))),
+                "rules[1].source",
+                "{source:?}"
+            );
         }
         let newline = rule(json!({"protocol": "TCP", "port": "80", "description": "a\n} accept"}));
         assert_eq!(field_of(newline), "rules[1].description");
@@ -302,7 +337,8 @@ mod tests {
             {"protocol": "ICMP"},
         ]});
         let params = Params::new(&params).unwrap();
-        let rules: Vec<Rule> = params.object_array("rules").unwrap().unwrap().iter().map(|r| parse_rule(r).unwrap()).collect();
+        let rules: Vec<Rule> =
+            params.object_array("rules").unwrap().unwrap().iter().map(|r| parse_rule(r).unwrap()).collect();
         let matches: Vec<String> = rules.iter().map(Rule::nft_match).collect();
         assert_eq!(
             matches,

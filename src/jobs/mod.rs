@@ -12,9 +12,9 @@ use crate::job::{Job, JobError};
 
 pub mod app;
 pub mod db;
-pub mod ssl;
 pub mod firewall;
 pub mod server;
+pub mod ssl;
 pub mod sysuser;
 pub mod testing;
 
@@ -55,7 +55,10 @@ impl Catalogue {
 
     /// Parses a job of the agent's own (an internal kind).
     pub fn parse_internal(&self, kind: &str, params: &Value) -> Result<Box<dyn Job>, JobError> {
-        let parse = self.internal.get(kind).ok_or_else(|| JobError::Unsupported(format!("unknown internal kind {}", crate::validate::shown(kind))))?;
+        let parse = self
+            .internal
+            .get(kind)
+            .ok_or_else(|| JobError::Unsupported(format!("unknown internal kind {}", crate::validate::shown(kind))))?;
         parse(params)
     }
 

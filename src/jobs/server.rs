@@ -89,7 +89,11 @@ impl Restart {
             "php-fpm" => Target::PhpFpm,
             "mysql" => Target::Mysql,
             other => {
-                return Err(FieldError::new("service", format!("must be nginx, apache, php-fpm or mysql, not {}", shown(other))).into())
+                return Err(FieldError::new(
+                    "service",
+                    format!("must be nginx, apache, php-fpm or mysql, not {}", shown(other)),
+                )
+                .into())
             }
         };
         Ok(Box::new(Restart { service }))
@@ -151,7 +155,8 @@ impl BlockingJob for Update {
             outcome.step("firewall", firewall::converge(ctx.host.as_ref(), &wanted)?);
             ctx.record(|inv| inv.settings.firewall = wanted.firewall)?;
         }
-        outcome.result = Some(settings_json(&wanted, stack::default_app(&Inventory { settings: wanted.clone(), ..inventory })));
+        outcome.result =
+            Some(settings_json(&wanted, stack::default_app(&Inventory { settings: wanted.clone(), ..inventory })));
         Ok(outcome)
     }
 }
@@ -228,7 +233,10 @@ fn installed(root: &Path, target: Target) -> Result<Vec<Service>, JobError> {
     let found = match target {
         Target::Nginx => under_root(root, "/usr/sbin/nginx").exists().then_some(Service::Nginx).into_iter().collect(),
         Target::Apache => stack::apache_installed(root).then_some(Service::Apache).into_iter().collect(),
-        Target::PhpFpm => crate::probe::runtimes(root).iter().map(|r| Service::PhpFpm(r.trim_start_matches("php").to_owned())).collect(),
+        Target::PhpFpm => crate::probe::runtimes(root)
+            .iter()
+            .map(|r| Service::PhpFpm(r.trim_start_matches("php").to_owned()))
+            .collect(),
         Target::Mysql => mysql_installed(root).into_iter().collect::<Vec<_>>(),
     };
     if found.is_empty() {
@@ -323,7 +331,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         assert!(write_auto_upgrades(root.path(), true).unwrap());
         let text = std::fs::read_to_string(under_root(root.path(), AUTO_UPGRADES)).unwrap();
-        assert!(text.contains("APT::Periodic::Unattended-Upgrade \"1\";") && text.contains("Update-Package-Lists \"1\""), "{text}");
+        assert!(
+            text.contains("APT::Periodic::Unattended-Upgrade \"1\";") && text.contains("Update-Package-Lists \"1\""),
+            "{text}"
+        );
         assert!(!write_auto_upgrades(root.path(), true).unwrap());
         assert!(write_auto_upgrades(root.path(), false).unwrap());
         let text = std::fs::read_to_string(under_root(root.path(), AUTO_UPGRADES)).unwrap();

@@ -16,10 +16,10 @@ use crate::acme::{self, probe, AcmeError};
 use crate::certs::{self, CertInfo, Checked};
 use crate::host::fs::{ensure_dir, under_root};
 use crate::inventory::{App, InventoryStore, Ssl, SslSource};
-use crate::protocol::{JobStatus, SslRenewal, Status};
 use crate::job::{blocking, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::app::{apply_config, WEB_STACK};
 use crate::jobs::Catalogue;
+use crate::protocol::{JobStatus, SslRenewal, Status};
 use crate::stack;
 use crate::time::{rfc3339, unix_millis};
 use crate::validate::{self, shown, FieldError, Params};
@@ -78,7 +78,8 @@ impl Install {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
         let app = app_name(&params)?;
-        let (key, cert) = (pem(&params, "key", true)?.unwrap_or_default(), pem(&params, "cert", true)?.unwrap_or_default());
+        let (key, cert) =
+            (pem(&params, "key", true)?.unwrap_or_default(), pem(&params, "cert", true)?.unwrap_or_default());
         let checked = certs::check(key, cert, pem(&params, "cacerts", false)?, SystemTime::now())?;
         Ok(Box::new(Install { app, checked }))
     }
@@ -149,7 +150,8 @@ fn install(ctx: &JobContext, name: &str, app: &App, files: Files) -> Result<Outc
 /// `result` of a job that installed a certificate.
 fn cert_result(info: &CertInfo, names: &[String], unreachable: &[(String, String)]) -> Value {
     let (covered, uncovered): (Vec<&String>, Vec<&String>) = names.iter().partition(|n| info.covers(n));
-    let reasons: serde_json::Map<String, Value> = unreachable.iter().map(|(n, why)| (n.clone(), Value::from(why.as_str()))).collect();
+    let reasons: serde_json::Map<String, Value> =
+        unreachable.iter().map(|(n, why)| (n.clone(), Value::from(why.as_str()))).collect();
     json!({"expires_at": rfc3339(info.not_after), "domains_covered": covered, "domains_uncovered": uncovered, "unreachable": reasons})
 }
 
@@ -172,12 +174,22 @@ impl Job for Install {
             if !names.iter().any(|n| checked.info.covers(n)) {
                 return Err(FieldError::new(
                     "cert",
-                    format!("covers none of the app's domains ({}); it is for {}", names.join(", "), checked.info.names.join(", ")),
+                    format!(
+                        "covers none of the app's domains ({}); it is for {}",
+                        names.join(", "),
+                        checked.info.names.join(", ")
+                    ),
                 )
                 .into());
             }
             let force = app.ssl.as_ref().is_some_and(|s| s.force);
-            app.ssl = Some(Ssl { source: SslSource::Custom, force, ordered_for: Vec::new(), failures: 0, next_attempt_ms: 0 });
+            app.ssl = Some(Ssl {
+                source: SslSource::Custom,
+                force,
+                ordered_for: Vec::new(),
+                failures: 0,
+                next_attempt_ms: 0,
+            });
             let mut outcome = install(ctx, &name, &app, Files::Write(&checked.chain_pem, &checked.key_pem))?;
             outcome.result = Some(cert_result(&checked.info, &names, &[]));
             Ok(outcome)
@@ -189,7 +201,10 @@ impl Job for Install {
 enum Plan {
     /// Nothing to do: the certificate holds.
     Holds(Outcome),
-    Order { app: App, names: Vec<String> },
+    Order {
+        app: App,
+        names: Vec<String>,
+    },
 }
 
 impl Job for Auto {
@@ -220,7 +235,13 @@ pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool, force: bool) -
                 Err(e) => return Err(e),
             };
             let force = app.ssl.as_ref().is_some_and(|s| s.force);
-            app.ssl = Some(Ssl { source: SslSource::Auto, force, ordered_for: names.clone(), failures: 0, next_attempt_ms: 0 });
+            app.ssl = Some(Ssl {
+                source: SslSource::Auto,
+                force,
+                ordered_for: names.clone(),
+                failures: 0,
+                next_attempt_ms: 0,
+            });
             let mut outcome = install(ctx, &name, &app, Files::Write(&issued.chain_pem, &issued.key_pem))?;
             outcome.step(if renew { "certificate renewed" } else { "certificate issued" }, true);
             outcome.result = Some(cert_result(&issued.info, &names, &unreachable));
@@ -255,7 +276,9 @@ fn plan(ctx: &JobContext, name: &str, renew: bool, force: bool) -> Result<Plan, 
         }
         Some(_) if force => {}
         Some(ssl) => {
-            if let Some(info) = current_cert(ctx.root(), name).filter(|info| renewal_due(ssl, info, &names, SystemTime::now()).is_none()) {
+            if let Some(info) = current_cert(ctx.root(), name)
+                .filter(|info| renewal_due(ssl, info, &names, SystemTime::now()).is_none())
+            {
                 return holds(&info);
             }
         }
@@ -273,7 +296,10 @@ async fn order(ctx: &JobContext, names: &[String]) -> Result<(acme::Issued, Vec<
     }
     if reach.reachable.is_empty() {
         let why: Vec<String> = reach.unreachable.iter().map(|(n, why)| format!("{n} ({why})")).collect();
-        return Err(JobError::PreconditionFailed(format!("none of the app's domains reach this server over HTTP: {}", why.join("; "))));
+        return Err(JobError::PreconditionFailed(format!(
+            "none of the app's domains reach this server over HTTP: {}",
+            why.join("; ")
+        )));
     }
     let progress = |line: String| ctx.output(line);
     let issued = acme::order(&ctx.acme, ctx.root(), &reach.reachable, &progress).await.map_err(|e| match e {
@@ -297,9 +323,10 @@ fn record_failure(ctx: &JobContext, name: &str, error: JobError) -> JobError {
         Some(now + wait)
     });
     match (next, error) {
-        (Ok(Some(next)), JobError::AcmeFailed(message)) => {
-            JobError::AcmeFailed(format!("{message}; the current certificate stays; next attempt after {}", rfc3339(next)))
-        }
+        (Ok(Some(next)), JobError::AcmeFailed(message)) => JobError::AcmeFailed(format!(
+            "{message}; the current certificate stays; next attempt after {}",
+            rfc3339(next)
+        )),
         (_, error) => error,
     }
 }
@@ -392,4 +419,3 @@ impl Job for Delete {
         })
     }
 }
-

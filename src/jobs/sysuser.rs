@@ -226,7 +226,10 @@ pub(crate) fn group_members(root: &Path, name: &str) -> Result<Vec<String>, JobE
 }
 
 fn not_ours(name: &str) -> JobError {
-    JobError::Conflict(format!("system account {} exists and was not created by berth; berth leaves it alone", shown(name)))
+    JobError::Conflict(format!(
+        "system account {} exists and was not created by berth; berth leaves it alone",
+        shown(name)
+    ))
 }
 
 /// A shadow-utils command aimed at `root`'s account files.
@@ -332,8 +335,11 @@ mod tests {
     fn account_databases_are_read_by_exact_name() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("etc")).unwrap();
-        std::fs::write(root.path().join("etc/passwd"), "derek2:x:1002:1002::/h:/bin/sh\nderek:x:1001:1003::/h:/bin/sh\n")
-            .unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "derek2:x:1002:1002::/h:/bin/sh\nderek:x:1001:1003::/h:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(root.path().join("etc/group"), "www-data:x:33:\n").unwrap();
         assert_eq!(passwd_entry(root.path(), "derek").unwrap(), Some(Account { uid: 1001, gid: 1003 }));
         assert_eq!(passwd_entry(root.path(), "dere").unwrap(), None);

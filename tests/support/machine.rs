@@ -98,10 +98,15 @@ impl Machine {
         );
         let out = self.run("/bin/sh", &["-c", &mount]);
         assert!(out.status.success(), "overlay: {}", String::from_utf8_lossy(&out.stderr));
-        let copied = Command::new("cp").arg("-a").arg(d.join(format!("etc/php/{existing}"))).arg(d.join(format!("etc/php/{version}"))).status();
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(d.join(format!("etc/php/{existing}")))
+            .arg(d.join(format!("etc/php/{version}")))
+            .status();
         assert!(copied.unwrap().success());
         let conf = d.join(format!("etc/php/{version}/fpm/php-fpm.conf"));
-        let text = std::fs::read_to_string(&conf).unwrap().replace(&format!("php/{existing}/"), &format!("php/{version}/"));
+        let text =
+            std::fs::read_to_string(&conf).unwrap().replace(&format!("php/{existing}/"), &format!("php/{version}/"));
         let text = text.replace(&format!("php{existing}-fpm"), &format!("php{version}-fpm"));
         std::fs::write(&conf, text).unwrap();
         std::fs::remove_file(d.join(format!("etc/php/{version}/fpm/pool.d/www.conf"))).unwrap();
@@ -131,7 +136,12 @@ impl Machine {
 
     /// Runs SQL inside the machine as `user` (root through the socket when `password` is None).
     pub fn sql(&self, user: &str, password: Option<&str>, database: &str, sql: &str) -> Output {
-        let mut args = vec!["--protocol=socket".to_string(), format!("--user={user}"), "--batch".into(), "--skip-column-names".into()];
+        let mut args = vec![
+            "--protocol=socket".to_string(),
+            format!("--user={user}"),
+            "--batch".into(),
+            "--skip-column-names".into(),
+        ];
         if let Some(password) = password {
             args.push(format!("--password={password}"));
         }
@@ -163,7 +173,11 @@ impl Machine {
     /// Adds TOML lines to the agent config of every later command.
     pub fn extend_config(&self, lines: &str) {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent-extra.toml")).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent-extra.toml"))
+            .unwrap();
         writeln!(file, "{lines}").unwrap();
     }
 
@@ -171,7 +185,8 @@ impl Machine {
     pub fn renew(&self) -> (Option<i32>, Vec<Value>, String) {
         let config = self.config();
         let berth = env!("CARGO_BIN_EXE_berth");
-        let out = self.run("/usr/bin/env", &["RUST_LOG=info,berth=debug", berth, "renew", "--config", config.to_str().unwrap()]);
+        let out = self
+            .run("/usr/bin/env", &["RUST_LOG=info,berth=debug", berth, "renew", "--config", config.to_str().unwrap()]);
         assert_ne!(out.status.code(), Some(97), "not inside the test machine");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -190,7 +205,8 @@ impl Machine {
         std::fs::write(&file, jobs.to_string()).unwrap();
         let config = self.config();
         let berth = env!("CARGO_BIN_EXE_berth");
-        let args = ["RUST_LOG=info,berth=debug", berth, "apply", "--config", config.to_str().unwrap(), file.to_str().unwrap()];
+        let args =
+            ["RUST_LOG=info,berth=debug", berth, "apply", "--config", config.to_str().unwrap(), file.to_str().unwrap()];
         let out = self.run("/usr/bin/env", &args);
         assert_ne!(out.status.code(), Some(97), "not inside the test machine");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -211,7 +227,10 @@ impl Machine {
     pub fn reconcile_logged(&self) -> (Option<i32>, Value, String) {
         let config = self.config();
         let berth = env!("CARGO_BIN_EXE_berth");
-        let out = self.run("/usr/bin/env", &["RUST_LOG=info,berth=debug", berth, "reconcile", "--config", config.to_str().unwrap()]);
+        let out = self.run(
+            "/usr/bin/env",
+            &["RUST_LOG=info,berth=debug", berth, "reconcile", "--config", config.to_str().unwrap()],
+        );
         assert_ne!(out.status.code(), Some(97), "not inside the test machine");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{stderr}"));
@@ -260,9 +279,14 @@ impl Machine {
         match script {
             Some(script) => super::write_executable(&upper, script),
             // An overlay whiteout: a 0/0 character device.
-            None => nix::sys::stat::mknod(&upper, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).unwrap(),
+            None => {
+                nix::sys::stat::mknod(&upper, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).unwrap()
+            }
         }
-        let mount = format!("mount -t overlay overlay -o lowerdir={dir},upperdir={0}/upper,workdir={0}/work {dir}", d.display());
+        let mount = format!(
+            "mount -t overlay overlay -o lowerdir={dir},upperdir={0}/upper,workdir={0}/work {dir}",
+            d.display()
+        );
         let out = self.run("/bin/sh", &["-c", &mount]);
         assert!(out.status.success(), "overlay: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -282,9 +306,11 @@ impl Machine {
     /// The shell checks the marker first (exit 97 outside) and should `exec` the program.
     pub fn shell_in_mounts(&self, script: &str) -> Command {
         let mut command = Command::new("nsenter");
-        command
-            .args(["--target", &self.init.to_string(), "--mount", "--"])
-            .args(["/bin/sh", "-c", &format!("test -e {MARKER} || exit 97; {script}")]);
+        command.args(["--target", &self.init.to_string(), "--mount", "--"]).args([
+            "/bin/sh",
+            "-c",
+            &format!("test -e {MARKER} || exit 97; {script}"),
+        ]);
         command
     }
 

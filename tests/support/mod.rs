@@ -9,10 +9,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod machine;
+pub mod netns;
 pub mod pebble;
 pub mod pki;
 pub mod probes;
-pub mod netns;
 pub mod servers;
 
 use std::io::{BufRead, BufReader};
@@ -289,8 +289,10 @@ impl Session {
     pub async fn welcome(&mut self, acked_seq: u64, heartbeat_secs: u64) -> Value {
         let hello = self.recv().await;
         assert_eq!(hello["type"], "hello", "first message must be hello: {hello}");
-        self.send(json!({"type": "welcome", "acked_seq": acked_seq, "heartbeat_secs": heartbeat_secs, "metrics_secs": 3600}))
-            .await;
+        self.send(
+            json!({"type": "welcome", "acked_seq": acked_seq, "heartbeat_secs": heartbeat_secs, "metrics_secs": 3600}),
+        )
+        .await;
         hello
     }
 
@@ -376,7 +378,6 @@ impl Sandbox {
     pub fn env(&mut self, key: &str, value: impl Into<String>) {
         self.env.push((key.to_owned(), value.into()));
     }
-
 
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")

@@ -79,7 +79,8 @@ impl Peer {
     /// Sends one UDP datagram to `addr` from this peer.
     pub fn send_udp(&self, addr: SocketAddr, payload: &[u8]) {
         in_netns(&self.ns(), || {
-            let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
+            let bind: SocketAddr =
+                if addr.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
             UdpSocket::bind(bind).unwrap().send_to(payload, addr).unwrap();
         });
     }
@@ -122,7 +123,10 @@ pub struct Listeners {
 impl Listeners {
     pub fn start(machine: &Machine, tcp: &[u16], udp: u16) -> Listeners {
         in_netns(&machine.net_ns(), || {
-            let tcp = tcp.iter().map(|port| TcpListener::bind(("::", *port)).unwrap_or_else(|e| panic!("port {port}: {e}"))).collect();
+            let tcp = tcp
+                .iter()
+                .map(|port| TcpListener::bind(("::", *port)).unwrap_or_else(|e| panic!("port {port}: {e}")))
+                .collect();
             let udp = UdpSocket::bind(("::", udp)).unwrap();
             udp.set_read_timeout(Some(CONNECT_TIMEOUT)).unwrap();
             Listeners { _tcp: tcp, udp }

@@ -159,7 +159,12 @@ impl<'m> Pebble<'m> {
     fn curl(&self, url: &str) -> String {
         let ca = self.ca_file();
         let out = self.machine.run("/usr/bin/curl", &["-fsS", "--cacert", ca.to_str().unwrap(), url]);
-        assert!(out.status.success(), "GET {url}: {}\npebble's log:\n{}", String::from_utf8_lossy(&out.stderr), self.log());
+        assert!(
+            out.status.success(),
+            "GET {url}: {}\npebble's log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 }

@@ -37,7 +37,18 @@ impl Machine {
         let resolve = format!("{host}:443:127.0.0.1");
         let url = format!("https://{host}{path}");
         let write_out = format!("{MARK}%{{http_code}} %{{http_version}}");
-        let args = ["-sS", "--max-time", "20", "--resolve", &resolve, "--cacert", ca_pem_path.to_str().unwrap(), "-w", &write_out, &url];
+        let args = [
+            "-sS",
+            "--max-time",
+            "20",
+            "--resolve",
+            &resolve,
+            "--cacert",
+            ca_pem_path.to_str().unwrap(),
+            "-w",
+            &write_out,
+            &url,
+        ];
         let out = self.run("/usr/bin/curl", &args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();

@@ -37,7 +37,8 @@ impl Nginx {
         );
         std::fs::write(root.path().join("etc/nginx/nginx.conf"), conf).unwrap();
         for include in ["fastcgi_params", "proxy_params", "mime.types"] {
-            std::fs::copy(PathBuf::from("/etc/nginx").join(include), root.path().join("etc/nginx").join(include)).unwrap();
+            std::fs::copy(PathBuf::from("/etc/nginx").join(include), root.path().join("etc/nginx").join(include))
+                .unwrap();
         }
         let nginx = Nginx { root, port };
         nginx.host().run(&nginx.services().start(&Service::Nginx)).expect("nginx starts from the sandbox");
@@ -93,4 +94,3 @@ pub fn get(port: u16, host: &str) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     Some(response)
 }
-
