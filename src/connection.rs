@@ -24,7 +24,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use crate::backoff::{self, Backoff};
 use crate::config::Config;
 use crate::metrics::Scraper;
-use crate::outbox::Outbox;
+use crate::outbox::{NoSeqAfter, Outbox};
 use crate::protocol::{self, Hello, Incoming, JobMsg, JobOutput, Welcome};
 use crate::shutdown::Shutdown;
 use crate::status::StatusFile;
@@ -182,7 +182,14 @@ impl Connection {
                     match frame {
                         Some(Ok(Message::Text(text))) => {
                             if let Some(welcome) = self.handle(text.as_str()).await {
-                                live.welcome(&welcome, &self.outbox);
+                                if let Err(e) = live.welcome(&welcome, &self.outbox) {
+                                    tracing::error!(acked_seq = welcome.acked_seq, next_seq = self.outbox.next_seq(),
+                                        "welcome refused: its acked_seq leaves no seq after it (a control-plane error); closing with 1002, the outbox keeps every event");
+                                    let reason = "acked_seq leaves no seq after it".into();
+                                    let close = CloseFrame { code: CloseCode::Protocol, reason };
+                                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(close))).await;
+                                    return live.failed(format!("welcome refused: {e}"));
+                                }
                                 // Live output from while nobody listened is stale: best effort, not stored.
                                 while self.output.try_recv().is_ok() {}
                                 heartbeat = tokio::time::interval(live.heartbeat);
@@ -337,13 +344,16 @@ impl Live {
         }
     }
 
-    fn welcome(&mut self, welcome: &Welcome, outbox: &Outbox) {
+    /// Takes a `welcome`; one whose `acked_seq` leaves the counter no seq after it
+    /// is refused whole (the outbox keeps its events and its counter).
+    fn welcome(&mut self, welcome: &Welcome, outbox: &Outbox) -> Result<(), NoSeqAfter> {
+        outbox.continue_after(welcome.acked_seq)?;
         outbox.ack(welcome.acked_seq);
-        outbox.continue_after(welcome.acked_seq);
         self.welcomed = true;
         self.since = Instant::now();
         self.heartbeat = Duration::from_secs(welcome.heartbeat_secs.clamp(1, 3600));
         self.sent = welcome.acked_seq;
+        Ok(())
     }
 
     fn failed(&self, reason: String) -> Ended {

@@ -10,6 +10,13 @@
 //! A full disk must not stop the agent: an event that cannot be written waits in
 //! memory, unsent (the protocol allows sending only what is stored), the failure
 //! is logged at ERROR, and every later push or [`Outbox::retry`] tries again.
+//!
+//! The counter never wraps and never goes back. The highest seq it assigns is
+//! [`MAX_SEQ`] (2^63 − 1, the largest a control plane's signed 64-bit column holds),
+//! so every `next_seq` fits a `u64` and all seq arithmetic is checked. A spent
+//! counter (only a control plane's `acked_seq` can bring it near) stores nothing
+//! more: new events wait in memory, unsent, as on a full disk. A `welcome` that
+//! would leave no seq after it is refused by [`Outbox::continue_after`].
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -24,6 +31,16 @@ use crate::host::fs::{sync_dir, write_atomic};
 use crate::protocol::{sequenced, Event};
 
 pub const FILE_NAME: &str = "outbox.log";
+
+/// The highest seq this agent ever assigns (`i64::MAX`).
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
+/// A `welcome`'s `acked_seq` that leaves the counter no seq after it.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("acked_seq {acked} leaves no seq after it (the highest this agent assigns is {MAX_SEQ})")]
+pub struct NoSeqAfter {
+    pub acked: u64,
+}
 
 pub struct Outbox {
     inner: Mutex<Inner>,
@@ -113,21 +130,28 @@ impl Outbox {
     /// Continues the counter after `acked` when the control plane has stored events
     /// up to a seq this agent has not reached (its state dir was reset): a new event
     /// must never be taken for one the control plane already has.
-    pub fn continue_after(&self, acked: u64) {
+    ///
+    /// An `acked` at or past [`MAX_SEQ`] leaves no seq to continue with: nothing
+    /// changes and the caller must not act on it (a control-plane error).
+    pub fn continue_after(&self, acked: u64) -> Result<(), NoSeqAfter> {
         let mut inner = self.lock();
         if acked < inner.next_seq {
-            return;
+            return Ok(());
+        }
+        if acked >= MAX_SEQ {
+            return Err(NoSeqAfter { acked });
         }
         tracing::warn!(
             acked_seq = acked,
             next_seq = inner.next_seq,
             "control plane acknowledged events this agent has no record of (state reset?); continuing after them"
         );
-        inner.next_seq = acked + 1;
+        inner.next_seq = acked + 1; // acked < MAX_SEQ: no overflow
         inner.acked_in_file = true;
         if let Err(e) = inner.rewrite() {
             tracing::error!(error = %e, "outbox: cannot store the new seq counter");
         }
+        Ok(())
     }
 
     /// Stored events with `seq > after`, in order.
@@ -178,7 +202,7 @@ impl Outbox {
             Err(e) => {
                 // One line per attempt: pushes and the periodic retry are both rare.
                 tracing::error!(error = %e, path = %inner.path.display(), waiting = inner.waiting.len(),
-                    "outbox: cannot store events; they wait in memory, unsent, until the disk accepts them");
+                    "outbox: cannot store events; they wait in memory, unsent, until they can be stored");
             }
         }
     }
@@ -193,9 +217,16 @@ impl Inner {
         if self.file.is_none() || self.acked_in_file {
             self.rewrite()?;
         }
+        // Seqs left: next_seq never exceeds MAX_SEQ + 1, so neither this nor the
+        // additions below overflow.
+        let room = usize::try_from((MAX_SEQ + 1).saturating_sub(self.next_seq)).unwrap_or(usize::MAX);
+        if room == 0 {
+            return Err(io::Error::other(format!("the seq counter is spent (its last seq is {MAX_SEQ})")));
+        }
+        let take = self.waiting.len().min(room);
         let mut buf = String::new();
-        let mut stored = Vec::with_capacity(self.waiting.len());
-        for (i, event) in self.waiting.iter().enumerate() {
+        let mut stored = Vec::with_capacity(take);
+        for (i, event) in self.waiting.iter().take(take).enumerate() {
             let seq = self.next_seq + i as u64;
             let text: Arc<str> = sequenced(seq, event).into();
             buf.push_str(&record(&format!("{seq} {text}")));
@@ -212,7 +243,7 @@ impl Inner {
         }
         let count = stored.len();
         self.next_seq += count as u64;
-        self.waiting.clear();
+        self.waiting.drain(..count);
         self.pending.extend(stored);
         Ok(count)
     }
@@ -273,9 +304,9 @@ fn recover(bytes: &[u8]) -> Recovered {
             break;
         }
         match parse_record(line) {
-            Some(Record::Next(seq)) => next_seq = next_seq.max(seq),
+            Some(Record::Next(seq)) => next_seq = next_seq.max(seq.min(MAX_SEQ + 1)),
             Some(Record::Event(seq, text)) if pending.back().is_none_or(|e: &Stored| e.seq < seq) => {
-                next_seq = next_seq.max(seq + 1);
+                next_seq = next_seq.max(seq.saturating_add(1).min(MAX_SEQ + 1));
                 pending.push_back(Stored { seq, text: text.into() });
             }
             _ => dropped += 1,
@@ -415,12 +446,68 @@ mod tests {
     fn counter_jumps_past_a_control_plane_that_knows_more() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path()).unwrap();
-        outbox.continue_after(41);
+        outbox.continue_after(41).unwrap();
         assert_eq!(outbox.next_seq(), 42);
-        outbox.continue_after(3);
+        outbox.continue_after(3).unwrap();
         assert_eq!(outbox.next_seq(), 42);
         drop(outbox);
         assert_eq!(Outbox::open(dir.path()).unwrap().next_seq(), 42);
+    }
+
+    #[test]
+    fn regression_welcome_acked_seq_u64_max_does_not_wrap_the_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = outbox_with(dir.path(), 3);
+        // Was: next_seq = acked + 1, an overflow (a panic in debug, seq 0 and then reused seqs in release).
+        assert_eq!(outbox.continue_after(u64::MAX), Err(NoSeqAfter { acked: u64::MAX }));
+        assert_eq!(outbox.continue_after(MAX_SEQ), Err(NoSeqAfter { acked: MAX_SEQ }));
+        assert_eq!(outbox.next_seq(), 4, "a refused acked_seq changes nothing");
+        assert_eq!(seqs(&outbox), [1, 2, 3], "and drops nothing");
+        outbox.push(event(4));
+        assert_eq!(seqs(&outbox), [1, 2, 3, 4]);
+        drop(outbox);
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_eq!((outbox.next_seq(), seqs(&outbox)), (5, vec![1, 2, 3, 4]), "nor on disk");
+    }
+
+    #[test]
+    fn regression_acked_seq_beyond_the_last_seq_never_reuses_or_wraps_a_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = outbox_with(dir.path(), 2);
+        // Beyond the last seq with room left: everything is acknowledged, the counter continues after it.
+        outbox.continue_after(1_000).unwrap();
+        outbox.ack(1_000);
+        assert!(outbox.is_empty());
+        outbox.push(event(1));
+        assert_eq!(seqs(&outbox), [1_001]);
+        // Just below the end: the last seqs are assigned once each, then the counter is spent and
+        // new events wait unsent (never a seq again, never a wrap), also after a reopen.
+        outbox.continue_after(MAX_SEQ - 2).unwrap();
+        outbox.ack(MAX_SEQ - 2);
+        for n in 0..4 {
+            outbox.push(event(n));
+        }
+        assert_eq!(seqs(&outbox), [MAX_SEQ - 1, MAX_SEQ]);
+        assert_eq!(outbox.len(), 4, "two stored, two waiting");
+        assert!(!outbox.retry());
+        assert_eq!(outbox.next_seq(), MAX_SEQ + 1);
+        assert_eq!(outbox.continue_after(MAX_SEQ), Ok(()), "acked below next_seq: nothing to do");
+        drop(outbox);
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_eq!((outbox.next_seq(), seqs(&outbox)), (MAX_SEQ + 1, vec![MAX_SEQ - 1, MAX_SEQ]));
+        outbox.push(event(9));
+        assert_eq!(seqs(&outbox), [MAX_SEQ - 1, MAX_SEQ]);
+    }
+
+    #[test]
+    fn recovery_never_overflows_on_a_huge_seq_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = format!("{} {{}}", u64::MAX);
+        std::fs::write(dir.path().join(FILE_NAME), record(&body)).unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_eq!(outbox.next_seq(), MAX_SEQ + 1, "spent, not wrapped to 0");
+        outbox.push(event(1));
+        assert_eq!(seqs(&outbox), [u64::MAX]);
     }
 
     #[test]

@@ -218,3 +218,39 @@ async fn metrics_arrive_every_metrics_secs_shaped_as_the_protocol_says() {
     }
     drop(agent);
 }
+
+#[tokio::test]
+async fn regression_welcome_with_acked_seq_u64_max_never_wraps_or_reuses_a_seq() {
+    let (mut cp, mut agent, mut session) = support::connected().await;
+    session.job("before", "test.sleep", json!({})).await;
+    let before = session.until_final("before").await;
+    let before_seqs: Vec<u64> = before.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(before_seqs, [1, 2, 3], "queued, running, success; none acked");
+    session.close(CloseCode::Restart).await;
+
+    // Was: `acked_seq + 1` overflowed (a panic in debug; in release the counter wrapped to 0
+    // and seqs the control plane had were reused). Now the welcome is refused whole, each time.
+    for _ in 0..2 {
+        let mut bogus = cp.session().await;
+        let hello = bogus.welcome(u64::MAX, 20).await;
+        assert_eq!(hello["next_seq"], 4, "the refused welcome moved nothing");
+        assert_eq!(bogus.end(support::PATIENCE).await, End::Closed(Some(1002)));
+    }
+    assert!(agent.is_running(), "no panic:\n{}", agent.log());
+
+    // A sane control plane gets the unacknowledged events back (the bogus ack dropped
+    // nothing), then new events continue the counter: strictly increasing, never reused.
+    let (mut next, hello) = cp.welcomed(0, 20).await;
+    assert_eq!(hello["next_seq"], 4);
+    let mut seqs = Vec::new();
+    for _ in 0..3 {
+        seqs.push(next.event().await["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seqs, [1, 2, 3], "resent after a sane welcome");
+    next.job("after", "test.sleep", json!({})).await;
+    seqs.extend(next.until_final("after").await.iter().map(|e| e["seq"].as_u64().unwrap()));
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+    let log = agent.log();
+    assert!(log.contains("welcome refused") && log.contains("acked_seq 18446744073709551615"), "{log}");
+    assert!(!log.contains(support::API_KEY), "the key must never reach the log");
+}

@@ -177,7 +177,7 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
 
     let (stop_services, services) = crate::shutdown::channel();
     let cp = tokio::spawn(control_plane::serve(cp_listener, acceptor, shared.clone(), services.clone()));
-    let api = tokio::spawn(api::serve(api_listener, shared.clone(), services));
+    let api = tokio::spawn(api::serve(api_listener, shared.clone(), api::Limits::default(), services));
     tracing::info!(api = %url, control_plane_port = cp_port, root = %root.display(), dir = %dir.display(), "berth dev started");
     // The agent stops first: its last events and its 1001 close reach a control plane still up.
     let agent = crate::agent::run(config, stop).await;
