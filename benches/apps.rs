@@ -163,7 +163,11 @@ fn load_apps(machine: &Machine, count: usize) {
         let user = &users[i % users.len()];
         let ids = ids(user);
         inventory["apps"][&name] = json!({"sysuser": user, "runtime": "php8.2", "domains": [format!("{name}.test")], "stack": "nginx", "created_ms": 0});
-        for dir in [format!("/srv/users/{user}/apps/{name}/public"), format!("/srv/users/{user}/log/{name}")] {
+        for dir in [
+            format!("/srv/users/{user}/apps/{name}/public"),
+            format!("/srv/users/{user}/tmp/{name}"),
+            format!("/var/log/berth/{user}/{name}"),
+        ] {
             let path = machine.path(&dir);
             std::fs::create_dir_all(&path).unwrap();
             std::os::unix::fs::chown(&path, Some(ids[0]), Some(ids[1])).unwrap();

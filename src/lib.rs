@@ -31,6 +31,7 @@ pub mod reconcile;
 pub mod renewal;
 pub mod scheduler;
 pub mod shutdown;
+pub mod sitedirs;
 pub mod stack;
 pub mod status;
 pub mod systemd;

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::host::services::Services;
 use crate::host::transaction;
 use crate::job::{JobError, Machine, Outcome};
+use crate::sitedirs;
 use crate::stack;
 use crate::templates::Templates;
 
@@ -35,9 +36,33 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
             inventory.apps[name].runtime
         ));
     }
+    // What a user removed or broke in their own tree is put back, app by app: one
+    // user's planted link is reported and never stops the others' repair.
+    let (mut repaired, mut refused) = (Vec::new(), Vec::new());
+    for (name, app) in &inventory.apps {
+        let prepared = crate::jobs::sysuser::account(root, &app.sysuser).and_then(|account| {
+            sitedirs::prepare(root, sitedirs::Owner { uid: account.uid, gid: account.gid }, &app.sysuser, name)
+        });
+        match prepared {
+            Ok(true) => repaired.push(name.clone()),
+            Ok(false) => {}
+            Err(e) => {
+                outcome.output.push_str(&format!("app {name}: directories not repaired: {e}\n"));
+                refused.push(name.clone());
+            }
+        }
+    }
+    outcome.step("directories", !repaired.is_empty());
+    sitedirs::ensure_all_logs(root, &inventory)?;
     let applied = transaction::apply(machine.host.as_ref(), &services, &changes)?;
     outcome.applied(&applied);
     let changed: Vec<String> = applied.changed.iter().map(|p| p.display().to_string()).collect();
-    outcome.result = Some(json!({"apps": inventory.apps.len(), "changed_files": changed, "skipped": skipped}));
+    outcome.result = Some(json!({
+        "apps": inventory.apps.len(),
+        "changed_files": changed,
+        "skipped": skipped,
+        "repaired_directories": repaired,
+        "refused_directories": refused,
+    }));
     Ok(outcome)
 }

@@ -43,6 +43,18 @@ pub const OPEN_FILES: u64 = 65536;
 const APACHE_PORTS: &str = "/etc/apache2/ports.conf";
 const APACHE_BASE: &str = "/etc/apache2/conf-enabled/berth.conf";
 const APACHE_DEFAULT_SITE: &str = "/etc/apache2/sites-enabled/000-default.conf";
+const APACHE_MODS_ENABLED: &str = "/etc/apache2/mods-enabled";
+const APACHE_CONF_ENABLED: &str = "/etc/apache2/conf-enabled";
+/// How nginx passes a request to Apache, with the key Apache checks (root's alone).
+const NGINX_APACHE_PROXY: &str = "/etc/nginx/snippets/berth-apache-proxy.conf";
+/// The key nginx proves itself to Apache with: made once, root's alone.
+const PROXY_KEY: &str = "/etc/berth/web-proxy.key";
+/// The users' homes.
+pub const USERS_DIR: &str = "/srv/users";
+/// The apps' logs, in root-owned directories outside the users' homes: root
+/// processes (nginx's and Apache's masters) open them, so no user may change
+/// what these paths name. A user reads their own through the group.
+pub const LOG_BASE: &str = "/var/log/berth";
 
 /// How an app is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,15 +114,26 @@ impl<'a> AppSite<'a> {
 }
 
 pub fn app_dir(sysuser: &str, app: &str) -> String {
-    format!("/srv/users/{sysuser}/apps/{app}")
+    format!("{USERS_DIR}/{sysuser}/apps/{app}")
 }
 
 pub fn web_root(sysuser: &str, app: &str) -> String {
     format!("{}/public", app_dir(sysuser, app))
 }
 
+/// The user's logs: `root:USER` 0750, holding a directory per app.
+pub fn user_log_dir(sysuser: &str) -> String {
+    format!("{LOG_BASE}/{sysuser}")
+}
+
 pub fn log_dir(sysuser: &str, app: &str) -> String {
-    format!("/srv/users/{sysuser}/log/{app}")
+    format!("{}/{app}", user_log_dir(sysuser))
+}
+
+/// The app's own temp, upload and session directory (the user's, 0700), inside
+/// its `open_basedir`: nothing of an app is in the shared `/tmp`.
+pub fn tmp_dir(sysuser: &str, app: &str) -> String {
+    format!("{USERS_DIR}/{sysuser}/tmp/{app}")
 }
 
 /// The app's certificate directory (root's alone, 0700).
@@ -270,6 +293,10 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
     context.insert("vhost_dir", &under_root(root, NGINX_VHOSTS));
     context.insert("apache_port", &APACHE_PORT);
     context.insert("open_files", &OPEN_FILES);
+    if apache {
+        context.insert("proxy_key", &proxy_key(root)?);
+        context.insert("users_dir", &under_root(root, USERS_DIR));
+    }
     let mut changes = vec![
         write(root, NGINX_BASE, render(templates, "nginx-catchall.conf", &context)?, Service::Nginx),
         write(root, NGINX_LIMITS, render(templates, "nginx-limits.conf", &context)?, Service::Nginx),
@@ -278,8 +305,18 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
     ];
     if apache {
         changes.push(write(root, APACHE_PORTS, render(templates, "apache-ports.conf", &context)?, Service::Apache));
-        changes.push(write(root, APACHE_BASE, render(templates, "apache-base.conf", &context)?, Service::Apache));
+        let secret = |path, template| -> Result<FileChange, JobError> {
+            Ok(FileChange::write(
+                under_root(root, path),
+                render(templates, template, &context)?,
+                0o600,
+                Service::Apache,
+            ))
+        };
+        changes.push(secret(APACHE_BASE, "apache-base.conf")?);
+        changes.push(FileChange { service: Service::Nginx, ..secret(NGINX_APACHE_PROXY, "nginx-apache-proxy.conf")? });
         changes.push(FileChange::remove(under_root(root, APACHE_DEFAULT_SITE), Service::Apache));
+        changes.extend(apache_doors(root));
     }
     if host.systemd {
         let limits = render(templates, "systemd-limits.conf", &context)?;
@@ -316,6 +353,8 @@ pub fn app_changes(
     context.insert("app_dir", &under_root(root, &app_dir(site.sysuser, site.name)));
     context.insert("web_root", &under_root(root, &web_root(site.sysuser, site.name)));
     context.insert("log_dir", &under_root(root, &log_dir(site.sysuser, site.name)));
+    context.insert("tmp_dir", &under_root(root, &tmp_dir(site.sysuser, site.name)));
+    context.insert("apache_proxy_snippet", &under_root(root, NGINX_APACHE_PROXY));
     context.insert("php_socket", &under_root(root, &php_socket(site.name, site.php)));
     context.insert("apache_port", &APACHE_PORT);
     context.insert("challenge_dir", &under_root(root, crate::acme::CHALLENGE_DIR));
@@ -372,6 +411,55 @@ pub fn app_removal(root: &Path, app: &str, runtimes: &[String], apache: bool) ->
         changes.push(FileChange::remove(under_root(root, &php_pool(version, app)), Service::PhpFpm(version.clone())));
     }
     changes
+}
+
+/// What Debian enables that would give a user's `.htaccess` a way out of its app:
+/// the proxy modules (with them, `RewriteRule [P]`/`[H]` or `SetHandler` reach any
+/// PHP-FPM pool, and no `<Proxy>` rule stops that), PHP-FPM's global handler (it
+/// sends `.phtml` and `.phar` to the distribution's pool, which runs as the web
+/// server), mod_php, CGI, and `server-status`/`server-info` (every vhost's requests,
+/// the whole config). All are removed from Apache's enabled set; berth's base config
+/// refuses to run with the dangerous ones loaded at all.
+fn apache_doors(root: &Path) -> Vec<FileChange> {
+    let listed = |dir: &str, door: fn(&str) -> bool| -> Vec<FileChange> {
+        let dir = under_root(root, dir);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| door(n)).collect())
+            .unwrap_or_default();
+        names.sort();
+        names.into_iter().map(|name| FileChange::remove(dir.join(name), Service::Apache)).collect()
+    };
+    let mut changes = listed(APACHE_MODS_ENABLED, |name| {
+        let module = name.trim_end_matches(".load").trim_end_matches(".conf");
+        (name.ends_with(".load") || name.ends_with(".conf"))
+            && (module.starts_with("proxy")
+                || module.starts_with("php")
+                || ["cgi", "cgid", "status", "info", "lua"].contains(&module))
+    });
+    changes.extend(listed(APACHE_CONF_ENABLED, |name| name.starts_with("php") && name.ends_with("-fpm.conf")));
+    changes
+}
+
+/// The key nginx sends Apache with every request (Apache refuses requests without
+/// it, so a user on the server cannot talk to Apache directly): read from
+/// [`PROXY_KEY`], made there (random, 0600) the first time.
+fn proxy_key(root: &Path) -> Result<String, JobError> {
+    let path = under_root(root, PROXY_KEY);
+    let io = |e: std::io::Error| JobError::Internal(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(key) if key.trim().len() >= 32 && key.trim().bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            return Ok(key.trim().to_owned())
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut bytes = [0u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| JobError::Internal("no randomness for the web proxy key".into()))?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    crate::host::fs::write_atomic(&path, key.as_bytes(), 0o600).map_err(io)?;
+    Ok(key)
 }
 
 /// Whether Apache is installed under `root`.

@@ -24,6 +24,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("apache-base.conf", include_str!("../templates/apache-base.conf")),
     ("nginx-limits.conf", include_str!("../templates/nginx-limits.conf")),
     ("nginx-tls.conf", include_str!("../templates/nginx-tls.conf")),
+    ("nginx-apache-proxy.conf", include_str!("../templates/nginx-apache-proxy.conf")),
     ("systemd-limits.conf", include_str!("../templates/systemd-limits.conf")),
     ("nftables.conf", include_str!("../templates/nftables.conf")),
 ];

@@ -58,7 +58,7 @@ fn an_nginx_app_serves_php_static_files_and_its_www_twin_and_refuses_dotfiles() 
         "660 www-data www-data",
         "only the web server talks to the pool"
     );
-    assert!(machine.path("/srv/users/derek/log/gallery/nginx.access.log").exists(), "the app logs to its own files");
+    assert!(machine.path("/var/log/berth/derek/gallery/nginx.access.log").exists(), "the app logs to its own files");
     // Room for per-app log files: part of the configuration nginx loads. (Whether the
     // kernel grants it needs CAP_SYS_RESOURCE, which root has on a server but not in
     // every sandbox, so the effective limit is not asserted.)
@@ -100,7 +100,7 @@ fn an_nginx_apache_app_honours_htaccess_and_runs_php_as_its_user() {
     assert_eq!(machine.get("blog.test", "/page.php").1, "page as derek");
     assert_eq!(machine.get("blog.test", "/logo.txt").1, "static from nginx");
     assert_eq!(machine.get("blog.test", "/.htaccess").0, 403);
-    assert!(machine.path("/srv/users/derek/log/blog/apache.access.log").exists());
+    assert!(machine.path("/var/log/berth/derek/blog/apache.access.log").exists());
 }
 
 #[test]
@@ -154,7 +154,8 @@ fn delete_leaves_no_file_pool_or_vhost_and_sysuser_delete_takes_the_apps_along()
         "/etc/apache2/sites-enabled/berth-gone.conf",
         "/etc/php/8.2/fpm/pool.d/berth-gone.conf",
         "/srv/users/derek/apps/gone",
-        "/srv/users/derek/log/gone",
+        "/var/log/berth/derek/gone",
+        "/srv/users/derek/tmp/gone",
     ] {
         assert!(!machine.path(path).exists(), "{path} is left behind");
     }
@@ -235,7 +236,7 @@ fn users_and_apps_are_isolated_from_each_other() {
         "denied",
         "not another app's, same user"
     );
-    assert_eq!(machine.get("mapp.test", "/peek.php?f=/srv/users/derek/log/dapp/nginx.access.log").1, "denied");
+    assert_eq!(machine.get("mapp.test", "/peek.php?f=/var/log/berth/derek/dapp/nginx.access.log").1, "denied");
 
     // As a login shell: maria cannot list or read derek's home.
     let as_maria = |cmd: &str| {

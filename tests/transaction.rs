@@ -51,7 +51,7 @@ fn builtin_templates_pass_the_servers_own_checks() {
     let root = nginx.root.path();
     let app_dir = root.join("srv/users/derek/apps/gallery");
     std::fs::create_dir_all(app_dir.join("public")).unwrap();
-    std::fs::create_dir_all(root.join("srv/users/derek/log/gallery")).unwrap();
+    std::fs::create_dir_all(root.join("var/log/berth/derek/gallery")).unwrap();
     let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
     let apache_port = support::servers::free_port();
     let mut context = tera::Context::new();
@@ -63,7 +63,13 @@ fn builtin_templates_pass_the_servers_own_checks() {
     context.insert("server_names", &["example.com", "www.example.com"]);
     context.insert("app_dir", &app_dir);
     context.insert("web_root", &app_dir.join("public"));
-    context.insert("log_dir", &root.join("srv/users/derek/log/gallery"));
+    context.insert("log_dir", &root.join("var/log/berth/derek/gallery"));
+    context.insert("tmp_dir", &root.join("srv/users/derek/tmp/gallery"));
+    context.insert("users_dir", &root.join("srv/users"));
+    context.insert("proxy_key", "0123456789abcdef0123456789abcdef0123456789abcdef");
+    let proxy_snippet = root.join("berth-apache-proxy.conf");
+    std::fs::write(&proxy_snippet, templates.render("nginx-apache-proxy.conf", &context).unwrap()).unwrap();
+    context.insert("apache_proxy_snippet", &proxy_snippet);
     context.insert("php_socket", &root.join("run/berth-gallery.sock"));
     context.insert("apache_port", &apache_port);
     context.insert("deny_unknown_domains", &true);
@@ -122,6 +128,8 @@ fn builtin_templates_pass_the_servers_own_checks() {
 
     let vhost = root.join("apache-vhost.conf");
     std::fs::write(&vhost, templates.render("apache-vhost.conf", &context).unwrap()).unwrap();
+    let base = root.join("apache-base.conf");
+    std::fs::write(&base, templates.render("apache-base.conf", &context).unwrap()).unwrap();
     let modules = "/usr/lib/apache2/modules";
     let httpd = root.join("httpd.conf");
     std::fs::write(
@@ -129,9 +137,9 @@ fn builtin_templates_pass_the_servers_own_checks() {
         format!(
             "ServerRoot {r}\nServerName localhost\nPidFile {r}/apache.pid\nErrorLog {r}/apache-error.log\n\
              LoadModule mpm_event_module {modules}/mod_mpm_event.so\nLoadModule authz_core_module {modules}/mod_authz_core.so\n\
-             LoadModule proxy_module {modules}/mod_proxy.so\nLoadModule proxy_fcgi_module {modules}/mod_proxy_fcgi.so\n\
-             LogFormat \"%h %l %u %t \\\"%r\\\" %>s %O\" combined\nListen 127.0.0.1:{apache_port}\nInclude {vhost}\n",
+             LogFormat \"%h %l %u %t \\\"%r\\\" %>s %O\" combined\nListen 127.0.0.1:{apache_port}\nInclude {base}\nInclude {vhost}\n",
             r = root.display(),
+            base = base.display(),
             vhost = vhost.display()
         ),
     )

@@ -17,6 +17,7 @@ use crate::inventory::{App, Inventory, SslSource};
 use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::sysuser;
 use crate::jobs::Catalogue;
+use crate::sitedirs;
 use crate::stack::{self, AppSite, Stack};
 use crate::templates::Templates;
 use crate::validate::{self, shown, FieldError, Params};
@@ -225,12 +226,8 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
 
     let mut outcome = Outcome::default();
     let account = sysuser::account(root, &app.sysuser)?;
-    let mut changed = false;
-    for dir in
-        [stack::app_dir(&app.sysuser, name), stack::web_root(&app.sysuser, name), stack::log_dir(&app.sysuser, name)]
-    {
-        changed |= sysuser::ensure_dir(&under_root(root, &dir), 0o750, account.uid, account.gid)?;
-    }
+    let owner = sitedirs::Owner { uid: account.uid, gid: account.gid };
+    let mut changed = sitedirs::prepare(root, owner, &app.sysuser, name)?;
     changed |= sysuser::ensure_dir(&under_root(root, "/run/php"), 0o755, 0, 0)?;
     outcome.step("directories", changed);
     outcome.step("web server access", grant_web_server(ctx, &app.sysuser)?);
@@ -277,6 +274,7 @@ pub(crate) fn apply_config(
         )));
     }
     let templates = Templates::load(root).map_err(stack::template_error)?;
+    sitedirs::ensure_all_logs(root, &inventory)?;
     let mut changes = stack::base_changes(&templates, root, &host)?;
     changes.extend(stack::app_changes(&templates, root, &AppSite::of(name, app, php), &host)?);
     changes.extend(previous_default(&templates, root, &inventory, name, &host)?);
@@ -318,14 +316,14 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
             );
         }
     }
+    sitedirs::ensure_all_logs(root, &next)?;
     outcome.applied(&transaction::apply(ctx.host.as_ref(), &services, &changes)?);
-    let mut removed = false;
-    for dir in [stack::app_dir(&app.sysuser, name), stack::log_dir(&app.sysuser, name), stack::ssl_dir(name)] {
-        let dir = under_root(root, &dir);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| JobError::Internal(format!("{}: {e}", dir.display())))?;
-            removed = true;
-        }
+    let mut removed = sitedirs::remove(root, &app.sysuser, name)?;
+    // The certificate directory is root's (0700), outside every home.
+    let ssl_dir = under_root(root, &stack::ssl_dir(name));
+    if ssl_dir.exists() {
+        std::fs::remove_dir_all(&ssl_dir).map_err(|e| JobError::Internal(format!("{}: {e}", ssl_dir.display())))?;
+        removed = true;
     }
     outcome.step("files, logs and certificates", removed);
     ctx.record(|inv| {

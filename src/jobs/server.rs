@@ -198,6 +198,7 @@ fn rerender_web(ctx: &JobContext, next: &Inventory) -> Result<transaction::Appli
     let host = stack::Facts::detect(root, &services, next);
     let templates = Templates::load(root).map_err(stack::template_error)?;
     let (changes, _) = stack::every_change(&templates, root, next, &host)?;
+    crate::sitedirs::ensure_all_logs(root, next)?;
     transaction::apply(ctx.host.as_ref(), &services, &changes)
 }
 

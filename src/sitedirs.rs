@@ -1,0 +1,137 @@
+//! The directories an app needs on the host, made and removed without ever
+//! following a link a hosted user planted.
+//!
+//! An app has three places: its files under the user's home
+//! (`/srv/users/USER/apps/APP/public`), its private temp directory there
+//! (`/srv/users/USER/tmp/APP`), and its logs outside the home, in root-owned
+//! `/var/log/berth/USER/APP`. The home is the user's, who may change anything in it
+//! at any moment, so every step there goes through [`crate::host::tree`]: opened
+//! from the root-owned `/srv/users` one component at a time, never through a link,
+//! owner and mode set on the opened directory. The logs are root's because nginx's
+//! and Apache's masters (root) open them: a user who could swap a log file for a
+//! link could make root write anywhere. The user reads them through their group.
+//!
+//! The servers' checks (`nginx -t` opens every log file) need the log directories of
+//! every app, so every web-config job makes sure they all exist
+//! ([`ensure_all_logs`]) before it checks: what one user does never fails another
+//! user's job, and `berth reconcile` puts back whatever a user removed ([`prepare`]).
+
+use std::path::Path;
+
+use crate::host::fs::under_root;
+use crate::host::tree::Dir;
+use crate::inventory::Inventory;
+use crate::job::JobError;
+use crate::stack::{LOG_BASE, USERS_DIR};
+
+/// Mode of an app's directories in the home: the user, and the web server through
+/// the user's group.
+const APP_MODE: u32 = 0o750;
+/// Mode of the app's temp directory: the user's PHP alone.
+const TMP_MODE: u32 = 0o700;
+/// Mode of the user's and the app's log directories (`root:USER`).
+const LOG_MODE: u32 = 0o750;
+
+/// The ids of the user an app runs as.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The user's home, opened from `/srv/users` without following a link.
+fn home(root: &Path, sysuser: &str) -> Result<Dir, JobError> {
+    let users = Dir::open_trusted(&under_root(root, USERS_DIR))?;
+    users.open_dir(sysuser)?.ok_or_else(|| {
+        JobError::PreconditionFailed(format!("the home of system user {sysuser} ({USERS_DIR}/{sysuser}) is missing"))
+    })
+}
+
+/// Makes every directory of app `app` of `sysuser` exist with its owner and mode:
+/// the app's directory and web root, its temp directory and its logs. True when
+/// anything changed. A link planted on the way is `conflict`, with nothing changed
+/// outside the home.
+pub fn prepare(root: &Path, owner: Owner, sysuser: &str, app: &str) -> Result<bool, JobError> {
+    let home = home(root, sysuser)?;
+    let (apps, mut changed) = home.ensure_dir("apps", APP_MODE, owner.uid, owner.gid)?;
+    let (app_dir, c) = apps.ensure_dir(app, APP_MODE, owner.uid, owner.gid)?;
+    changed |= c;
+    changed |= app_dir.ensure_dir("public", APP_MODE, owner.uid, owner.gid)?.1;
+    let (tmp, c) = home.ensure_dir("tmp", APP_MODE, owner.uid, owner.gid)?;
+    changed |= c;
+    changed |= tmp.ensure_dir(app, TMP_MODE, owner.uid, owner.gid)?.1;
+    changed |= ensure_logs(root, owner, sysuser, app)?;
+    Ok(changed)
+}
+
+/// The app's log directory (`root:USER` 0750) and its PHP error log, which the
+/// user's PHP writes (so it is the user's file, in root's directory: the user can
+/// write to it but not put anything else in its place).
+pub fn ensure_logs(root: &Path, owner: Owner, sysuser: &str, app: &str) -> Result<bool, JobError> {
+    let (user_logs, mut changed) = user_logs(root, owner.gid, sysuser)?;
+    let (app_logs, c) = user_logs.ensure_dir(app, LOG_MODE, 0, owner.gid)?;
+    changed |= c;
+    changed |= app_logs.ensure_file("php.error.log", 0o640, owner.uid, owner.gid)?;
+    Ok(changed)
+}
+
+/// `/var/log/berth/USER`, `root:USER` 0750.
+fn user_logs(root: &Path, gid: u32, sysuser: &str) -> Result<(Dir, bool), JobError> {
+    let (var_log, base) = split(LOG_BASE);
+    let (logs, mut changed) = Dir::open_trusted(&under_root(root, var_log))?.ensure_dir(base, 0o755, 0, 0)?;
+    let (user_logs, c) = logs.ensure_dir(sysuser, LOG_MODE, 0, gid)?;
+    changed |= c;
+    Ok((user_logs, changed))
+}
+
+/// Makes the user's log directory exist (`sysuser.create`).
+pub fn ensure_user_logs(root: &Path, gid: u32, sysuser: &str) -> Result<bool, JobError> {
+    Ok(user_logs(root, gid, sysuser)?.1)
+}
+
+/// Before a web-config job's checks: the log directory of every app in `inventory`
+/// exists (a missing one would fail `nginx -t` for every user). Apps whose user
+/// account is gone are left to their own jobs.
+pub fn ensure_all_logs(root: &Path, inventory: &Inventory) -> Result<bool, JobError> {
+    let mut changed = false;
+    for (name, app) in &inventory.apps {
+        let Ok(account) = crate::jobs::sysuser::account(root, &app.sysuser) else { continue };
+        changed |= ensure_logs(root, Owner { uid: account.uid, gid: account.gid }, &app.sysuser, name)?;
+    }
+    Ok(changed)
+}
+
+/// Removes the app's directory, temp directory and logs; true when there was
+/// anything. Nothing outside them is touched: links are removed, never followed.
+pub fn remove(root: &Path, sysuser: &str, app: &str) -> Result<bool, JobError> {
+    let mut removed = false;
+    let users = Dir::open_trusted(&under_root(root, USERS_DIR))?;
+    if let Some(home) = users.open_dir(sysuser)? {
+        for parent in ["apps", "tmp"] {
+            if let Some(dir) = home.open_dir(parent)? {
+                removed |= dir.remove_tree(app)?;
+            }
+        }
+    }
+    let (var_log, base) = split(LOG_BASE);
+    if let Some(logs) = Dir::open_trusted(&under_root(root, var_log))?.open_dir(base)? {
+        if let Some(user_logs) = logs.open_dir(sysuser)? {
+            removed |= user_logs.remove_tree(app)?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes the user's log directory (`sysuser.delete`, after its apps).
+pub fn remove_user_logs(root: &Path, sysuser: &str) -> Result<bool, JobError> {
+    let (var_log, base) = split(LOG_BASE);
+    match Dir::open_trusted(&under_root(root, var_log))?.open_dir(base)? {
+        Some(logs) => Ok(logs.remove_tree(sysuser)?),
+        None => Ok(false),
+    }
+}
+
+/// `/a/b/c` as (`/a/b`, `c`).
+fn split(path: &'static str) -> (&'static str, &'static str) {
+    path.rsplit_once('/').expect("an absolute path with a parent")
+}
