@@ -5,7 +5,8 @@
 //! runs commands without a shell, bounded in time and output. Job families run
 //! commands through the [`Host`] trait, so unit tests can fake the machine and see
 //! exactly which commands a job would run. `services` knows how to check, reload
-//! and start the web servers; `transaction` changes their config files as one.
+//! and start the web servers; `transaction` changes their config files as one;
+//! `tree` changes directories in users' trees without following their links.
 
 pub mod cmd;
 pub mod fs;
@@ -13,6 +14,7 @@ pub mod mysql;
 pub mod nft;
 pub mod services;
 pub mod transaction;
+pub mod tree;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
