@@ -124,6 +124,29 @@ async fn delete_removes_the_account_and_its_home_and_a_rerun_is_a_no_op() {
 }
 
 #[tokio::test]
+async fn create_delete_create_of_one_name_works() {
+    let (_cp, agent, mut session, _) = sandbox().await;
+    let done = run(&mut session, "r1", "sysuser.create", json!({"name": "derek"})).await;
+    assert_eq!(done["status"], "success", "{done}");
+    // What app.create does: the web server joins the user's group, so userdel leaves it.
+    let joined = std::process::Command::new("/usr/sbin/usermod")
+        .arg("--prefix")
+        .arg(agent.root())
+        .args(["--append", "--groups", "derek", "www-data"])
+        .status()
+        .unwrap();
+    assert!(joined.success());
+    assert!(line(&agent, "group", "derek").unwrap().ends_with(":www-data"));
+
+    let deleted = run(&mut session, "r2", "sysuser.delete", json!({"name": "derek"})).await;
+    assert_eq!(deleted["status"], "success", "{deleted}");
+    assert!(line(&agent, "group", "derek").is_none(), "the group goes with the user");
+    assert!(line(&agent, "group", "www-data").is_some(), "the web server's own group stays");
+    let again = run(&mut session, "r3", "sysuser.create", json!({"name": "derek"})).await;
+    assert_eq!(again["status"], "success", "{again}");
+}
+
+#[tokio::test]
 async fn symlinked_apps_dir_is_refused_with_a_conflict_naming_it() {
     let (_cp, agent, mut session, _) = sandbox().await;
     run(&mut session, "s1", "sysuser.create", json!({"name": "derek"})).await;

@@ -2,7 +2,8 @@
 //!
 //! A system user is a Linux account with home `/srv/users/NAME` holding `apps/` and
 //! `log/`. Accounts are changed with shadow-utils (`useradd`, `usermod`, `userdel`,
-//! `chpasswd`), pointed at `root` with `--prefix`/`--root` when it is a sandbox.
+//! `chpasswd`, `groupdel`), pointed at `root` with `--prefix`/`--root` when it is a
+//! sandbox.
 //! Passwords are hashed here (SHA-512 crypt) and reach `chpasswd -e` on stdin: the
 //! password never leaves the process, and the hash never reaches argv. Only accounts
 //! in the inventory are changed or deleted; any other is a `conflict`.
@@ -182,6 +183,15 @@ impl BlockingJob for Delete {
             ctx.host.run(&shadow_cmd("/usr/sbin/userdel", root).arg(&self.name))?;
         }
         outcome.step("account", exists);
+        // userdel leaves the user's group when it has members (app.create adds the
+        // web server's user). The group of the user's name is the one `useradd
+        // --user-group` made for a user of the inventory (create refuses a name
+        // whose group exists otherwise); a group of someone else's is not touched.
+        let group_left = ours && group_exists(root, &self.name)?;
+        if group_left {
+            ctx.host.run(&shadow_cmd("/usr/sbin/groupdel", root).arg(&self.name))?;
+        }
+        outcome.step("group", group_left);
         outcome.step("home directory", remove_home(root, &self.name)?);
         ctx.record(|inv| inv.users.remove(&self.name))?;
         Ok(outcome)
