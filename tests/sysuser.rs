@@ -124,6 +124,69 @@ async fn delete_removes_the_account_and_its_home_and_a_rerun_is_a_no_op() {
 }
 
 #[tokio::test]
+async fn create_delete_create_of_one_name_works() {
+    let (_cp, agent, mut session, _) = sandbox().await;
+    let done = run(&mut session, "r1", "sysuser.create", json!({"name": "derek"})).await;
+    assert_eq!(done["status"], "success", "{done}");
+    // What app.create does: the web server joins the user's group, so userdel leaves it.
+    let joined = std::process::Command::new("/usr/sbin/usermod")
+        .arg("--prefix")
+        .arg(agent.root())
+        .args(["--append", "--groups", "derek", "www-data"])
+        .status()
+        .unwrap();
+    assert!(joined.success());
+    assert!(line(&agent, "group", "derek").unwrap().ends_with(":www-data"));
+
+    let deleted = run(&mut session, "r2", "sysuser.delete", json!({"name": "derek"})).await;
+    assert_eq!(deleted["status"], "success", "{deleted}");
+    assert!(line(&agent, "group", "derek").is_none(), "the group goes with the user");
+    assert!(line(&agent, "group", "www-data").is_some(), "the web server's own group stays");
+    let again = run(&mut session, "r3", "sysuser.create", json!({"name": "derek"})).await;
+    assert_eq!(again["status"], "success", "{again}");
+}
+
+#[tokio::test]
+async fn symlinked_apps_dir_is_refused_with_a_conflict_naming_it() {
+    let (_cp, agent, mut session, _) = sandbox().await;
+    run(&mut session, "s1", "sysuser.create", json!({"name": "derek"})).await;
+    // The user plants a link to a directory that is not theirs for apps/.
+    let victim = agent.root().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let apps = agent.root().join("srv/users/derek/apps");
+    std::fs::remove_dir(&apps).unwrap();
+    std::os::unix::fs::symlink(&victim, &apps).unwrap();
+
+    let done = run(&mut session, "s2", "sysuser.create", json!({"name": "derek"})).await;
+    assert_eq!(done["error"]["code"], "conflict", "{done}");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/srv/users/derek/apps is a symbolic link"), "{message}");
+    let meta = std::fs::metadata(&victim).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), meta.permissions().mode() & 0o7777), (0, 0, 0o700), "not chowned");
+}
+
+#[tokio::test]
+async fn delete_does_not_follow_links_out_of_the_home() {
+    let (_cp, agent, mut session, _) = sandbox().await;
+    run(&mut session, "o1", "sysuser.create", json!({"name": "derek"})).await;
+    let victim = agent.root().join("victim");
+    std::fs::create_dir_all(victim.join("site")).unwrap();
+    std::fs::write(victim.join("site/index.html"), "another user's site").unwrap();
+    std::fs::write(victim.join("secret"), "not derek's").unwrap();
+    let home = agent.root().join("srv/users/derek");
+    std::os::unix::fs::symlink(victim.join("site"), home.join("apps/site")).unwrap();
+    std::os::unix::fs::symlink(&victim, home.join("log/everything")).unwrap();
+    std::fs::hard_link(victim.join("secret"), home.join("apps/secret")).unwrap();
+
+    let done = run(&mut session, "o2", "sysuser.delete", json!({"name": "derek"})).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert!(!home.exists());
+    assert_eq!(std::fs::read_to_string(victim.join("site/index.html")).unwrap(), "another user's site");
+    assert_eq!(std::fs::read_to_string(victim.join("secret")).unwrap(), "not derek's");
+}
+
+#[tokio::test]
 async fn the_thousand_and_first_user_is_over_the_limit() {
     let mut cp = ControlPlane::start().await;
     let mut agent = Sandbox::new(&cp);

@@ -2,10 +2,16 @@
 //!
 //! A system user is a Linux account with home `/srv/users/NAME` holding `apps/` and
 //! `log/`. Accounts are changed with shadow-utils (`useradd`, `usermod`, `userdel`,
-//! `chpasswd`), pointed at `root` with `--prefix`/`--root` when it is a sandbox.
+//! `chpasswd`, `groupdel`), pointed at `root` with `--prefix`/`--root` when it is a
+//! sandbox.
 //! Passwords are hashed here (SHA-512 crypt) and reach `chpasswd -e` on stdin: the
 //! password never leaves the process, and the hash never reaches argv. Only accounts
 //! in the inventory are changed or deleted; any other is a `conflict`.
+//!
+//! The home is the user's: they can plant links in it, or swap its directories,
+//! while a job runs. So it is made and removed through [`crate::host::tree`], from
+//! the root-owned `/srv/users`, never following a link; a link where a directory
+//! belongs is a `conflict` naming it.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +20,7 @@ use serde_json::{json, Value};
 
 use crate::config::Secret;
 use crate::host::fs::{ensure_dir_owned, under_root};
+use crate::host::tree::{Dir, TreeError};
 use crate::host::Cmd;
 use crate::inventory::User;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
@@ -111,12 +118,7 @@ impl BlockingJob for Create {
                     .ok_or_else(|| JobError::Internal(format!("useradd did not create {}", shown(&self.name))))?
             }
         };
-        let home_dir = under_root(root, &home(&self.name));
-        let mut changed = ensure_dir(&under_root(root, HOME_BASE), 0o755, 0, 0)?;
-        for dir in [home_dir.clone(), home_dir.join("apps"), home_dir.join("log")] {
-            changed |= ensure_dir(&dir, HOME_MODE, account.uid, account.gid)?;
-        }
-        outcome.step("home directory", changed);
+        outcome.step("home directory", make_home(root, &self.name, account)?);
         outcome.step("password", set_password(ctx, &self.name, self.password.as_ref())?);
         outcome.result = Some(json!({"name": self.name, "home": home(&self.name), "uid": account.uid}));
         Ok(outcome)
@@ -181,12 +183,16 @@ impl BlockingJob for Delete {
             ctx.host.run(&shadow_cmd("/usr/sbin/userdel", root).arg(&self.name))?;
         }
         outcome.step("account", exists);
-        let home_dir = under_root(root, &home(&self.name));
-        let had_home = home_dir.exists();
-        if had_home {
-            std::fs::remove_dir_all(&home_dir).map_err(|e| io_error(&home_dir, e))?;
+        // userdel leaves the user's group when it has members (app.create adds the
+        // web server's user). The group of the user's name is the one `useradd
+        // --user-group` made for a user of the inventory (create refuses a name
+        // whose group exists otherwise); a group of someone else's is not touched.
+        let group_left = ours && group_exists(root, &self.name)?;
+        if group_left {
+            ctx.host.run(&shadow_cmd("/usr/sbin/groupdel", root).arg(&self.name))?;
         }
-        outcome.step("home directory", had_home);
+        outcome.step("group", group_left);
+        outcome.step("home directory", remove_home(root, &self.name)?);
         ctx.record(|inv| inv.users.remove(&self.name))?;
         Ok(outcome)
     }
@@ -200,6 +206,36 @@ fn user_resources(user: &str) -> Resources {
 
 fn home(name: &str) -> String {
     format!("{HOME_BASE}/{name}")
+}
+
+/// Makes `/srv/users` (root's, 0755) and, below it, the home `name` with `apps/`
+/// and the log entry, owned by the account (0750); true when anything changed.
+/// Nothing in the home is followed: a link planted for any of them is a `conflict`.
+fn make_home(root: &Path, name: &str, account: Account) -> Result<bool, JobError> {
+    let (users, mut changed) = Dir::ensure_trusted(&under_root(root, HOME_BASE), 0o755, 0, 0)?;
+    let (home, made) = users.ensure_dir(name, HOME_MODE, account.uid, account.gid)?;
+    changed |= made;
+    changed |= home.ensure_dir("apps", HOME_MODE, account.uid, account.gid)?.1;
+    changed |= make_log(&home, account)?;
+    Ok(changed)
+}
+
+/// The home's `log` entry: a directory of the user's, like `apps/`. The one place
+/// to change when the log layout changes.
+fn make_log(home: &Dir, account: Account) -> Result<bool, TreeError> {
+    Ok(home.ensure_dir("log", HOME_MODE, account.uid, account.gid)?.1)
+}
+
+/// Removes the home `name` and everything in it, from the root-owned
+/// `/srv/users`, without following a link or crossing a mount point; true when
+/// there was one.
+fn remove_home(root: &Path, name: &str) -> Result<bool, JobError> {
+    let users = match Dir::open_trusted(&under_root(root, HOME_BASE)) {
+        Ok(users) => users,
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(users.remove_tree(name)?)
 }
 
 /// The error for a user that is not berth's: `not_found` when absent, else `conflict`.
@@ -295,7 +331,9 @@ fn find_line(path: &Path, name: &str) -> Result<Option<Vec<String>>, JobError> {
         .find(|fields| fields.first().is_some_and(|f| f == name)))
 }
 
-/// [`ensure_dir_owned`] with the error a job reports.
+/// [`ensure_dir_owned`] with the error a job reports. Path-based: it follows a link
+/// planted for a parent, so it is not for paths in a user's home (use
+/// [`crate::host::tree`] there).
 pub(crate) fn ensure_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<bool, JobError> {
     ensure_dir_owned(dir, mode, uid, gid).map_err(|e| match e.kind() {
         io::ErrorKind::AlreadyExists => JobError::Conflict(format!("{} exists and is not a directory", dir.display())),
