@@ -77,8 +77,7 @@ pub fn ensure_logs(root: &Path, owner: Owner, sysuser: &str, app: &str) -> Resul
 
 /// `/var/log/berth/USER`, `root:USER` 0750.
 fn user_logs(root: &Path, gid: u32, sysuser: &str) -> Result<(Dir, bool), JobError> {
-    let (var_log, base) = split(LOG_BASE);
-    let (logs, mut changed) = Dir::open_trusted(&under_root(root, var_log))?.ensure_dir(base, 0o755, 0, 0)?;
+    let (logs, mut changed) = Dir::ensure_trusted(&under_root(root, LOG_BASE), 0o755, 0, 0)?;
     let (user_logs, c) = logs.ensure_dir(sysuser, LOG_MODE, 0, gid)?;
     changed |= c;
     Ok((user_logs, changed))
@@ -95,6 +94,11 @@ pub fn ensure_user_logs(root: &Path, gid: u32, sysuser: &str) -> Result<bool, Jo
 pub fn ensure_all_logs(root: &Path, inventory: &Inventory) -> Result<bool, JobError> {
     let mut changed = false;
     for (name, app) in &inventory.apps {
+        // Root's directories, which no user can replace: a plain look is enough to
+        // skip the ones that hold.
+        if under_root(root, &crate::stack::log_dir(&app.sysuser, name)).symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
         let Ok(account) = crate::jobs::sysuser::account(root, &app.sysuser) else { continue };
         changed |= ensure_logs(root, Owner { uid: account.uid, gid: account.gid }, &app.sysuser, name)?;
     }
@@ -113,8 +117,7 @@ pub fn remove(root: &Path, sysuser: &str, app: &str) -> Result<bool, JobError> {
             }
         }
     }
-    let (var_log, base) = split(LOG_BASE);
-    if let Some(logs) = Dir::open_trusted(&under_root(root, var_log))?.open_dir(base)? {
+    if let Some(logs) = open_logs(root)? {
         if let Some(user_logs) = logs.open_dir(sysuser)? {
             removed |= user_logs.remove_tree(app)?;
         }
@@ -124,14 +127,17 @@ pub fn remove(root: &Path, sysuser: &str, app: &str) -> Result<bool, JobError> {
 
 /// Removes the user's log directory (`sysuser.delete`, after its apps).
 pub fn remove_user_logs(root: &Path, sysuser: &str) -> Result<bool, JobError> {
-    let (var_log, base) = split(LOG_BASE);
-    match Dir::open_trusted(&under_root(root, var_log))?.open_dir(base)? {
+    match open_logs(root)? {
         Some(logs) => Ok(logs.remove_tree(sysuser)?),
         None => Ok(false),
     }
 }
 
-/// `/a/b/c` as (`/a/b`, `c`).
-fn split(path: &'static str) -> (&'static str, &'static str) {
-    path.rsplit_once('/').expect("an absolute path with a parent")
+/// `/var/log/berth`, or `None` when there is none yet.
+fn open_logs(root: &Path) -> Result<Option<Dir>, JobError> {
+    match Dir::open_trusted(&under_root(root, LOG_BASE)) {
+        Ok(logs) => Ok(Some(logs)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -45,10 +45,21 @@ async fn create_makes_a_real_account_with_a_private_home_and_a_rerun_changes_not
         line(&agent, "shadow", "derek").unwrap().split(':').nth(1).unwrap().starts_with('!'),
         "password login locked"
     );
-    for dir in ["srv/users/derek", "srv/users/derek/apps", "srv/users/derek/log"] {
+    for dir in ["srv/users/derek", "srv/users/derek/apps"] {
         let meta = std::fs::metadata(agent.root().join(dir)).unwrap();
         assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (uid, 0o750), "{dir}");
     }
+    // The logs are root's (root's servers open them), the user's to read through the
+    // group, and `log` in the home links there.
+    let logs = std::fs::metadata(agent.root().join("var/log/berth/derek")).unwrap();
+    let gid: u32 = fields[3].parse().unwrap();
+    assert_eq!((logs.uid(), logs.gid(), logs.permissions().mode() & 0o777), (0, gid, 0o750));
+    let link = std::fs::symlink_metadata(agent.root().join("srv/users/derek/log")).unwrap();
+    assert!(link.file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_link(agent.root().join("srv/users/derek/log")).unwrap(),
+        agent.root().join("var/log/berth/derek")
+    );
 
     let again = run(&mut session, "c2", "sysuser.create", json!({"name": "derek"})).await;
     assert_eq!((again["status"].as_str(), again["changed"].as_bool()), (Some("success"), Some(false)), "{again}");
@@ -117,6 +128,7 @@ async fn delete_removes_the_account_and_its_home_and_a_rerun_is_a_no_op() {
     let done = run(&mut session, "d2", "sysuser.delete", json!({"name": "derek"})).await;
     assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}");
     assert!(line(&agent, "passwd", "derek").is_none());
+    assert!(!agent.root().join("var/log/berth/derek").exists(), "the user's logs go with the user");
     assert!(line(&agent, "group", "derek").is_none());
     assert!(!agent.root().join("srv/users/derek").exists());
     let again = run(&mut session, "d3", "sysuser.delete", json!({"name": "derek"})).await;

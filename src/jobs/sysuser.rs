@@ -216,14 +216,24 @@ fn make_home(root: &Path, name: &str, account: Account) -> Result<bool, JobError
     let (home, made) = users.ensure_dir(name, HOME_MODE, account.uid, account.gid)?;
     changed |= made;
     changed |= home.ensure_dir("apps", HOME_MODE, account.uid, account.gid)?.1;
-    changed |= make_log(&home, account)?;
+    changed |= make_log(root, &home, name, account)?;
     Ok(changed)
 }
 
-/// The home's `log` entry: a directory of the user's, like `apps/`. The one place
-/// to change when the log layout changes.
-fn make_log(home: &Dir, account: Account) -> Result<bool, TreeError> {
-    Ok(home.ensure_dir("log", HOME_MODE, account.uid, account.gid)?.1)
+/// The user's logs: root-owned `/var/log/berth/NAME` (`root:NAME`, 0750; root's
+/// servers open the files in it, so no user may change what is there), and the
+/// home's `log` as a link to it, where PROTOCOL and the user look for them. A `log`
+/// that is something else (a home made before logs moved, or the user's own) is
+/// left as it is: berth never reads or writes through it.
+fn make_log(root: &Path, home: &Dir, name: &str, account: Account) -> Result<bool, JobError> {
+    let mut changed = crate::sitedirs::ensure_user_logs(root, account.gid, name)?;
+    let target = under_root(root, &crate::stack::user_log_dir(name));
+    match home.ensure_symlink("log", &target.to_string_lossy()) {
+        Ok(made) => changed |= made,
+        Err(TreeError::Planted { what, .. }) if what != crate::host::tree::SYMLINK => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(changed)
 }
 
 /// Removes the home `name` and everything in it, from the root-owned
@@ -235,7 +245,8 @@ fn remove_home(root: &Path, name: &str) -> Result<bool, JobError> {
         Err(e) if e.is_not_found() => return Ok(false),
         Err(e) => return Err(e.into()),
     };
-    Ok(users.remove_tree(name)?)
+    let removed = users.remove_tree(name)?;
+    Ok(crate::sitedirs::remove_user_logs(root, name)? || removed)
 }
 
 /// The error for a user that is not berth's: `not_found` when absent, else `conflict`.
