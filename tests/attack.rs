@@ -635,6 +635,51 @@ fn links_in_the_home_never_redirect_a_jobs_chown_chmod_or_delete() {
     assert!(swaps.trim().parse::<u64>().unwrap_or(0) > 1000, "the swapper ran: {swaps}");
     b_intact(&mut verdicts, "3d race: ~/apps/aapp <-> link to B's app");
 
+    // 3f, the race on an earlier component: A swaps ~/apps itself with a link to a
+    // root-owned directory that holds a directory named like A's app, while berth runs
+    // app.update/app.create/app.delete of it over and over. Every call that takes a
+    // full path then has about even odds of going through the link: the old code
+    // chowned /srv/victim/aapp to A and removed it (measured: 893,677 swaps during 156
+    // jobs in 8 s, /srv/victim changed). Judged: the
+    // victim directory is unchanged (owner, mode, contents); A's own jobs may fail.
+    as_root(&machine, "mkdir -p /srv/victim/aapp && echo keep > /srv/victim/aapp/keep && chmod 0700 /srv/victim/aapp");
+    let victim_before = snapshot(&machine, "/srv/victim", 2, true);
+    as_user(&machine, A, &format!("rm -f {h}/stop {h}/swaps {h}/apps/decoy; ln -s /srv/victim {h}/decoy"));
+    let out =
+        as_user(&machine, A, &format!("nohup /srv/swap {h}/apps {h}/decoy {h}/stop /srv/victim > {h}/swaps 2>&1 &"));
+    assert!(out.status.success(), "{}", text(&out));
+    let started = Instant::now();
+    let mut jobs = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        machine.job("app.update", json!({"name": "aapp", "domains": ["aapp.test"]}));
+        machine.job("app.delete", json!({"name": "aapp"}));
+        create(&machine, A, "aapp", "nginx");
+        jobs += 3;
+    }
+    as_user(&machine, A, &format!("touch {h}/stop"));
+    let mut swaps = String::new();
+    for _ in 0..50 {
+        swaps = std::fs::read_to_string(machine.path(&format!("{h}/swaps"))).unwrap_or_default();
+        if !swaps.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("3f race: {} swaps during {jobs} jobs in {:?}", swaps.trim(), started.elapsed());
+    assert!(swaps.trim().parse::<u64>().unwrap_or(0) > 1000, "the swapper ran: {swaps}");
+    let victim_now = snapshot(&machine, "/srv/victim", 2, true);
+    verdicts.judge(
+        "3f race: ~/apps <-> link to a root directory",
+        victim_now == victim_before,
+        format!("/srv/victim:\n{}", diff(&victim_before, &victim_now)),
+    );
+    // Put A's home back as it was: ~/apps the real directory again.
+    as_root(
+        &machine,
+        &format!("if [ -L {h}/apps ]; then rm -f {h}/apps && mv {h}/decoy {h}/apps; fi; rm -f {h}/decoy"),
+    );
+    as_root(&machine, "rm -rf /srv/victim");
+
     // 3e: ~/apps -> /etc, and A's app named `nginx`: app.update, then app.delete.
     let etc_before = snapshot(&machine, "/etc", 1, false);
     let nginx_before = snapshot(&machine, "/etc/nginx", 1, true);
