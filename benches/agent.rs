@@ -1,7 +1,10 @@
-//! `cargo bench --bench agent`: the agent-core figures quoted in README.md.
+//! `cargo bench --bench agent --no-default-features`: the agent-core figures quoted
+//! in README.md.
 //!
-//! Starts the release `berth run` against the test control plane (TLS on
-//! loopback) and measures, from outside the process:
+//! Starts the release `berth run` of the package's feature set (no `dev`, no
+//! `test-jobs`: `--no-default-features`, which also builds this bench's binary)
+//! against the test control plane (TLS on loopback) and measures, from outside the
+//! process:
 //! - idle RSS while connected, metrics every 10 s (VmRSS and VmHWM, /proc);
 //! - idle CPU over 60 s (utime + stime from /proc/PID/stat);
 //! - time from a 1012 close to the next `welcome`, over 10 drops;
@@ -21,8 +24,15 @@ const DROPS: usize = 10;
 
 #[tokio::main]
 async fn main() {
+    // The binary under test is this build's: with the default features it carries
+    // `berth dev` and the `test.*` kinds, and its figures are not the package's.
+    if cfg!(any(feature = "dev", feature = "test-jobs")) {
+        eprintln!("the agent benchmark measures the packaged daemon: cargo bench --bench agent --no-default-features");
+        std::process::exit(2);
+    }
     let mut cp = ControlPlane::start().await;
-    let mut agent = Sandbox::new(&cp);
+    // No `test_jobs`: the packaged binary refuses the key.
+    let mut agent = Sandbox::with_config(&cp, &[("test_jobs", "")]);
     agent.start();
     let mut session = cp.session().await;
     session.recv_type("hello").await;
@@ -56,7 +66,7 @@ async fn main() {
     gaps.sort();
 
     let binary = std::fs::metadata(env!("CARGO_BIN_EXE_berth")).unwrap().len();
-    println!("berth agent benchmark (release build, connected over TLS on loopback)");
+    println!("berth agent benchmark (release build without default features, connected over TLS on loopback)");
     println!(
         "idle RSS after {}s, metrics every 10s ({metrics} sent): {:.1} MiB (peak {:.1} MiB)",
         IDLE.as_secs(),

@@ -1,6 +1,6 @@
-//! The command line: `berth run`, `berth dev`, `berth apply`, `berth reconcile`, `berth renew`,
-//! `berth metrics`, `berth doctor`, `berth status`, `berth version`, and the hidden
-//! `berth completions` and `berth man` the package build uses.
+//! The command line: `berth run`, `berth apply`, `berth reconcile`, `berth renew`,
+//! `berth metrics`, `berth doctor`, `berth status`, `berth version`, and in a build
+//! with the `dev` feature (a source build; not the package) `berth dev`.
 //!
 //! Exit codes: 0 success, 1 a runtime failure, 2 a bad config or bad usage.
 
@@ -14,22 +14,23 @@ use crate::config::Config;
 
 pub const DEFAULT_CONFIG: &str = "/etc/berth/agent.toml";
 
+/// berth's command line over the commands `C`: by default those of this build; the
+/// package's man pages and completions describe `Cli<Shipped>` (see the test below).
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about = "The on-server agent of a web-hosting control plane")]
-pub struct Cli {
+pub struct Cli<C: Subcommand = Command> {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: C,
 }
 
+/// The commands of this build: the shipped ones, and those of its features.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the agent: connect to the control plane and carry out its jobs.
-    Run {
-        #[arg(long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
+    #[command(flatten)]
+    Shipped(Shipped),
     /// Start a local control plane with a ServerPilot-shaped REST API and an agent
     /// connected to it, in one process; print the API URL and its credentials.
+    #[cfg(feature = "dev")]
     Dev {
         /// Where the store, certificates, agent config and state are kept across restarts.
         #[arg(long, default_value = "./berth-dev")]
@@ -40,6 +41,16 @@ pub enum Command {
         /// The API's address: a loopback address; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+    },
+}
+
+/// The commands of every build, the package's included.
+#[derive(Debug, Subcommand)]
+pub enum Shipped {
+    /// Run the agent: connect to the control plane and carry out its jobs.
+    Run {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
     },
     /// Run jobs from a JSON file on this host, without a control plane; print each
     /// final status as a `job.status` JSON line. Exit 0 when all succeed, 1 otherwise.
@@ -99,7 +110,7 @@ pub fn main() -> ExitCode {
     if let Err(e) = crate::host::raise_open_files_limit() {
         eprintln!("berth: cannot raise the open-files limit: {e}");
     }
-    let cli = match Cli::try_parse() {
+    let cli = match <Cli>::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -107,15 +118,22 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { config } => run(config),
+        Command::Shipped(command) => shipped(command),
+        #[cfg(feature = "dev")]
         Command::Dev { dir, root, listen } => dev(crate::dev::Options { dir, root, listen }),
-        Command::Apply { config, root, file } => apply(config, root, file),
-        Command::Reconcile { config, root } => reconcile(config, root),
-        Command::Renew { config, root } => renew(config, root),
-        Command::Metrics { root } => metrics(root),
-        Command::Doctor { config } => doctor(config),
-        Command::Status { config, json } => status(config, json),
-        Command::Version => {
+    }
+}
+
+fn shipped(command: Shipped) -> ExitCode {
+    match command {
+        Shipped::Run { config } => run(config),
+        Shipped::Apply { config, root, file } => apply(config, root, file),
+        Shipped::Reconcile { config, root } => reconcile(config, root),
+        Shipped::Renew { config, root } => renew(config, root),
+        Shipped::Metrics { root } => metrics(root),
+        Shipped::Doctor { config } => doctor(config),
+        Shipped::Status { config, json } => status(config, json),
+        Shipped::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
@@ -156,6 +174,7 @@ fn run(config_path: PathBuf) -> ExitCode {
     }
 }
 
+#[cfg(feature = "dev")]
 fn dev(options: crate::dev::Options) -> ExitCode {
     crate::logging::init();
     match daemon_runtime().block_on(crate::dev::run(options, signals())) {
@@ -358,23 +377,32 @@ mod tests {
     use clap::CommandFactory;
     use std::path::Path;
 
-    /// The completion script for `shell`, generated from the CLI definition.
+    /// The CLI the package ships: the man pages and completions are installed with the
+    /// packaged binary, built without default features, so they describe `Cli<Shipped>`
+    /// and never `berth dev`. It is generated from [`Shipped`] rather than from this
+    /// build's [`Command`], so the test gives the same pages in every feature set (a
+    /// source build's `berth dev --help` documents `dev`).
+    fn packaged() -> clap::Command {
+        Cli::<Shipped>::command()
+    }
+
+    /// The completion script for `shell`, generated from the packaged CLI.
     fn completion(shell: clap_complete::Shell) -> Vec<u8> {
         let mut out = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "berth", &mut out);
+        clap_complete::generate(shell, &mut packaged(), "berth", &mut out);
         out
     }
 
     /// The man pages and completions the package ships (`packaging/man`,
-    /// `packaging/completions`) are what the CLI definition generates; refresh them
-    /// with `BERTH_BLESS=1 cargo test --lib cli` and commit. The generators are test
-    /// code only, so the agent's binary does not carry them.
+    /// `packaging/completions`) are what the packaged CLI definition generates;
+    /// refresh them with `BERTH_BLESS=1 cargo test --lib cli` and commit. The
+    /// generators are test code only, so the agent's binary does not carry them.
     #[test]
     fn shipped_man_pages_and_completions_are_current() {
         let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
         let bless = std::env::var_os("BERTH_BLESS").is_some();
         let fresh = tempfile::tempdir().unwrap();
-        clap_mangen::generate_to(Cli::command(), fresh.path()).unwrap();
+        clap_mangen::generate_to(packaged(), fresh.path()).unwrap();
         let mut expected: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(fresh.path())
             .unwrap()
             .map(|e| {
@@ -390,6 +418,15 @@ mod tests {
             expected.push((packaging.join("completions").join(name), completion(shell)));
         }
         assert!(expected.iter().any(|(p, _)| p.ends_with("berth-doctor.1")), "a page per command");
+        assert!(!expected.iter().any(|(p, _)| p.ends_with("berth-dev.1")), "no page for `berth dev`");
+        // A page of a command the packaged CLI lacks would ship too (packaging/man/*.1).
+        for page in std::fs::read_dir(packaging.join("man")).unwrap() {
+            let page = page.unwrap().path();
+            if !expected.iter().any(|(p, _)| *p == page) {
+                assert!(bless, "{} describes no command: run BERTH_BLESS=1 cargo test --lib cli", page.display());
+                std::fs::remove_file(&page).unwrap();
+            }
+        }
         for (path, bytes) in expected {
             if bless {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -398,5 +435,13 @@ mod tests {
             let shipped = std::fs::read(&path).unwrap_or_default();
             assert!(shipped == bytes, "{} is stale: run BERTH_BLESS=1 cargo test --lib cli", path.display());
         }
+    }
+
+    /// This build's CLI has `berth dev` exactly when it has the feature.
+    #[test]
+    fn dev_is_a_command_only_with_the_dev_feature() {
+        assert_eq!(<Cli>::command().find_subcommand("dev").is_some(), cfg!(feature = "dev"));
+        assert!(packaged().find_subcommand("dev").is_none());
+        assert!(<Cli>::try_parse_from(["berth", "version"]).is_ok());
     }
 }

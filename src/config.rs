@@ -44,7 +44,8 @@ pub struct Config {
     pub allow_insecure_ws: bool,
     /// How many unrelated jobs may run at once.
     pub max_parallel_jobs: usize,
-    /// Registers the `test.*` job kinds (for the test suite and trials; never in production).
+    /// Registers the `test.*` job kinds (for the test suite and trials; never in
+    /// production). Always false in a build without the `test-jobs` feature.
     pub test_jobs: bool,
     /// How berth reaches MySQL/MariaDB.
     pub mysql: crate::host::mysql::MysqlSettings,
@@ -147,6 +148,14 @@ impl Config {
         let state_dir = file.state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         if !state_dir.is_absolute() {
             return Err(invalid("state_dir", format!("must be an absolute path, not {}", state_dir.display())));
+        }
+        if file.test_jobs && !cfg!(feature = "test-jobs") {
+            return Err(invalid(
+                "test_jobs",
+                "this berth was built without the `test-jobs` feature (as the package is): remove the key or set it \
+                 to false"
+                    .into(),
+            ));
         }
         let max_parallel_jobs = file.max_parallel_jobs.unwrap_or(DEFAULT_MAX_PARALLEL_JOBS);
         if !(1..=64).contains(&max_parallel_jobs) {
@@ -332,6 +341,23 @@ control_plane_url = "wss://cp.example.com/agent"
         assert!(!config.test_jobs);
         assert_eq!(config.reboot_command, ["/usr/bin/systemctl", "reboot"]);
         assert_eq!(format!("{:?}", config.api_key), "Secret(***)");
+    }
+
+    #[test]
+    #[cfg(feature = "test-jobs")]
+    fn test_jobs_are_taken_in_a_build_with_them() {
+        assert!(parse(&format!("{GOOD}test_jobs = true\n")).unwrap().test_jobs);
+    }
+
+    #[test]
+    #[cfg(not(feature = "test-jobs"))]
+    fn test_jobs_are_refused_in_a_build_without_them() {
+        let message = parse(&format!("{GOOD}test_jobs = true\n")).unwrap_err().to_string();
+        assert!(
+            message.contains("key `test_jobs`") && message.contains("without the `test-jobs` feature"),
+            "{message}"
+        );
+        assert!(!parse(&format!("{GOOD}test_jobs = false\n")).unwrap().test_jobs);
     }
 
     #[test]

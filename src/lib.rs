@@ -5,6 +5,9 @@
 //! in order per resource and survives crashes ([`engine`], [`jobstore`],
 //! [`scheduler`]), and changes the host only through [`host`]. Job families live
 //! in [`jobs`]; the field rules they share in [`validate`].
+//!
+//! Two cargo features, both default, are left out of the package: `dev` ([`dev`],
+//! `berth dev`) and `test-jobs` (the `test.*` job kinds).
 
 pub mod acme;
 pub mod agent;
@@ -14,6 +17,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod connection;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod doctor;
 pub mod engine;

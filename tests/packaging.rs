@@ -52,12 +52,17 @@ fn the_unit_is_clean_for_systemd_analyze_verify() {
     assert!(!ok || !printed.trim().is_empty(), "a broken unit passed");
 }
 
-/// Builds the .deb from the already built binary (the dev profile of this test run).
+/// Builds the .deb as `cargo deb` does: cargo-deb builds the binary itself, with the
+/// features `[package.metadata.deb]` gives (none: no `berth dev`, no `test.*` kinds),
+/// in the dev profile and in a target dir of its own, so the binary of this test run
+/// (with the default features, which the other tests use) is left alone.
 fn build_deb(out: &Path, version: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("package");
     let result = Command::new(cargo)
         .current_dir(repo())
-        .args(["deb", "--no-build", "--profile", "dev", "--fast", "--deb-version", version, "--output"])
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["deb", "--locked", "--profile", "dev", "--fast", "--deb-version", version, "--output"])
         .arg(out)
         .output()
         .expect("cargo");
@@ -66,6 +71,38 @@ fn build_deb(out: &Path, version: &str) -> PathBuf {
     let deb = out.join(format!("berth_{version}_amd64.deb"));
     assert!(deb.exists(), "cargo deb made no {}: {stderr}", deb.display());
     deb
+}
+
+/// The packaged binary is the daemon alone: `berth dev` is no command of it, and a
+/// config with `test_jobs = true` is a config error (exit 2) naming the key.
+fn assert_daemon_only(binary: &Path) {
+    let dev = Command::new(binary).args(["dev", "--help"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&dev.stderr);
+    assert_eq!(dev.status.code(), Some(2), "berth dev --help: {stderr}");
+    assert!(stderr.contains("unrecognized subcommand 'dev'"), "{stderr}");
+    let help = Command::new(binary).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("  run ") && !help.contains("  dev "), "{help}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &config,
+        format!(
+            "server_id = \"s1\"\napi_key = \"k3y\"\ncontrol_plane_url = \"wss://cp.example.com/agent\"\n\
+             state_dir = {state:?}\ntest_jobs = true\n"
+        ),
+    )
+    .unwrap();
+    let status = Command::new(binary).arg("status").arg("--config").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(2), "test_jobs = true: {stderr}");
+    assert!(stderr.contains("key `test_jobs`") && stderr.contains("without the `test-jobs` feature"), "{stderr}");
+    // The same config without the key is good: the refusal is the key's alone.
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("test_jobs = true\n", "")).unwrap();
+    let status = Command::new(binary).arg("status").arg("--config").arg(&config).output().unwrap();
+    assert_ne!(status.status.code(), Some(2), "{}", String::from_utf8_lossy(&status.stderr));
 }
 
 /// `dpkg --root=root args` inside the machine; panics with dpkg's words on failure.
@@ -111,6 +148,7 @@ fn the_deb_passes_lintian_installs_upgrades_and_purges_in_a_throwaway_root() {
     assert_eq!(mode(&binary), 0o755);
     let version = Command::new(&binary).arg("version").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("berth {}", env!("CARGO_PKG_VERSION")));
+    assert_daemon_only(&binary);
     let unit = root.join("usr/lib/systemd/system/berth.service");
     assert_eq!(mode(&unit), 0o644);
     assert_eq!(

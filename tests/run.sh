@@ -57,6 +57,9 @@ fi
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# The package's feature set (no `dev`, no `test-jobs`; Cargo.toml [package.metadata.deb]),
+# so the daemon-only build never rots; tests/packaging.rs builds and installs it.
+cargo clippy --locked --all-targets --no-default-features -- -D warnings
 
 # Every unit and integration test (there are no doc tests), then one total line.
 log=$(mktemp)

@@ -27,7 +27,6 @@ end
 complete -c berth -n "__fish_berth_needs_command" -s h -l help -d 'Print help'
 complete -c berth -n "__fish_berth_needs_command" -s V -l version -d 'Print version'
 complete -c berth -n "__fish_berth_needs_command" -f -a "run" -d 'Run the agent: connect to the control plane and carry out its jobs'
-complete -c berth -n "__fish_berth_needs_command" -f -a "dev" -d 'Start a local control plane with a ServerPilot-shaped REST API and an agent connected to it, in one process; print the API URL and its credentials'
 complete -c berth -n "__fish_berth_needs_command" -f -a "apply" -d 'Run jobs from a JSON file on this host, without a control plane; print each final status as a `job.status` JSON line. Exit 0 when all succeed, 1 otherwise'
 complete -c berth -n "__fish_berth_needs_command" -f -a "reconcile" -d 'Render every managed file again from the inventory and apply them as one change (after an upgrade or a template edit); print what changed as JSON'
 complete -c berth -n "__fish_berth_needs_command" -f -a "renew" -d 'Renew now every AutoSSL certificate that is due, as the daemon does hourly; print each renewal\'s `ssl.renewal` event as a JSON line. Exit 1 if one failed'
@@ -38,10 +37,6 @@ complete -c berth -n "__fish_berth_needs_command" -f -a "version" -d 'Print the 
 complete -c berth -n "__fish_berth_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c berth -n "__fish_berth_using_subcommand run" -l config -r -F
 complete -c berth -n "__fish_berth_using_subcommand run" -s h -l help -d 'Print help'
-complete -c berth -n "__fish_berth_using_subcommand dev" -l dir -d 'Where the store, certificates, agent config and state are kept across restarts' -r -F
-complete -c berth -n "__fish_berth_using_subcommand dev" -l root -d 'The agent\'s root (default: the sandbox DIR/root; `/` applies jobs to this host)' -r -F
-complete -c berth -n "__fish_berth_using_subcommand dev" -l listen -d 'The API\'s address: a loopback address; port 0 picks a free port' -r
-complete -c berth -n "__fish_berth_using_subcommand dev" -s h -l help -d 'Print help'
 complete -c berth -n "__fish_berth_using_subcommand apply" -l config -d 'The agent config to take `state_dir`, `root` and `test_jobs` from (default: /etc/berth/agent.toml when it exists)' -r -F
 complete -c berth -n "__fish_berth_using_subcommand apply" -l root -d 'Place every host path under this directory instead of the config\'s root' -r -F
 complete -c berth -n "__fish_berth_using_subcommand apply" -s h -l help -d 'Print help'
@@ -59,13 +54,12 @@ complete -c berth -n "__fish_berth_using_subcommand status" -l config -r -F
 complete -c berth -n "__fish_berth_using_subcommand status" -l json -d 'Print the report as one JSON object'
 complete -c berth -n "__fish_berth_using_subcommand status" -s h -l help -d 'Print help'
 complete -c berth -n "__fish_berth_using_subcommand version" -s h -l help -d 'Print help'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "run" -d 'Run the agent: connect to the control plane and carry out its jobs'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "dev" -d 'Start a local control plane with a ServerPilot-shaped REST API and an agent connected to it, in one process; print the API URL and its credentials'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "apply" -d 'Run jobs from a JSON file on this host, without a control plane; print each final status as a `job.status` JSON line. Exit 0 when all succeed, 1 otherwise'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "reconcile" -d 'Render every managed file again from the inventory and apply them as one change (after an upgrade or a template edit); print what changed as JSON'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "renew" -d 'Renew now every AutoSSL certificate that is due, as the daemon does hourly; print each renewal\'s `ssl.renewal` event as a JSON line. Exit 1 if one failed'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "metrics" -d 'Print one metrics snapshot as JSON'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "doctor" -d 'Check the config, the key file, the state dir, TLS to the control plane and the tools berth drives; one line per check. Exit 1 when a check fails'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "status" -d 'Show whether the daemon is connected, since when, its last heartbeat, the outbox length and the last jobs, read from the state dir (no daemon needed)'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "version" -d 'Print the version'
-complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run dev apply reconcile renew metrics doctor status version help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run apply reconcile renew metrics doctor status version help" -f -a "run" -d 'Run the agent: connect to the control plane and carry out its jobs'
+complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run apply reconcile renew metrics doctor status version help" -f -a "apply" -d 'Run jobs from a JSON file on this host, without a control plane; print each final status as a `job.status` JSON line. Exit 0 when all succeed, 1 otherwise'
+complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run apply reconcile renew metrics doctor status version help" -f -a "reconcile" -d 'Render every managed file again from the inventory and apply them as one change (after an upgrade or a template edit); print what changed as JSON'
+complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run apply reconcile renew metrics doctor status version help" -f -a "renew" -d 'Renew now every AutoSSL certificate that is due, as the daemon does hourly; print each renewal\'s `ssl.renewal` event as a JSON line. Exit 1 if one failed'
+complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run apply reconcile renew metrics doctor status version help" -f -a "metrics" -d 'Print one metrics snapshot as JSON'
+complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run apply reconcile renew metrics doctor status version help" -f -a "doctor" -d 'Check the config, the key file, the state dir, TLS to the control plane and the tools berth drives; one line per check. Exit 1 when a check fails'
+complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run apply reconcile renew metrics doctor status version help" -f -a "status" -d 'Show whether the daemon is connected, since when, its last heartbeat, the outbox length and the last jobs, read from the state dir (no daemon needed)'
+complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run apply reconcile renew metrics doctor status version help" -f -a "version" -d 'Print the version'
+complete -c berth -n "__fish_berth_using_subcommand help; and not __fish_seen_subcommand_from run apply reconcile renew metrics doctor status version help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -16,6 +16,7 @@ pub mod firewall;
 pub mod server;
 pub mod ssl;
 pub mod sysuser;
+#[cfg(feature = "test-jobs")]
 pub mod testing;
 
 /// Parses a kind's params, checking every field rule, into a job.
@@ -28,7 +29,8 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    /// The kinds of this agent; `test_jobs` adds the `test.*` family.
+    /// The kinds of this agent; `test_jobs` adds the `test.*` family, in a build with
+    /// the `test-jobs` feature (without it, the config refuses `test_jobs = true`).
     pub fn new(test_jobs: bool) -> Self {
         let mut catalogue = Catalogue { kinds: BTreeMap::new(), internal: BTreeMap::new() };
         sysuser::register(&mut catalogue);
@@ -37,9 +39,12 @@ impl Catalogue {
         ssl::register(&mut catalogue);
         firewall::register(&mut catalogue);
         server::register(&mut catalogue);
+        #[cfg(feature = "test-jobs")]
         if test_jobs {
             testing::register(&mut catalogue);
         }
+        #[cfg(not(feature = "test-jobs"))]
+        debug_assert!(!test_jobs, "test_jobs in a build without the test-jobs feature");
         catalogue
     }
 
@@ -99,8 +104,14 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "test-jobs")]
     fn test_kinds_only_when_enabled() {
         assert!(!Catalogue::new(false).advertised().contains(&"test.sleep"));
         assert!(Catalogue::new(true).advertised().contains(&"test.sleep"));
+    }
+
+    #[test]
+    fn no_test_kinds_by_default() {
+        assert!(!Catalogue::new(false).advertised().iter().any(|kind| kind.starts_with("test.")));
     }
 }
