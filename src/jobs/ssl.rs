@@ -481,3 +481,56 @@ impl Job for Delete {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+    use crate::stack::Stack;
+
+    fn app(domains: &[&str], created_ms: u64) -> App {
+        App {
+            sysuser: "derek".into(),
+            runtime: "php8.2".into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            stack: Stack::Nginx,
+            created_ms,
+            ssl: None,
+        }
+    }
+
+    #[test]
+    fn an_issued_certificate_is_installed_only_for_the_app_it_was_ordered_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let machine = crate::job::Machine {
+            host: std::sync::Arc::new(crate::host::fake::FakeHost::new(dir.path())),
+            inventory: std::sync::Arc::new(InventoryStore::open(dir.path()).unwrap()),
+            mysql: crate::host::mysql::MysqlSettings::under(dir.path()),
+            acme: std::sync::Arc::new(acme::AcmeSettings::new(dir.path())),
+            reboot_command: Vec::new(),
+        };
+        let ctx = JobContext::new("j".into(), &machine, Default::default(), tokio::sync::mpsc::channel(1).0);
+        let planned = app(&["shop.test"], 1);
+        let names = stack::server_names(&planned.domains);
+        let now = |a: Option<App>| {
+            ctx.record(|inv| match a {
+                Some(a) => drop(inv.apps.insert("shop".into(), a)),
+                None => drop(inv.apps.remove("shop")),
+            })
+            .unwrap();
+            still_wanted(&ctx, "shop", &planned, &names).map_err(|e| e.code())
+        };
+        assert!(now(Some(planned.clone())).is_ok(), "unchanged");
+        let mut forced = planned.clone();
+        forced.ssl =
+            Some(Ssl { source: SslSource::Auto, force: true, ordered_for: vec![], failures: 0, next_attempt_ms: 0 });
+        assert!(now(Some(forced)).is_ok_and(|a| a.ssl.unwrap().force), "what it is now is what gets installed");
+        assert_eq!(now(None).unwrap_err(), ErrorCode::NotFound, "deleted meanwhile");
+        assert_eq!(now(Some(app(&["shop.test"], 2))).unwrap_err(), ErrorCode::Conflict, "deleted and made again");
+        assert_eq!(now(Some(app(&["shop.test", "new.test"], 1))).unwrap_err(), ErrorCode::Conflict, "new names");
+        let mut custom = planned.clone();
+        custom.ssl =
+            Some(Ssl { source: SslSource::Custom, force: false, ordered_for: vec![], failures: 0, next_attempt_ms: 0 });
+        assert_eq!(now(Some(custom)).unwrap_err(), ErrorCode::PreconditionFailed, "a custom certificate came");
+    }
+}
