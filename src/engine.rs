@@ -7,6 +7,10 @@
 //! says finished. A crash anywhere in between leaves a queued or running record,
 //! and the job runs again at the next start (jobs are idempotent). A `job_id` that
 //! already finished is not run again: its final status is sent again.
+//!
+//! A running job may give back one of its resources before it ends
+//! ([`JobContext::release`]): an AutoSSL order gives back the web stack while it
+//! waits on the CA, so other apps' jobs need not wait for the CA too.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -19,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::job::{final_status, Job, JobContext, JobError, Machine, Outcome, Secrets};
+use crate::job::{final_status, Job, JobContext, JobError, Machine, Outcome, Release, Secrets};
 use crate::jobs::Catalogue;
 use crate::jobstore::{JobStore, Record, State};
 use crate::outbox::Outbox;
@@ -48,6 +52,8 @@ pub struct Engine {
     ids: HashMap<String, u64>,
     last_arrival: u64,
     running: JoinSet<(u64, Result<Outcome, JobError>)>,
+    /// Resources running jobs give back before they end ([`JobContext::release`]).
+    releases: (mpsc::UnboundedSender<Release>, mpsc::UnboundedReceiver<Release>),
 }
 
 struct Active {
@@ -76,6 +82,7 @@ impl Engine {
             ids: HashMap::new(),
             last_arrival: 0,
             running: JoinSet::new(),
+            releases: mpsc::unbounded_channel(),
         }
     }
 
@@ -96,6 +103,7 @@ impl Engine {
                         self.reboot(REBOOT_ACK_WAIT).await;
                     }
                 }
+                Some(release) = self.releases.1.recv() => self.scheduler.release(release.arrival, &release.key),
                 _ = prune.tick() => self.prune(),
                 _ = shutdown.wait() => break,
             }
@@ -186,7 +194,8 @@ impl Engine {
             let secrets = Arc::new(Secrets::of(&record.params));
             // A renewal's live output has no job of the control plane's to belong to.
             let output = if record.internal { mpsc::channel(1).0 } else { self.output.clone() };
-            let ctx = JobContext::new(record.job_id.clone(), &self.machine, secrets, output);
+            let ctx = JobContext::new(record.job_id.clone(), &self.machine, secrets, output)
+                .scheduled(arrival, self.releases.0.clone());
             let span = tracing::info_span!("job", job_id = %record.job_id, kind = %record.kind);
             self.running.spawn(
                 async move {

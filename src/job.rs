@@ -82,6 +82,22 @@ pub struct JobContext {
     pub acme: Arc<AcmeSettings>,
     secrets: Arc<Secrets>,
     output: mpsc::Sender<JobOutput>,
+    /// The engine's scheduler, when the job runs under it (not in `berth apply`).
+    scheduler: Option<Releases>,
+}
+
+/// Where a running job gives back resources: its arrival and the engine's channel.
+#[derive(Clone)]
+struct Releases {
+    arrival: u64,
+    to: mpsc::UnboundedSender<Release>,
+}
+
+/// A running job (by arrival) gives back one key of its resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub arrival: u64,
+    pub key: String,
 }
 
 impl JobContext {
@@ -94,6 +110,23 @@ impl JobContext {
             acme: machine.acme.clone(),
             secrets,
             output,
+            scheduler: None,
+        }
+    }
+
+    /// Ties the context to the engine's scheduler, for [`JobContext::release`].
+    pub fn scheduled(mut self, arrival: u64, releases: mpsc::UnboundedSender<Release>) -> Self {
+        self.scheduler = Some(Releases { arrival, to: releases });
+        self
+    }
+
+    /// Gives back `key` of the job's resources for the rest of its run: later jobs
+    /// that waited only for it may start. For a job whose ordered part is done and
+    /// whose rest waits on the network (an AutoSSL order gives back the web stack).
+    /// Nothing to do when no scheduler runs the job (`berth apply`, `berth renew`).
+    pub fn release(&self, key: &str) {
+        if let Some(scheduler) = &self.scheduler {
+            let _ = scheduler.to.send(Release { arrival: scheduler.arrival, key: key.to_owned() });
         }
     }
 

@@ -43,3 +43,4 @@ pub mod templates;
 pub mod time;
 pub mod tls;
 pub mod validate;
+pub mod weblock;

@@ -20,6 +20,8 @@ use crate::templates::Templates;
 /// installed are left as they are and named in the output.
 pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
     let root = machine.host.root();
+    // The daemon's jobs (and other commands) wait while every file is rendered and applied.
+    let _web = crate::weblock::hold(root)?;
     let inventory = machine.inventory.read(|inv| inv.clone());
     let mut outcome = Outcome::default();
     if inventory.apps.is_empty() {

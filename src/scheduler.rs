@@ -49,6 +49,15 @@ impl Scheduler {
         started
     }
 
+    /// A running job gives back `key`: jobs after it that waited only for that key
+    /// may start now. An exclusive job keeps everything; an unknown or finished job
+    /// is ignored (its release may arrive after its end).
+    pub fn release(&mut self, id: u64, key: &str) {
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id && e.running && !e.resources.exclusive) {
+            entry.resources.keys.retain(|k| k != key);
+        }
+    }
+
     /// Forgets a finished (or abandoned) job.
     pub fn finish(&mut self, id: u64) {
         self.entries.retain(|e| e.id != id);
@@ -93,6 +102,22 @@ mod tests {
         s.finish(1);
         assert_eq!(s.start(), [2]);
         s.finish(2);
+        assert_eq!(s.start(), [3]);
+    }
+
+    #[test]
+    fn a_released_key_lets_later_jobs_pass_but_the_kept_ones_still_order() {
+        let mut s = Scheduler::new(4);
+        s.push(1, keys(&["app:a", "webstack"]));
+        s.push(2, keys(&["app:b", "webstack"]));
+        s.push(3, keys(&["app:a"]));
+        assert_eq!(s.start(), [1]);
+        s.release(2, "webstack");
+        assert_eq!(s.start(), Vec::<u64>::new(), "a queued job releases nothing");
+        s.release(1, "webstack");
+        assert_eq!(s.start(), [2], "the web stack is free; app:a is still held");
+        s.release(7, "app:a");
+        s.finish(1);
         assert_eq!(s.start(), [3]);
     }
 

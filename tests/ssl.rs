@@ -1,16 +1,21 @@
 //! Certificates against the real nginx and Debian's real ACME test server, pebble,
 //! in a test machine: custom certificates, AutoSSL over HTTP-01, ForceSSL, delete,
-//! the mutual-exclusion rules, and renewal.
+//! the mutual-exclusion rules, renewal, and a stalled CA that holds up no other app.
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::machine::Machine;
 use support::pebble::Pebble;
 use support::pki::{key_pem, KeyKind, TestCa, Validity};
 use support::probes::header;
+use support::stall::Stall;
+use support::{ControlPlane, Session, API_KEY, SERVER_ID};
 
 /// A machine with user `derek` and an nginx app `app` serving `domains` (each
 /// mapped to the machine's 127.0.0.1 unless it ends in `.invalid`).
@@ -336,4 +341,113 @@ fn with_deny_unknown_domains_off_the_default_app_answers_unknown_names_over_http
     let closed = machine.job("server.update", json!({"deny_unknown_domains": true}));
     assert_eq!(closed["status"], "success", "{closed}");
     eventually("unknown Hosts refused", || machine.get("unknown.test", "/index.html"), |r| r.0 == 0);
+}
+
+/// `job.status` events until `job_id` reaches a final status, waiting up to `wait`
+/// in all (longer than a session's usual patience: a stalled CA says nothing).
+async fn until_final_within(session: &mut Session, job_id: &str, wait: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + wait;
+    let mut events = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = session.try_recv(left).await.unwrap_or_else(|| panic!("{job_id}: no final status; {events:?}"));
+        if message["type"] != "job.status" {
+            continue;
+        }
+        let done = message["job_id"] == job_id && matches!(message["status"].as_str(), Some("success" | "error"));
+        events.push(message);
+        if done {
+            return events;
+        }
+    }
+}
+
+/// A certificate that waits on a slow CA holds up no other app: the ACME work runs
+/// with the web stack given back and without the web-config lock. The daemon runs
+/// inside the machine (pebble and port 80 are there) with a control plane there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_a_ca_stalls_for_30_s_another_app_is_created_in_seconds() {
+    const STALL: Duration = Duration::from_secs(30);
+    let machine = machine_with_app("shop", &["shop.test"]);
+    machine.add_hosts(&["other.test", "www.other.test"]);
+    let pebble = Pebble::start(&machine);
+    // pebble answers through a proxy that passes nothing on for 30 s after berth first calls.
+    let stall = Stall::start(&machine, 14001, 14000, STALL);
+    let mut cp = ControlPlane::start_in_netns(&machine.net_ns()).await;
+    let cp_ca = file(&machine, "control-plane-ca.pem", &cp.pki.ca_pem);
+    let config = machine.dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "server_id = {SERVER_ID:?}\napi_key = {API_KEY:?}\ncontrol_plane_url = {:?}\nca_file = {cp_ca:?}\n\
+             state_dir = {:?}\nroot = \"/\"\nmax_parallel_jobs = 4\n\
+             acme_directory = \"https://127.0.0.1:{}/dir\"\nacme_ca_file = {:?}\n",
+            cp.url(),
+            machine.dir.path().join("state"),
+            stall.port,
+            pebble.ca_file()
+        ),
+    )
+    .unwrap();
+    let mut daemon = machine
+        .command(
+            "/usr/bin/env",
+            &["RUST_LOG=info", env!("CARGO_BIN_EXE_berth"), "run", "--config", config.to_str().unwrap()],
+        )
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = daemon.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[berth run] {line}");
+        }
+    });
+    let (mut session, _) = cp.welcomed(0, 20).await;
+
+    let auto_sent = Instant::now();
+    session.job("auto-shop", "ssl.auto", json!({"app": "shop"})).await;
+    let stalled =
+        tokio::task::block_in_place(|| stall.first_connection(Duration::from_secs(20))).expect("ssl.auto calls the CA");
+
+    // While the CA says nothing, another app of the same user.
+    let create_sent = Instant::now();
+    let other =
+        json!({"name": "other", "sysuser": "derek", "runtime": "php8.2", "domains": ["other.test"], "stack": "nginx"});
+    session.job("create-other", "app.create", other).await;
+    let events = until_final_within(&mut session, "create-other", STALL * 2).await;
+    let create_took = create_sent.elapsed();
+    let created = events.last().unwrap();
+    assert_eq!(created["status"], "success", "{created}");
+    assert!(
+        !events.iter().any(|e| e["job_id"] == "auto-shop" && e["status"] == "success"),
+        "the certificate still waits on the CA: {events:?}"
+    );
+    assert!(stalled.elapsed() < STALL, "app.create finished while the CA stalled");
+    assert!(create_took < Duration::from_secs(10), "app.create took {create_took:?} while the CA stalled");
+    std::fs::write(machine.path("/srv/users/derek/apps/other/public/index.html"), "other home").unwrap();
+    tokio::task::block_in_place(|| machine.eventually_get("other.test", "/index.html", 200));
+
+    // Then the certificate comes, and is served.
+    let events = until_final_within(&mut session, "auto-shop", STALL * 3).await;
+    let auto_took = auto_sent.elapsed();
+    let issued = events.last().unwrap();
+    assert_eq!((issued["status"].as_str(), issued["changed"].as_bool()), (Some("success"), Some(true)), "{issued}");
+    assert!(auto_took >= STALL, "ssl.auto took {auto_took:?}: it waited for the CA");
+    eprintln!(
+        "ssl.auto took {auto_took:.1?} (a CA stalled for {STALL:?}); app.create meanwhile took {create_took:.1?}"
+    );
+    tokio::task::block_in_place(|| {
+        let roots = pebble.issuance_roots_file();
+        let got = eventually("HTTPS", || machine.https_get("shop.test", "/index.html", &roots), |r| r.0 != 0);
+        assert_eq!(got, (200, "shop home".into(), "2".into()), "pebble's chain verifies");
+        assert_eq!(machine.get("other.test", "/index.html"), (200, "other home".into()), "the other app still answers");
+    });
+    drop(pebble);
+    drop(machine);
+    let _ = daemon.wait();
 }

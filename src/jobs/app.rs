@@ -24,8 +24,9 @@ use crate::validate::{self, shown, FieldError, Params};
 
 pub const MAX_APPS_PER_USER: usize = 1000;
 pub const MAX_DOMAINS: usize = 1000;
-/// Every job that writes web server config holds this: their checks and reloads
-/// must not interleave.
+/// The scheduler resource of every job that writes web server config: they run in
+/// arrival order. Their writes themselves are kept apart by the web-config lock
+/// ([`crate::weblock`]); a job that goes on to wait on a CA gives this back first.
 pub const WEB_STACK: &str = "webstack";
 
 pub fn register(catalogue: &mut Catalogue) {
@@ -125,12 +126,14 @@ impl BlockingJob for Create {
             created_ms: 0,
             ssl: None,
         };
+        let _web = crate::weblock::hold(ctx.root())?;
         converge(ctx, &self.name, app)
     }
 }
 
 /// An update converges like a create; an AutoSSL app whose domains changed then
-/// gets a certificate for its new names in the same job.
+/// gets a certificate for its new names in the same job (which gives back the web
+/// stack while it waits on the CA: see [`crate::jobs::ssl`]).
 impl Job for Update {
     fn resources(&self) -> Resources {
         Resources::of([format!("app:{}", self.name), WEB_STACK.to_owned()])
@@ -140,6 +143,7 @@ impl Job for Update {
         Box::pin(async move {
             let name = self.name.clone();
             let mut outcome = blocking(ctx.clone(), move |ctx| {
+                let _web = crate::weblock::hold(ctx.root())?;
                 let mut app = ctx
                     .inventory
                     .read(|inv| inv.apps.get(&self.name).cloned())
@@ -180,7 +184,8 @@ impl BlockingJob for Delete {
     }
 }
 
-/// Makes the host hold `app` as `name`: the whole desired state, for create and update.
+/// Makes the host hold `app` as `name`: the whole desired state, for create and
+/// update. The caller holds the web-config lock (and read the app inside it).
 fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobError> {
     let root = ctx.root();
     let (_, inventory, host) = facts_with(ctx, name, &app);
@@ -256,7 +261,8 @@ fn facts_with(ctx: &JobContext, name: &str, app: &App) -> (Services, Inventory, 
 }
 
 /// Renders the base files and `app`'s files as `name`, adds `extra` (certificate
-/// files), and applies them all as one transaction.
+/// files), and applies them all as one transaction. The caller holds the
+/// web-config lock ([`crate::weblock`]), and read `app` inside it.
 pub(crate) fn apply_config(
     ctx: &JobContext,
     name: &str,
@@ -284,9 +290,11 @@ pub(crate) fn apply_config(
 
 /// Removes an app: its databases and their users, its config (checked and
 /// reloaded like any change), its files and logs, then its record. An app that is
-/// not there is a success.
+/// not there is a success. It takes the web-config lock itself: its callers
+/// (`app.delete`, `sysuser.delete` for each of the user's apps) do not hold it.
 pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> {
     let root = ctx.root();
+    let _web = crate::weblock::hold(root)?;
     let mut outcome = Outcome::default();
     let Some(app) = ctx.inventory.read(|inv| inv.apps.get(name).cloned()) else {
         outcome.step("app", false);

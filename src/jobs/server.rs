@@ -114,6 +114,9 @@ impl BlockingJob for Update {
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
         let root = ctx.root();
+        // A re-render of the web config reads the inventory under the web-config lock.
+        let web = self.deny_unknown_domains.is_some() || self.default_app.is_some();
+        let _web = web.then(|| crate::weblock::hold(root)).transpose()?;
         let inventory = ctx.inventory.read(|inv| inv.clone());
         let current = inventory.settings.clone();
         let mut wanted = current.clone();
@@ -212,6 +215,8 @@ impl BlockingJob for Restart {
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
         let root = ctx.root();
+        // A web server never restarts in the middle of another job's config change.
+        let _web = (self.service != Target::Mysql).then(|| crate::weblock::hold(root)).transpose()?;
         let services = Services::detect(root);
         let targets = installed(root, self.service)?;
         let mut outcome = Outcome::default();

@@ -7,6 +7,20 @@
 //! certificate files in one transaction, so nginx checks the pair before any reload
 //! and a refusal puts the previous files back. A failed renewal changes no file: the
 //! working certificate and ForceSSL stay, and the failure is recorded and reported.
+//!
+//! Locking. Every job here declares its app and the web stack to the scheduler, so
+//! it takes its turn with the app's other jobs and with the other web jobs. Its
+//! config is written under the web-config lock ([`crate::weblock`]), with the app
+//! read inside it. An AutoSSL order talks to the CA for seconds or minutes (the
+//! self-probe, the order, HTTP-01 validation, polling): before it does, the job
+//! gives back the web stack ([`JobContext::release`]) and holds no lock, so the
+//! other apps' jobs go on; it keeps its app, so nothing else changes that app
+//! meanwhile, but for a `sysuser.delete` (which holds no app key). With the
+//! certificate in hand it takes the lock, reads the app again and installs only if
+//! the app is still the one the order was for: same app (not deleted, not created
+//! again), the same names, no custom certificate. Otherwise nothing is written and
+//! the job fails with `not_found` (the app is gone) or `conflict` (it changed), and
+//! a new `ssl.auto` orders for the app as it is.
 
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +37,7 @@ use crate::protocol::{JobStatus, SslRenewal, Status};
 use crate::stack;
 use crate::time::{rfc3339, unix_millis};
 use crate::validate::{self, shown, FieldError, Params};
+use crate::weblock;
 
 /// The kind the renewal loop submits; never accepted from the control plane.
 pub const RENEW_KIND: &str = "ssl.renew";
@@ -125,7 +140,8 @@ enum Files<'a> {
     Remove,
 }
 
-/// Puts `app`'s config in place with its certificate `files` and records its SSL state.
+/// Puts `app`'s config in place with its certificate `files` and records its SSL
+/// state. The caller holds the web-config lock, and read `app` inside it.
 fn install(ctx: &JobContext, name: &str, app: &App, files: Files) -> Result<Outcome, JobError> {
     let root = ctx.root();
     let extra = match files {
@@ -163,6 +179,7 @@ impl Job for Install {
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
         blocking(ctx, move |ctx| {
             let Install { app: name, checked } = *self;
+            let _web = weblock::hold(ctx.root())?;
             let mut app = load(ctx, &name)?;
             if app.ssl.as_ref().is_some_and(|s| s.source == SslSource::Auto) {
                 return Err(JobError::PreconditionFailed(format!(
@@ -219,14 +236,17 @@ impl Job for Auto {
 
 /// AutoSSL for `name`: a certificate for its names unless the current one holds;
 /// `renew` (the renewal loop's jobs) also records a failure for the next attempt;
-/// `force` orders even when the certificate holds.
+/// `force` orders even when the certificate holds. The CA is asked with the web
+/// stack given back and no lock held; the certificate is installed under the
+/// web-config lock, if the app is still the one it was ordered for.
 pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool, force: bool) -> BoxFuture<Result<Outcome, JobError>> {
     Box::pin(async move {
         let app_name = name.clone();
-        let (mut app, names) = match blocking(ctx.clone(), move |ctx| plan(ctx, &app_name, renew, force)).await? {
+        let (planned, names) = match blocking(ctx.clone(), move |ctx| plan(ctx, &app_name, renew, force)).await? {
             Plan::Holds(outcome) => return Ok(outcome),
             Plan::Order { app, names } => (app, names),
         };
+        ctx.release(WEB_STACK);
         let issued = order(&ctx, &names).await;
         blocking(ctx, move |ctx| {
             let (issued, unreachable) = match issued {
@@ -234,6 +254,8 @@ pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool, force: bool) -
                 Err(e) if renew => return Err(record_failure(ctx, &name, e)),
                 Err(e) => return Err(e),
             };
+            let _web = weblock::hold(ctx.root())?;
+            let mut app = still_wanted(ctx, &name, &planned, &names)?;
             let force = app.ssl.as_ref().is_some_and(|s| s.force);
             app.ssl = Some(Ssl {
                 source: SslSource::Auto,
@@ -285,6 +307,44 @@ fn plan(ctx: &JobContext, name: &str, renew: bool, force: bool) -> Result<Plan, 
         None => {}
     }
     Ok(Plan::Order { app, names })
+}
+
+/// The app as it is now (the caller holds the web-config lock), if it is still the
+/// app `planned` was, with the `names` the certificate was ordered for: the order ran
+/// without the lock, and the app may have been deleted (with its user), or deleted
+/// and made again, meanwhile. A certificate for an app that is not there, or not
+/// for its names, is not installed.
+fn still_wanted(ctx: &JobContext, name: &str, planned: &App, names: &[String]) -> Result<App, JobError> {
+    let Some(app) = ctx.inventory.read(|inv| inv.apps.get(name).cloned()) else {
+        return Err(JobError::NotFound(format!(
+            "app {} was deleted while its certificate was being issued; the certificate was not installed",
+            shown(name)
+        )));
+    };
+    if app.created_ms != planned.created_ms || app.sysuser != planned.sysuser {
+        return Err(JobError::Conflict(format!(
+            "app {} was deleted and created again while its certificate was being issued; the certificate was not \
+             installed (ssl.auto orders one for the app as it is now)",
+            shown(name)
+        )));
+    }
+    if app.ssl.as_ref().is_some_and(|s| s.source == SslSource::Custom) {
+        return Err(JobError::PreconditionFailed(format!(
+            "app {} got a custom certificate while AutoSSL was ordering; the issued certificate was not installed",
+            shown(name)
+        )));
+    }
+    let now = stack::server_names(&app.domains);
+    if now != names {
+        return Err(JobError::Conflict(format!(
+            "the domains of app {} changed while its certificate was being issued (ordered for {}; now {}); the \
+             certificate was not installed (ssl.auto orders one for the new names)",
+            shown(name),
+            names.join(", "),
+            now.join(", ")
+        )));
+    }
+    Ok(app)
 }
 
 /// Probes the names, then orders a certificate for those that reach this server.
@@ -379,6 +439,7 @@ impl Job for Force {
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
         blocking(ctx, move |ctx| {
+            let _web = weblock::hold(ctx.root())?;
             let mut app = load(ctx, &self.app)?;
             let Some(ssl) = app.ssl.as_mut() else {
                 if self.force {
@@ -406,6 +467,7 @@ impl Job for Delete {
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
         blocking(ctx, move |ctx| {
+            let _web = weblock::hold(ctx.root())?;
             let mut app = load(ctx, &self.app)?;
             app.ssl = None;
             let mut outcome = install(ctx, &self.app, &app, Files::Remove)?;
@@ -417,5 +479,58 @@ impl Job for Delete {
             outcome.step("certificate directory", removed);
             Ok(outcome)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+    use crate::stack::Stack;
+
+    fn app(domains: &[&str], created_ms: u64) -> App {
+        App {
+            sysuser: "derek".into(),
+            runtime: "php8.2".into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            stack: Stack::Nginx,
+            created_ms,
+            ssl: None,
+        }
+    }
+
+    #[test]
+    fn an_issued_certificate_is_installed_only_for_the_app_it_was_ordered_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let machine = crate::job::Machine {
+            host: std::sync::Arc::new(crate::host::fake::FakeHost::new(dir.path())),
+            inventory: std::sync::Arc::new(InventoryStore::open(dir.path()).unwrap()),
+            mysql: crate::host::mysql::MysqlSettings::under(dir.path()),
+            acme: std::sync::Arc::new(acme::AcmeSettings::new(dir.path())),
+            reboot_command: Vec::new(),
+        };
+        let ctx = JobContext::new("j".into(), &machine, Default::default(), tokio::sync::mpsc::channel(1).0);
+        let planned = app(&["shop.test"], 1);
+        let names = stack::server_names(&planned.domains);
+        let now = |a: Option<App>| {
+            ctx.record(|inv| match a {
+                Some(a) => drop(inv.apps.insert("shop".into(), a)),
+                None => drop(inv.apps.remove("shop")),
+            })
+            .unwrap();
+            still_wanted(&ctx, "shop", &planned, &names).map_err(|e| e.code())
+        };
+        assert!(now(Some(planned.clone())).is_ok(), "unchanged");
+        let mut forced = planned.clone();
+        forced.ssl =
+            Some(Ssl { source: SslSource::Auto, force: true, ordered_for: vec![], failures: 0, next_attempt_ms: 0 });
+        assert!(now(Some(forced)).is_ok_and(|a| a.ssl.unwrap().force), "what it is now is what gets installed");
+        assert_eq!(now(None).unwrap_err(), ErrorCode::NotFound, "deleted meanwhile");
+        assert_eq!(now(Some(app(&["shop.test"], 2))).unwrap_err(), ErrorCode::Conflict, "deleted and made again");
+        assert_eq!(now(Some(app(&["shop.test", "new.test"], 1))).unwrap_err(), ErrorCode::Conflict, "new names");
+        let mut custom = planned.clone();
+        custom.ssl =
+            Some(Ssl { source: SslSource::Custom, force: false, ordered_for: vec![], failures: 0, next_attempt_ms: 0 });
+        assert_eq!(now(Some(custom)).unwrap_err(), ErrorCode::PreconditionFailed, "a custom certificate came");
     }
 }

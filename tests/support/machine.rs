@@ -71,13 +71,18 @@ impl Machine {
 
     /// Runs `program args` inside the machine (never outside: exit 97 if the marker is missing).
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
-        Command::new("nsenter")
+        self.command(program, args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// `program args` inside the machine, to spawn (a daemon that runs while the test
+    /// goes on): exit 97 if the marker is missing. It dies with the machine.
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("nsenter");
+        command
             .args(["--target", &self.init.to_string(), "--mount", "--net", "--pid", "--"])
             .args(["/bin/sh", "-c", &format!("test -e {MARKER} || exit 97; exec \"$0\" \"$@\""), program])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .args(args);
+        command
     }
 
     /// Installs a second PHP-FPM runtime, `php{version}`, inside the machine: a copy of

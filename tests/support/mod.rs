@@ -14,6 +14,7 @@ pub mod pebble;
 pub mod pki;
 pub mod probes;
 pub mod servers;
+pub mod stall;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -130,8 +131,19 @@ impl ControlPlane {
     }
 
     pub async fn start_with(wire: Wire) -> ControlPlane {
+        ControlPlane::serve(wire, TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    /// A control plane on 127.0.0.1 of the network namespace at `ns` (a test
+    /// machine's, [`machine::Machine::net_ns`]), for an agent running inside it.
+    pub async fn start_in_netns(ns: &Path) -> ControlPlane {
+        let listener = netns::in_netns(ns, || std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+        listener.set_nonblocking(true).unwrap();
+        ControlPlane::serve(Wire::Tls, TcpListener::from_std(listener).unwrap())
+    }
+
+    fn serve(wire: Wire, listener: TcpListener) -> ControlPlane {
         let pki = Pki::new();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, sessions) = mpsc::unbounded_channel();
         let policy = Arc::new(Mutex::new(Policy::default()));
