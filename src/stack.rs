@@ -21,8 +21,10 @@ use crate::templates::{TemplateError, Templates};
 
 /// The user the web servers run as (Debian, Ubuntu).
 pub const WEB_USER: &str = "www-data";
-/// Apache's loopback port behind nginx.
-pub const APACHE_PORT: u16 = 8081;
+/// Apache's loopback port behind nginx: a privileged one, so no user can take it
+/// while Apache restarts (nginx would then hand that user every request, key and
+/// cookies included).
+pub const APACHE_PORT: u16 = 81;
 const HTTP_LISTEN: &str = "80";
 const HTTP_LISTEN_V6: &str = "[::]:80";
 const HTTPS_LISTEN: &str = "443";
@@ -357,6 +359,7 @@ pub fn app_changes(
     context.insert("apache_proxy_snippet", &under_root(root, NGINX_APACHE_PROXY));
     context.insert("php_socket", &under_root(root, &php_socket(site.name, site.php)));
     context.insert("apache_port", &APACHE_PORT);
+    context.insert("apache_host_pattern", &host_pattern(&server_names(site.domains)));
     context.insert("challenge_dir", &under_root(root, crate::acme::CHALLENGE_DIR));
     context.insert("https_listen", HTTPS_LISTEN);
     context.insert("https_listen_v6", host.https_listen_v6());
@@ -411,6 +414,21 @@ pub fn app_removal(root: &Path, app: &str, runtimes: &[String], apache: bool) ->
         changes.push(FileChange::remove(under_root(root, &php_pool(version, app)), Service::PhpFpm(version.clone())));
     }
     changes
+}
+
+/// A regex (for nginx's `~*`) that matches exactly the names of `names`, as nginx's
+/// `server_name` does: `*.example.org` stands for any name below `example.org`.
+/// Names are validated (letters, digits, `-`, `.`, a leading `*.`): only the dots need
+/// escaping.
+fn host_pattern(names: &[String]) -> String {
+    let alternatives: Vec<String> = names
+        .iter()
+        .map(|name| match name.strip_prefix("*.") {
+            Some(base) => format!(".+\\.{}", base.replace('.', "\\.")),
+            None => name.replace('.', "\\."),
+        })
+        .collect();
+    format!("^({})$", alternatives.join("|"))
 }
 
 /// What Debian enables that would give a user's `.htaccess` a way out of its app:

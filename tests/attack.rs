@@ -1084,7 +1084,7 @@ fn php_state_and_keys_stay_private() {
     verdicts.assert_none_worked();
 }
 
-/// Past nginx: any user on the server can connect to Apache on 127.0.0.1:8081 and
+/// Past nginx: any user on the server can connect to Apache on 127.0.0.1:81 and
 /// name another app's Host, where nginx's rules (dotfiles refused, PHP run, never
 /// shown) do not apply; and the key nginx proves itself with is in files. Judged: a
 /// request to Apache without nginx's key gets none of B's files (its `.env`, its
@@ -1102,7 +1102,7 @@ fn apache_answers_nginx_alone_and_its_key_stays_root_s() {
     put(&machine, B, &format!("{}/plain.txt", public(B, "bapp")), &format!("plain {SECRET}"));
     let direct = |path: &str, header: &str| -> String {
         let header = if header.is_empty() { String::new() } else { format!("-H '{header}'") };
-        text(&as_user(&machine, A, &format!("curl -s -i -H 'Host: bapp.test' {header} http://127.0.0.1:8081{path}")))
+        text(&as_user(&machine, A, &format!("curl -s -i -H 'Host: bapp.test' {header} http://127.0.0.1:81{path}")))
     };
     for path in ["/.env", "/wp-config.php", "/plain.txt", "/"] {
         let response = direct(path, "");
@@ -1119,7 +1119,7 @@ fn apache_answers_nginx_alone_and_its_key_stays_root_s() {
         );
     }
     // A's PHP tries the same from inside the server.
-    let peek = "<?php $s = @fsockopen('127.0.0.1', 8081); if (!$s) { die('no socket'); } \
+    let peek = "<?php $s = @fsockopen('127.0.0.1', 81); if (!$s) { die('no socket'); } \
         fwrite($s, \"GET /wp-config.php HTTP/1.0\\r\\nHost: bapp.test\\r\\n\\r\\n\"); echo stream_get_contents($s);";
     put(&machine, A, &format!("{}/peek.php", public(A, "aapp")), peek);
     let (_, body) = machine.get("aapp.test", "/peek.php");

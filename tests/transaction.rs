@@ -72,6 +72,7 @@ fn builtin_templates_pass_the_servers_own_checks() {
     context.insert("apache_proxy_snippet", &proxy_snippet);
     context.insert("php_socket", &root.join("run/berth-gallery.sock"));
     context.insert("apache_port", &apache_port);
+    context.insert("apache_host_pattern", r"^(example\.com|www\.example\.com)$");
     context.insert("deny_unknown_domains", &true);
     let vhost_dir = root.join("etc/nginx/berth.d");
     std::fs::create_dir_all(&vhost_dir).unwrap();
