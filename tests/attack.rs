@@ -1221,6 +1221,7 @@ fn redteam_htaccess_cannot_reflect_the_proxy_key() {
 /// A raw HTTP/1.1 request from A's shell to nginx on port 80: `target` as the request
 /// line has it (absolute-form allowed), `host` as the Host header.
 fn raw_get_as(machine: &Machine, user: &str, target: &str, host: &str) -> String {
+    let target = target.replace('%', "%%");
     let script = format!(
         "exec 3<>/dev/tcp/127.0.0.1/80 || exit 3; printf 'GET {target} HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n' >&3; timeout 10 cat <&3"
     );
@@ -1343,8 +1344,8 @@ while (my $c = $s->accept) {
 /// HOLE (red team, fails until fixed): Apache listens on an unprivileged port
 /// (127.0.0.1:8081), which any user may bind while Apache is not holding it: at boot
 /// (a crontab `@reboot` line), or while it restarts (a package upgrade, an admin's
-/// `systemctl restart`). A's process waits for the port; Apache stops (here: root's
-/// `apache2ctl stop`, standing for the restart) and cannot bind it again. From then
+/// `systemctl restart`, berth's own `service.restart`). A's process waits for the
+/// port; Apache stops (here: `service.restart`) and cannot bind it again. From then
 /// on nginx sends every nginx-apache request of every user to A's process, with the
 /// key and B's visitors' headers (cookies, `Authorization`), and A answers for B's
 /// site; and every later web-config job fails starting Apache. Judged: B's
@@ -1361,9 +1362,10 @@ fn redteam_apache_s_port_cannot_be_squatted_by_a_user() {
     put(&machine, A, &format!("{h}/squat.pl"), SQUATTER);
     let out = as_user(&machine, A, &format!("nohup perl {h}/squat.pl {h}/bound {h}/caught > /dev/null 2>&1 &"));
     assert!(out.status.success(), "{}", text(&out));
-    // Apache restarts (the test's own doing, as root: what an upgrade or an admin does).
-    let out = as_root(&machine, "apache2ctl stop; for i in $(seq 100); do ss -ltn | grep -q '127.0.0.1:8081' && exit 0; sleep 0.05; done; exit 1");
-    eprintln!("apache2ctl stop: {}", text(&out));
+    // Apache restarts: berth's own `service.restart` (a package upgrade, a reboot or
+    // an admin's `systemctl restart apache2` open the same window).
+    let restarted = machine.job("service.restart", json!({"service": "apache"}));
+    eprintln!("service.restart apache: {}", short(&restarted.to_string()));
     let bound = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
         exists(&machine, &format!("{h}/bound"))
@@ -1380,5 +1382,77 @@ fn redteam_apache_s_port_cannot_be_squatted_by_a_user() {
         !caught.contains("X-Berth-Proxy"),
         format!("A's process got: {}", short(&caught)),
     );
+    verdicts.assert_none_worked();
+}
+
+/// HOLE (red team, fails until fixed): `sysuser.delete` frees the user's uid, and
+/// `useradd` hands the highest + 1 to the next account, which was A's. Whatever A
+/// left outside the home keeps that uid: here a setuid copy of a shell in the shared
+/// `/tmp` (any user may write there). Once the next account exists, anyone who runs
+/// A's leftover (B here, or A through any other account) runs as the new user and
+/// reads their files. Judged: the new user's secret is read by no one else.
+#[test]
+fn redteam_a_deleted_user_s_uid_does_not_pass_to_the_next_user() {
+    let machine = Machine::start();
+    let mut verdicts = Verdicts::new();
+    let probe = Probe::new();
+    sysuser(&machine, B);
+    sysuser(&machine, A);
+    site(&machine, A, "aapp", "nginx");
+    let old_uid = uid(&machine, A);
+    let shell = format!("{}/ashell", probe.dir());
+    let out = as_user(&machine, A, &format!("cp /bin/bash {shell} && chmod 4755 {shell} && ls -l {shell}"));
+    assert!(out.status.success(), "{}", text(&out));
+    let done = machine.job("sysuser.delete", json!({"name": A}));
+    assert!(success(&done), "{done}");
+    let next = "carol";
+    sysuser(&machine, next);
+    let new_uid = uid(&machine, next);
+    let secret = format!("{}/secret.txt", home(next));
+    put(&machine, next, &secret, "carol-secret-9191");
+    as_user(&machine, next, &format!("chmod 0600 {secret}"));
+    let read = as_user(&machine, B, &format!("{shell} -p -c 'id -u; cat {secret}'"));
+    verdicts.judge(
+        "14a A's setuid leftover in /tmp runs as the next user",
+        !text(&read).contains("carol-secret-9191"),
+        format!("{next} has uid {new_uid} (A's was {old_uid}); B ran A's leftover: {}", short(&text(&read))),
+    );
+    verdicts.assert_none_worked();
+}
+
+/// HOLE (red team, fails until fixed): with `deny_unknown_domains` off, B's app (the
+/// first created) is nginx's default server, and nginx hands Apache the Host it got;
+/// for a name no vhost has (the server's IP address, any unknown name) Apache answers
+/// with its own default vhost, the first file in `sites-enabled`: A's app `aaa`. Its
+/// `X-Accel-Redirect: @php` for a path A mirrors then runs B's script of that path in
+/// B's pool, from B's server block; B's `.htaccess` (which denies `/admin/`) never
+/// sees the request. Judged: B's denied script never answers.
+#[test]
+fn redteam_unknown_host_on_b_s_default_server_is_not_answered_by_a_s_apache_vhost() {
+    let machine = Machine::start();
+    let mut verdicts = Verdicts::new();
+    sysuser(&machine, A);
+    sysuser(&machine, B);
+    victim_site(&machine, "nginx-apache");
+    site(&machine, A, "aaa", "nginx-apache");
+    let done = machine.job("server.update", json!({"deny_unknown_domains": false}));
+    assert!(success(&done), "{done}");
+    let b_admin = format!("{}/admin", public(B, "bapp"));
+    as_user(&machine, B, &format!("mkdir -p {b_admin}"));
+    put(&machine, B, &format!("{b_admin}/.htaccess"), "Require all denied\n");
+    put(&machine, B, &format!("{b_admin}/secret.php"), &format!("<?php echo 'ADMIN:{SECRET}';"));
+    machine.eventually_get("unknown.test", "/", 200);
+    let (code, body) = machine.get("bapp.test", "/admin/secret.php");
+    assert!(code == 403 && !body.contains(SECRET), "B's .htaccess denies /admin/: {code} {body}");
+    as_user(&machine, A, &format!("mkdir -p {}/admin", public(A, "aaa")));
+    put(&machine, A, &format!("{}/admin/secret.php", public(A, "aaa")), "<?php echo 'A';");
+    for host in ["203.0.113.7", "unknown.test"] {
+        let (code, body) = machine.get(host, "/admin/secret.php");
+        verdicts.judge(
+            &format!("15 Host {host} on B's default server, A's Apache vhost"),
+            !body.contains(SECRET),
+            format!("B's denied script answered {code}: {}", short(&body)),
+        );
+    }
     verdicts.assert_none_worked();
 }
