@@ -1456,3 +1456,41 @@ fn redteam_unknown_host_on_b_s_default_server_is_not_answered_by_a_s_apache_vhos
     }
     verdicts.assert_none_worked();
 }
+
+/// HOLE (red team, fails until fixed, or a design decision to document): on the
+/// nginx-apache stack nginx serves every file that exists itself (`try_files $uri
+/// @apache`) and hands Apache only the rest, so the access rules of B's `.htaccess`
+/// (`Require all denied`, Basic auth) never apply to B's static files: A (or anyone)
+/// fetches what B's `.htaccess` denies. Judged: B's denied file is not served.
+#[test]
+fn redteam_b_s_htaccess_denial_holds_for_static_files() {
+    let machine = Machine::start();
+    let mut verdicts = Verdicts::new();
+    sysuser(&machine, A);
+    sysuser(&machine, B);
+    site(&machine, A, "aapp", "nginx-apache");
+    victim_site(&machine, "nginx-apache");
+    let web = public(B, "bapp");
+    as_user(&machine, B, &format!("mkdir -p {web}/private {web}/members"));
+    put(&machine, B, &format!("{web}/private/.htaccess"), "Require all denied\n");
+    put(&machine, B, &format!("{web}/private/dump.sql"), &format!("INSERT INTO users VALUES ('{SECRET}');"));
+    put(
+        &machine,
+        B,
+        &format!("{web}/members/.htaccess"),
+        &format!("AuthType Basic\nAuthName members\nAuthUserFile {web}/members/.htpasswd\nRequire valid-user\n"),
+    );
+    put(&machine, B, &format!("{web}/members/.htpasswd"), "member:$apr1$abc$0000000000000000000000\n");
+    put(&machine, B, &format!("{web}/members/report.txt"), &format!("report {SECRET}"));
+    // B's rules hold where Apache answers (a name that is no file).
+    let (code, _) = machine.get("bapp.test", "/private/");
+    eprintln!("/private/ through Apache: {code}");
+    for (attack, path) in [
+        ("16a a file B's .htaccess denies to all", "/private/dump.sql"),
+        ("16b a file behind B's Basic auth", "/members/report.txt"),
+    ] {
+        let response = curl_as(&machine, A, &format!("http://127.0.0.1{path}"), "bapp.test", &[]);
+        verdicts.judge(attack, !response.contains(SECRET), format!("served: {}", short(&response)));
+    }
+    verdicts.assert_none_worked();
+}
