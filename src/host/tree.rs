@@ -85,24 +85,37 @@ impl TreeError {
 
 impl From<TreeError> for JobError {
     /// A planted entry or a mount point is the user's doing (or an admin's): a
-    /// `conflict` naming the path. Anything else is `internal`.
+    /// `conflict` naming the path. Anything else is `internal`. A path a user made
+    /// very long is shortened in the middle.
     fn from(e: TreeError) -> Self {
         match e {
             TreeError::Planted { path, what: SYMLINK } => JobError::Conflict(format!(
                 "{} is a symbolic link; berth does not follow links in a user's directory",
-                path.display()
+                shown_path(&path)
             )),
             TreeError::Planted { path, what } => JobError::Conflict(format!(
                 "{} is {what}, not what berth expects there; berth leaves it in place",
-                path.display()
+                shown_path(&path)
             )),
             TreeError::MountPoint { path } => JobError::Conflict(format!(
                 "{} is a mount point; berth does not remove anything across a mount point and left it in place",
-                path.display()
+                shown_path(&path)
             )),
-            e @ TreeError::Io { .. } => JobError::Internal(e.to_string()),
+            TreeError::Io { path, source } => JobError::Internal(format!("{}: {source}", shown_path(&path))),
         }
     }
+}
+
+/// `path` for a message: at most about 200 characters, the middle left out.
+fn shown_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 200 {
+        return text;
+    }
+    let head: String = chars[..100].iter().collect();
+    let tail: String = chars[chars.len() - 100..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// A directory opened without following links; `path` is for messages only (it
@@ -212,12 +225,15 @@ impl Dir {
     ///   and go on in the directory it had opened (now elsewhere in the user's tree),
     ///   never outside the tree. A name that keeps changing is tried again a few
     ///   times, then the call ends in an `Io` error.
-    /// - At most [`MAX_DEPTH`] levels: deeper is an `Io` error, what was above left.
+    /// - It holds a descriptor per level down to [`MAX_DEPTH`]; a directory below
+    ///   that is moved up to the top of the tree (renamed inside it) and removed
+    ///   from there, so a tree of any depth goes.
     pub fn remove_tree(&self, name: &str) -> Result<bool, TreeError> {
         let name = self.component(name)?;
         let path = self.path.join(OsStr::from_bytes(name.to_bytes()));
         let mut mounts: Vec<PathBuf> = Vec::new();
         let mut stack: Vec<Frame> = Vec::new();
+        let mut hoisted = 0u64;
         let existed = match unlink_or_open(self.fd.as_fd(), &name, &path)? {
             Found::Absent => return Ok(false),
             Found::Removed => return Ok(true),
@@ -236,8 +252,20 @@ impl Dir {
                         frame.kept = true;
                         mounts.push(entry_path);
                     }
-                    Found::Dir(_) if stack.len() >= MAX_DEPTH => {
-                        return Err(TreeError::other(&entry_path, "too deep: left in place"));
+                    Found::Dir(fd) if stack.len() >= MAX_DEPTH => {
+                        // Too deep to hold a descriptor per level: the directory moves
+                        // up to the top of the tree being removed (a rename inside that
+                        // tree, relative to descriptors berth holds) and is removed
+                        // from there, so no depth keeps a tree from going.
+                        drop(fd);
+                        hoisted += 1;
+                        let aside =
+                            CString::new(format!(".berth-deep-{}-{hoisted}", std::process::id())).expect("no NUL");
+                        let (top, rest) = stack.split_first_mut().expect("the loop holds a frame");
+                        let parent = rest.last().map_or(top.fd.as_fd(), |f| f.fd.as_fd());
+                        rfs::renameat(parent, &*entry, top.fd.as_fd(), &*aside)
+                            .map_err(|e| TreeError::io(&entry_path, e))?;
+                        top.entries.push(aside);
                     }
                     Found::Dir(fd) => stack.push(Frame::new(fd, entry, entry_path, 0)?),
                 }
@@ -715,6 +743,28 @@ mod tests {
         assert!(anchor.remove_tree("link").unwrap());
         assert!(std::fs::symlink_metadata(t.path().join("link")).is_err());
         assert_eq!(snapshot(&t.path().join("other")), before);
+    }
+
+    /// Regression: a user's chain of 1,100 nested directories made `sysuser.delete`
+    /// fail with "too deep" and keep the home for good (red team, finding 6).
+    #[test]
+    fn a_tree_deeper_than_max_depth_is_removed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = Dir::open_trusted(dir.path()).unwrap();
+        let mut path = dir.path().join("home");
+        std::fs::create_dir(&path).unwrap();
+        // Made relative to a descriptor: the full path would pass PATH_MAX.
+        let mut fd = rfs::open(&path, DIR_FLAGS, Mode::empty()).unwrap();
+        for _ in 0..MAX_DEPTH + 100 {
+            rfs::mkdirat(&fd, c"d", Mode::from_raw_mode(0o755)).unwrap();
+            fd = rfs::openat(&fd, c"d", DIR_FLAGS, Mode::empty()).unwrap();
+        }
+        rfs::openat(&fd, c"leaf", OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
+            .unwrap();
+        drop(fd);
+        assert!(top.remove_tree("home").unwrap());
+        path.pop();
+        assert_eq!(std::fs::read_dir(&path).unwrap().count(), 0, "nothing is left");
     }
 
     #[test]

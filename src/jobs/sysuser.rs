@@ -99,7 +99,10 @@ impl BlockingJob for Create {
                         )));
                     }
                 }
+                let uid = next_uid(root, ctx.inventory.read(|inv| inv.uid_high_water))?;
                 ctx.host.run(&shadow_cmd("/usr/sbin/useradd", root).args([
+                    "--uid",
+                    &uid.to_string(),
                     "--home-dir",
                     &home(&self.name),
                     "--no-create-home",
@@ -112,7 +115,10 @@ impl BlockingJob for Create {
                 ]))?;
                 // Recorded at once: a later failure must not leave an account berth disowns.
                 let created_ms = crate::time::unix_millis(std::time::SystemTime::now());
-                ctx.record(|inv| inv.users.insert(self.name.clone(), User { created_ms }))?;
+                ctx.record(|inv| {
+                    inv.users.insert(self.name.clone(), User { created_ms });
+                    inv.uid_high_water = inv.uid_high_water.max(uid);
+                })?;
                 outcome.step("account", true);
                 passwd_entry(root, &self.name)?
                     .ok_or_else(|| JobError::Internal(format!("useradd did not create {}", shown(&self.name))))?
@@ -311,6 +317,37 @@ fn set_password(ctx: &JobContext, name: &str, password: Option<&Secret>) -> Resu
             Ok(true)
         }
     }
+}
+
+/// The uid for a new system user: above every uid berth ever gave (`high_water`) and
+/// every account's in `/etc/passwd`, and at least `UID_MIN` of `/etc/login.defs`
+/// (1000 when it says nothing). A uid is never given twice: files a deleted user
+/// left behind keep their uid, and must not pass to the next account.
+fn next_uid(root: &Path, high_water: u32) -> Result<u32, JobError> {
+    let defs = std::fs::read_to_string(root.join("etc/login.defs")).unwrap_or_default();
+    let setting = |key: &str, default: u32| {
+        defs.lines()
+            .filter_map(|line| line.split_once(char::is_whitespace))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(default)
+    };
+    let (min, max) = (setting("UID_MIN", 1000), setting("UID_MAX", 60000));
+    let passwd = root.join("etc/passwd");
+    let text = std::fs::read_to_string(&passwd).map_err(|e| io_error(&passwd, e))?;
+    let highest = text
+        .lines()
+        .filter_map(|line| line.split(':').nth(2)?.parse::<u32>().ok())
+        .filter(|uid| (min..=max).contains(uid))
+        .fold(high_water, u32::max);
+    let uid = highest.saturating_add(1).max(min);
+    if uid > max {
+        return Err(JobError::LimitExceeded {
+            field: "name".into(),
+            message: format!("no uid is left for a new system user (UID_MAX {max} of /etc/login.defs is reached)"),
+        });
+    }
+    Ok(uid)
 }
 
 /// An account of `<root>/etc/passwd`.
