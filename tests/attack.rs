@@ -622,17 +622,8 @@ fn links_in_the_home_never_redirect_a_jobs_chown_chmod_or_delete() {
             jobs += 2;
         }
     }
-    as_user(&machine, A, &format!("touch {h}/stop"));
-    let mut swaps = String::new();
-    for _ in 0..50 {
-        swaps = std::fs::read_to_string(machine.path(&format!("{h}/swaps"))).unwrap_or_default();
-        if !swaps.trim().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!("3d race: {} swaps during {jobs} jobs in {:?}", swaps.trim(), started.elapsed());
-    assert!(swaps.trim().parse::<u64>().unwrap_or(0) > 1000, "the swapper ran: {swaps}");
+    let swaps = stop_swapper(&machine, &h);
+    eprintln!("3d race: {swaps} swaps during {jobs} jobs in {:?}", started.elapsed());
     b_intact(&mut verdicts, "3d race: ~/apps/aapp <-> link to B's app");
 
     // 3f, the race on an earlier component: A swaps ~/apps itself with a link to a
@@ -656,17 +647,8 @@ fn links_in_the_home_never_redirect_a_jobs_chown_chmod_or_delete() {
         create(&machine, A, "aapp", "nginx");
         jobs += 3;
     }
-    as_user(&machine, A, &format!("touch {h}/stop"));
-    let mut swaps = String::new();
-    for _ in 0..50 {
-        swaps = std::fs::read_to_string(machine.path(&format!("{h}/swaps"))).unwrap_or_default();
-        if !swaps.trim().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!("3f race: {} swaps during {jobs} jobs in {:?}", swaps.trim(), started.elapsed());
-    assert!(swaps.trim().parse::<u64>().unwrap_or(0) > 1000, "the swapper ran: {swaps}");
+    let swaps = stop_swapper(&machine, &h);
+    eprintln!("3f race: {swaps} swaps during {jobs} jobs in {:?}", started.elapsed());
     let victim_now = snapshot(&machine, "/srv/victim", 2, true);
     verdicts.judge(
         "3f race: ~/apps <-> link to a root directory",
@@ -712,6 +694,23 @@ fn links_in_the_home_never_redirect_a_jobs_chown_chmod_or_delete() {
 /// RENAME_EXCHANGE until the stop file `argv[3]` appears, keeping the real directory at
 /// 0755 (so a chmod is due) and putting a link back whenever a job removed one; prints
 /// the number of swaps.
+/// Stops A's swapper (its stop file in A's home `h`) and returns how many swaps it
+/// made, which must be many: a race that never ran proves nothing.
+fn stop_swapper(machine: &Machine, h: &str) -> u64 {
+    as_user(machine, A, &format!("touch {h}/stop"));
+    let mut swaps = String::new();
+    for _ in 0..50 {
+        swaps = std::fs::read_to_string(machine.path(&format!("{h}/swaps"))).unwrap_or_default();
+        if !swaps.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let count = swaps.trim().parse::<u64>().unwrap_or(0);
+    assert!(count > 1000, "the swapper ran: {swaps}");
+    count
+}
+
 const SWAPPER: &str = r#"
 #define _GNU_SOURCE
 #include <fcntl.h>
