@@ -28,6 +28,7 @@ pub mod jobs;
 pub mod jobstore;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod outbox;
 pub mod probe;
 pub mod protocol;
