@@ -21,6 +21,7 @@ pub mod connection;
 pub mod dev;
 pub mod doctor;
 pub mod engine;
+pub mod errors;
 pub mod host;
 pub mod inventory;
 pub mod job;

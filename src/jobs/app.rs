@@ -279,7 +279,7 @@ pub(crate) fn apply_config(
     changes.extend(stack::app_changes(&templates, root, &AppSite::of(name, app, php), &host)?);
     changes.extend(previous_default(&templates, root, &inventory, name, &host)?);
     changes.extend(extra);
-    transaction::apply(ctx.host.as_ref(), &services, &changes)
+    transaction::apply(ctx.host.as_ref(), &services, &changes).map_err(JobError::from)
 }
 
 /// Removes an app: its databases and their users, its config (checked and

@@ -199,7 +199,7 @@ fn rerender_web(ctx: &JobContext, next: &Inventory) -> Result<transaction::Appli
     let templates = Templates::load(root).map_err(stack::template_error)?;
     let (changes, _) = stack::every_change(&templates, root, next, &host)?;
     crate::sitedirs::ensure_all_logs(root, next)?;
-    transaction::apply(ctx.host.as_ref(), &services, &changes)
+    transaction::apply(ctx.host.as_ref(), &services, &changes).map_err(JobError::from)
 }
 
 impl BlockingJob for Restart {
