@@ -9,6 +9,7 @@
 //! Two cargo features, both default, are left out of the package: `dev` ([`dev`],
 //! `berth dev`) and `test-jobs` (the `test.*` job kinds).
 
+pub mod accounts;
 pub mod acme;
 pub mod agent;
 pub mod apply;

@@ -10,12 +10,12 @@
 
 use serde_json::{json, Value};
 
+use crate::accounts;
 use crate::host::fs::under_root;
 use crate::host::services::Services;
 use crate::host::transaction::{self, Applied, FileChange};
 use crate::inventory::{App, Inventory, SslSource};
 use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
-use crate::jobs::sysuser;
 use crate::jobs::Catalogue;
 use crate::sitedirs;
 use crate::stack::{self, AppSite, Stack};
@@ -197,7 +197,7 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
         return Err(JobError::PreconditionFailed("stack nginx-apache needs Apache, which is not installed".into()));
     }
     if !inventory.users.contains_key(&app.sysuser) {
-        return Err(sysuser::missing_or_not_ours(root, &app.sysuser)?);
+        return Err(accounts::missing_or_not_ours(root, &app.sysuser)?);
     }
     match inventory.apps.get(name) {
         Some(existing) if existing.sysuser != app.sysuser => {
@@ -225,10 +225,10 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
     }
 
     let mut outcome = Outcome::default();
-    let account = sysuser::account(root, &app.sysuser)?;
+    let account = accounts::account(root, &app.sysuser)?;
     let owner = sitedirs::Owner { uid: account.uid, gid: account.gid };
     let mut changed = sitedirs::prepare(root, owner, &app.sysuser, name)?;
-    changed |= sysuser::ensure_dir(&under_root(root, "/run/php"), 0o755, 0, 0)?;
+    changed |= accounts::ensure_dir(&under_root(root, "/run/php"), 0o755, 0, 0)?;
     outcome.step("directories", changed);
     outcome.step("web server access", grant_web_server(ctx, &app.sysuser)?);
 
@@ -355,10 +355,10 @@ fn previous_default(
 
 /// The web server joins the user's group, so it can read the user's apps (0750).
 fn grant_web_server(ctx: &JobContext, sysuser: &str) -> Result<bool, JobError> {
-    if sysuser::group_members(ctx.root(), sysuser)?.iter().any(|m| m == stack::WEB_USER) {
+    if accounts::group_members(ctx.root(), sysuser)?.iter().any(|m| m == stack::WEB_USER) {
         return Ok(false);
     }
-    ctx.host.run(&sysuser::shadow_cmd("/usr/sbin/usermod", ctx.root()).args([
+    ctx.host.run(&accounts::shadow_cmd("/usr/sbin/usermod", ctx.root()).args([
         "--append",
         "--groups",
         sysuser,
