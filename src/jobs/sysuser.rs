@@ -175,7 +175,7 @@ impl BlockingJob for Delete {
         // The user's apps go first: their pools run as the user.
         let apps: Vec<String> = ctx.inventory.read(|inv| inv.apps_of(&self.name).map(str::to_owned).collect());
         for app in &apps {
-            crate::jobs::app::remove(ctx, app)?;
+            crate::jobs::web::remove(ctx, app)?;
         }
         outcome.step("apps", !apps.is_empty());
         if exists {
@@ -200,7 +200,7 @@ impl BlockingJob for Delete {
 /// What every sysuser job holds. WEB_STACK: deleting a user deletes its apps,
 /// which changes web server config.
 fn user_resources(user: &str) -> Resources {
-    Resources::of([format!("sysuser:{user}"), crate::jobs::app::WEB_STACK.to_owned()])
+    Resources::of([format!("sysuser:{user}"), crate::jobs::web::WEB_STACK.to_owned()])
 }
 
 fn home(name: &str) -> String {
