@@ -4,30 +4,11 @@
 //! The API key is a secret: it lives in [`Secret`], which never prints, and a parse
 //! error shows the line number and key but never the line itself.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// A value that must never reach a log, an event or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use crate::model::Secret;
 
 /// The checked configuration.
 #[derive(Debug, Clone)]
@@ -186,7 +167,7 @@ impl Config {
         }
         Ok(Config {
             server_id: file.server_id,
-            api_key: Secret(api_key),
+            api_key: Secret::new(api_key),
             control_plane_url: file.control_plane_url,
             ca_file: file.ca_file,
             tls_cert_file: file.tls_cert_file,

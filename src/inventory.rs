@@ -8,138 +8,15 @@
 //! read loads it, and every update is a read-modify-write under an exclusive
 //! `flock` on `inventory.lock`.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
 use crate::host::fs::write_atomic;
 
+pub use crate::model::inventory::{App, Database, Inventory, Settings, Ssl, SslSource, User};
+
 pub const FILE_NAME: &str = "inventory.json";
-
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Inventory {
-    /// System users berth created, by name.
-    #[serde(default)]
-    pub users: BTreeMap<String, User>,
-    /// Apps, by name (unique on the server).
-    #[serde(default)]
-    pub apps: BTreeMap<String, App>,
-    /// Databases, by name.
-    #[serde(default)]
-    pub databases: BTreeMap<String, Database>,
-    /// Server settings (`server.update`, `firewall.rules`).
-    #[serde(default)]
-    pub settings: Settings,
-    /// The highest uid berth ever gave a system user: a uid is never given twice, so
-    /// what a deleted user left outside their home (a setuid file in `/tmp`, a
-    /// directory a failed delete kept) never passes to the next account.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub uid_high_water: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-/// The server's settings as berth last applied them. Every field has a default, so
-/// inventories written before settings existed still load (and mean today's behaviour).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    #[serde(default)]
-    pub firewall: bool,
-    #[serde(default)]
-    pub autoupdates: bool,
-    #[serde(default = "yes")]
-    pub deny_unknown_domains: bool,
-    /// The app that answers unknown Hosts when `deny_unknown_domains` is off; `None`
-    /// means the first app created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_app: Option<String>,
-    /// The custom allow rules of `firewall.rules`.
-    #[serde(default)]
-    pub firewall_rules: Vec<crate::jobs::firewall::Rule>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            firewall: false,
-            autoupdates: false,
-            deny_unknown_domains: true,
-            default_app: None,
-            firewall_rules: Vec::new(),
-        }
-    }
-}
-
-impl Inventory {
-    /// The apps of `sysuser`, by name.
-    pub fn apps_of<'a>(&'a self, sysuser: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.apps.iter().filter(move |(_, app)| app.sysuser == sysuser).map(|(name, _)| name.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Database {
-    pub app: String,
-    /// Its one user, `user@localhost`.
-    pub user: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct App {
-    pub sysuser: String,
-    /// `phpX.Y`.
-    pub runtime: String,
-    pub domains: Vec<String>,
-    pub stack: crate::stack::Stack,
-    /// Unix milliseconds.
-    pub created_ms: u64,
-    /// The app's certificate, when it serves HTTPS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssl: Option<Ssl>,
-}
-
-/// An app's certificate: where it came from, ForceSSL, and (AutoSSL) its renewal.
-/// The certificate's own dates are read from its file, not kept here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ssl {
-    pub source: SslSource,
-    /// HTTP answers 301 to HTTPS (but for ACME challenges).
-    #[serde(default)]
-    pub force: bool,
-    /// AutoSSL: the names the app served when the certificate was ordered (its
-    /// `www.` twins included); a change of domains means a new order.
-    #[serde(default)]
-    pub ordered_for: Vec<String>,
-    /// AutoSSL: failed renewals since the last success, and when to try again.
-    #[serde(default)]
-    pub failures: u32,
-    #[serde(default)]
-    pub next_attempt_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SslSource {
-    /// `ssl.install`: the operator's certificate.
-    Custom,
-    /// `ssl.auto`: ACME, renewed by berth.
-    Auto,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct User {
-    /// Unix milliseconds.
-    pub created_ms: u64,
-}
 
 /// The inventory on disk, shared by the jobs (and processes) that change it.
 #[derive(Debug)]

@@ -9,6 +9,7 @@
 //! Two cargo features, both default, are left out of the package: `dev` ([`dev`],
 //! `berth dev`) and `test-jobs` (the `test.*` job kinds).
 
+pub mod accounts;
 pub mod acme;
 pub mod agent;
 pub mod apply;
@@ -21,6 +22,7 @@ pub mod connection;
 pub mod dev;
 pub mod doctor;
 pub mod engine;
+pub mod errors;
 pub mod host;
 pub mod inventory;
 pub mod job;
@@ -28,6 +30,7 @@ pub mod jobs;
 pub mod jobstore;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod outbox;
 pub mod probe;
 pub mod protocol;

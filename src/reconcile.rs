@@ -42,7 +42,7 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
     // user's planted link is reported and never stops the others' repair.
     let (mut repaired, mut refused) = (Vec::new(), Vec::new());
     for (name, app) in &inventory.apps {
-        let prepared = crate::jobs::sysuser::account(root, &app.sysuser).and_then(|account| {
+        let prepared = crate::accounts::account(root, &app.sysuser).and_then(|account| {
             sitedirs::prepare(root, sitedirs::Owner { uid: account.uid, gid: account.gid }, &app.sysuser, name)
         });
         match prepared {

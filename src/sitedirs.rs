@@ -99,7 +99,7 @@ pub fn ensure_all_logs(root: &Path, inventory: &Inventory) -> Result<bool, JobEr
         if under_root(root, &crate::stack::log_dir(&app.sysuser, name)).symlink_metadata().is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        let Ok(account) = crate::jobs::sysuser::account(root, &app.sysuser) else { continue };
+        let Ok(account) = crate::accounts::account(root, &app.sysuser) else { continue };
         changed |= ensure_logs(root, Owner { uid: account.uid, gid: account.gid }, &app.sysuser, name)?;
     }
     Ok(changed)

@@ -9,7 +9,6 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use tera::Context;
 
 use crate::host::fs::under_root;
@@ -18,6 +17,8 @@ use crate::host::transaction::FileChange;
 use crate::inventory::{App, Inventory};
 use crate::job::JobError;
 use crate::templates::{TemplateError, Templates};
+
+pub use crate::model::Stack;
 
 /// The user the web servers run as (Debian, Ubuntu).
 pub const WEB_USER: &str = "www-data";
@@ -57,33 +58,6 @@ pub const USERS_DIR: &str = "/srv/users";
 /// processes (nginx's and Apache's masters) open them, so no user may change
 /// what these paths name. A user reads their own through the group.
 pub const LOG_BASE: &str = "/var/log/berth";
-
-/// How an app is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stack {
-    /// nginx in front, Apache behind it for `.htaccess`, PHP-FPM for PHP.
-    NginxApache,
-    /// nginx straight to PHP-FPM.
-    Nginx,
-}
-
-impl Stack {
-    pub fn parse(value: &str) -> Option<Stack> {
-        match value {
-            "nginx-apache" => Some(Stack::NginxApache),
-            "nginx" => Some(Stack::Nginx),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stack::NginxApache => "nginx-apache",
-            Stack::Nginx => "nginx",
-        }
-    }
-}
 
 /// One app as the stack sees it (every field already validated).
 #[derive(Debug, Clone, PartialEq)]

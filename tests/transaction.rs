@@ -8,6 +8,7 @@ use std::path::Path;
 
 use berth::host::services::Service;
 use berth::host::transaction::{apply, Applied, FileChange};
+use berth::job::JobError;
 use berth::protocol::ErrorCode;
 use support::servers::Nginx;
 
@@ -30,7 +31,7 @@ fn a_good_change_is_served_a_broken_one_is_refused_and_restored() {
         0o644,
         Service::Nginx,
     );
-    let err = apply(&host, &services, &[nginx.site("a.test", "site A, changed"), broken]).unwrap_err();
+    let err = JobError::from(apply(&host, &services, &[nginx.site("a.test", "site A, changed"), broken]).unwrap_err());
     assert_eq!(err.code(), ErrorCode::ConfigInvalid);
     assert!(err.to_string().contains("bogus_directive"), "the tool's words: {err}");
     assert!(!nginx.path("b.test.conf").exists());

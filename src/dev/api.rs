@@ -25,6 +25,8 @@ use super::resources as r;
 use super::Shared;
 use crate::shutdown::Shutdown;
 
+pub use super::error::ApiError;
+
 /// Request bodies above this are refused (a certificate chain fits easily).
 const MAX_BODY: usize = 1 << 20;
 
@@ -40,38 +42,6 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits { header_read_timeout: Duration::from_secs(10), max_connections: 256 }
-    }
-}
-
-/// An answer other than 200: the status and the message for `{"error": {"message"}}`.
-#[derive(Debug, PartialEq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, message)
-    }
-    pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, message)
-    }
-    pub fn conflict(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::CONFLICT, message)
-    }
-}
-
-impl From<super::store::StoreError> for ApiError {
-    fn from(e: super::store::StoreError) -> Self {
-        tracing::error!(error = %e, "dev API: store failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the dev store failed; see berth dev's log")
     }
 }
 

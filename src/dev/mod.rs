@@ -10,6 +10,7 @@
 pub mod api;
 pub mod ca;
 pub mod control_plane;
+pub mod error;
 pub mod resources;
 pub mod store;
 

@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::api::ApiError;
+use super::error::ApiError;
 use super::store::Writer;
 use super::Shared;
 use crate::job::JobError;

@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::model::Secret;
 
 /// How long a host command may run before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -96,17 +96,26 @@ pub enum HostError {
     Failed { command: String, status: String, stderr: String },
 }
 
-impl From<HostError> for crate::job::JobError {
-    fn from(e: HostError) -> Self {
-        match e {
-            HostError::Spawn { command, source } => {
-                crate::job::JobError::ToolFailed { command, stderr: source.to_string() }
-            }
-            HostError::Failed { command, status, stderr } => {
-                crate::job::JobError::ToolFailed { command, stderr: format!("{status}: {stderr}") }
-            }
-        }
-    }
+/// Why a change to the host's config files (a [`transaction`], an [`nft`] ruleset)
+/// did not hold. Nothing here knows the wire: `crate::errors` says how a job reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// A command failed.
+    #[error(transparent)]
+    Command(#[from] HostError),
+    /// `tool` refused the new config at `path` (its words); the previous files are back.
+    #[error("{tool} rejected the new configuration ({path}): {message}")]
+    Refused { tool: String, path: String, message: String },
+    /// A service would neither reload nor start: what each said.
+    #[error("{service} reload, then start failed: {reload}; {start}")]
+    ReloadThenStart { service: String, reload: String, start: String },
+    /// A file could not be read, written, renamed or removed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The machine, as the job families see it.

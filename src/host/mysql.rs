@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
-use crate::config::Secret;
-use crate::job::JobError;
+use crate::model::Secret;
 
 /// How berth reaches the server.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,18 +37,29 @@ pub enum Flavor {
     Mysql,
 }
 
+/// Why the database server did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum MysqlError {
+    #[error("the MySQL/MariaDB server is not running (no socket at {})", socket.display())]
+    NotRunning { socket: PathBuf },
+    /// `what` names the statement, never its text (it may hold a hash).
+    #[error("MySQL/MariaDB: {what} failed: {source}")]
+    Failed {
+        what: String,
+        #[source]
+        source: mysql::Error,
+    },
+}
+
 pub struct Server {
     conn: Conn,
     flavor: Flavor,
 }
 
 impl Server {
-    pub fn connect(settings: &MysqlSettings) -> Result<Server, JobError> {
+    pub fn connect(settings: &MysqlSettings) -> Result<Server, MysqlError> {
         if !settings.socket.exists() {
-            return Err(JobError::PreconditionFailed(format!(
-                "the MySQL/MariaDB server is not running (no socket at {})",
-                settings.socket.display()
-            )));
+            return Err(MysqlError::NotRunning { socket: settings.socket.clone() });
         }
         let opts = OptsBuilder::new()
             .socket(Some(settings.socket.to_string_lossy()))
@@ -67,23 +77,28 @@ impl Server {
         Ok(Server { conn, flavor })
     }
 
-    pub fn database_exists(&mut self, name: &str) -> Result<bool, JobError> {
+    pub fn database_exists(&mut self, name: &str) -> Result<bool, MysqlError> {
         let sql = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?";
         Ok(self.lookup("the database", sql, (name,))?.is_some())
     }
 
-    pub fn user_exists(&mut self, user: &str) -> Result<bool, JobError> {
+    pub fn user_exists(&mut self, user: &str) -> Result<bool, MysqlError> {
         let sql = "SELECT User FROM mysql.user WHERE User = ? AND Host = 'localhost'";
         Ok(self.lookup("the user", sql, (user,))?.is_some())
     }
 
     /// The first column of the first row of a bound query.
-    fn lookup(&mut self, what: &str, sql: &str, params: impl Into<mysql::Params>) -> Result<Option<String>, JobError> {
+    fn lookup(
+        &mut self,
+        what: &str,
+        sql: &str,
+        params: impl Into<mysql::Params>,
+    ) -> Result<Option<String>, MysqlError> {
         self.conn.exec_first(sql, params).map_err(|e| tool(&format!("look up {what}"), e))
     }
 
     /// Creates the database if it is not there; true when it was created.
-    pub fn create_database(&mut self, name: &str) -> Result<bool, JobError> {
+    pub fn create_database(&mut self, name: &str) -> Result<bool, MysqlError> {
         if self.database_exists(name)? {
             return Ok(false);
         }
@@ -93,7 +108,7 @@ impl Server {
     }
 
     /// Creates the user with `password` if it is not there; true when it was created.
-    pub fn create_user(&mut self, user: &str, password: &Secret) -> Result<bool, JobError> {
+    pub fn create_user(&mut self, user: &str, password: &Secret) -> Result<bool, MysqlError> {
         if self.user_exists(user)? {
             return Ok(false);
         }
@@ -103,7 +118,7 @@ impl Server {
     }
 
     /// Sets the password unless it already holds; true when it changed.
-    pub fn set_password(&mut self, user: &str, password: &Secret) -> Result<bool, JobError> {
+    pub fn set_password(&mut self, user: &str, password: &Secret) -> Result<bool, MysqlError> {
         if self.password_holds(user, password)? {
             return Ok(false);
         }
@@ -113,7 +128,7 @@ impl Server {
     }
 
     /// Grants every privilege on `database` (and nothing else) to `user`; true when new.
-    pub fn grant_all(&mut self, database: &str, user: &str) -> Result<bool, JobError> {
+    pub fn grant_all(&mut self, database: &str, user: &str) -> Result<bool, MysqlError> {
         let sql = "SELECT Db FROM mysql.db WHERE Db = ? AND User = ? AND Host = 'localhost'";
         if self.lookup("the grant", sql, (database, user))?.is_some() {
             return Ok(false);
@@ -124,7 +139,7 @@ impl Server {
     }
 
     /// Drops the database if it is there; true when it was.
-    pub fn drop_database(&mut self, name: &str) -> Result<bool, JobError> {
+    pub fn drop_database(&mut self, name: &str) -> Result<bool, MysqlError> {
         let existed = self.database_exists(name)?;
         if existed {
             self.conn.query_drop(format!("DROP DATABASE {}", ident(name))).map_err(|e| tool("DROP DATABASE", e))?;
@@ -133,7 +148,7 @@ impl Server {
     }
 
     /// Drops the user if it is there; true when it was.
-    pub fn drop_user(&mut self, user: &str) -> Result<bool, JobError> {
+    pub fn drop_user(&mut self, user: &str) -> Result<bool, MysqlError> {
         let existed = self.user_exists(user)?;
         if existed {
             self.conn.query_drop(format!("DROP USER {}", account(user))).map_err(|e| tool("DROP USER", e))?;
@@ -141,7 +156,7 @@ impl Server {
         Ok(existed)
     }
 
-    fn password_holds(&mut self, user: &str, password: &Secret) -> Result<bool, JobError> {
+    fn password_holds(&mut self, user: &str, password: &Secret) -> Result<bool, MysqlError> {
         match self.flavor {
             Flavor::MariaDb => {
                 let sql = "SELECT authentication_string FROM mysql.user WHERE User = ? AND Host = 'localhost'";
@@ -188,8 +203,8 @@ fn native_hash(password: &Secret) -> String {
 }
 
 /// A server error, with the statement's name but never its text (it may hold a hash).
-fn tool(what: &str, e: mysql::Error) -> JobError {
-    JobError::ToolFailed { command: format!("MySQL/MariaDB: {what}"), stderr: e.to_string() }
+fn tool(what: &str, e: mysql::Error) -> MysqlError {
+    MysqlError::Failed { what: what.to_owned(), source: e }
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::host::fs::under_root;
-use crate::host::{Cmd, Host, HostError};
-use crate::job::JobError;
+use crate::host::{ChangeError, Cmd, Host, HostError};
 
 const NFT: &str = "/usr/sbin/nft";
 /// The one table berth owns.
@@ -31,21 +30,21 @@ pub fn ruleset_path(root: &Path) -> PathBuf {
 }
 
 /// `nft list table inet berth`: the table as the kernel holds it, `None` when absent.
-pub fn list(host: &dyn Host) -> Result<Option<String>, JobError> {
+pub fn list(host: &dyn Host) -> Result<Option<String>, HostError> {
     match host.run(&Cmd::new(NFT).args(["list", "table", TABLE[0], TABLE[1]])) {
         Ok(listed) => Ok(Some(listed)),
         Err(HostError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
 /// Loads `ruleset` and records it as [`RULESET_FILE`]: written beside it, checked by
 /// `nft -c -f`, loaded by `nft -f`, then renamed into place. A refused check is
 /// `config_invalid` with nft's words, and nothing changed.
-pub fn load(host: &dyn Host, ruleset: &str) -> Result<(), JobError> {
+pub fn load(host: &dyn Host, ruleset: &str) -> Result<(), ChangeError> {
     let path = ruleset_path(host.root());
     let staged = path.with_extension("nft.new");
-    let io = |p: &Path, e: std::io::Error| JobError::Internal(format!("{}: {e}", p.display()));
+    let io = |p: &Path, e: std::io::Error| ChangeError::Io { path: p.to_owned(), source: e };
     if let Some(dir) = path.parent() {
         crate::host::fs::ensure_dir(dir, 0o755).map_err(|e| io(dir, e))?;
     }
@@ -55,7 +54,7 @@ pub fn load(host: &dyn Host, ruleset: &str) -> Result<(), JobError> {
         let _ = std::fs::remove_file(&staged);
         return Err(match e {
             HostError::Failed { stderr, .. } => {
-                JobError::ConfigInvalid { tool: "nft".into(), path: RULESET_FILE.into(), message: stderr }
+                ChangeError::Refused { tool: "nft".into(), path: RULESET_FILE.into(), message: stderr }
             }
             spawn @ HostError::Spawn { .. } => spawn.into(),
         });
@@ -160,7 +159,6 @@ pub fn other_firewall(root: &Path) -> Option<&'static str> {
 mod tests {
     use super::*;
     use crate::host::fake::FakeHost;
-    use crate::protocol::ErrorCode;
 
     fn write(root: &Path, path: &str, text: &str) {
         let path = under_root(root, path);
@@ -224,7 +222,7 @@ mod tests {
         let host = FakeHost::new(root.path());
         host.fail_when("nft -c", "Error: syntax error, unexpected junk");
         let err = load(&host, "junk").unwrap_err();
-        assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+        assert!(matches!(err, ChangeError::Refused { .. }), "{err:?}");
         assert!(err.to_string().contains("unexpected junk"), "{err}");
         assert_eq!(host.commands().len(), 1, "only the check ran: {:?}", host.commands());
         assert!(!ruleset_path(root.path()).exists());

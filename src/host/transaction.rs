@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::host::fs::write_atomic;
 use crate::host::services::{Service, Services};
-use crate::host::{Host, HostError};
-use crate::job::JobError;
+use crate::host::{ChangeError, Host, HostError};
 
 /// One file's desired state, and the service that reads it.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +67,7 @@ enum Before {
 }
 
 /// Applies `changes`, checks, reloads; see the module docs.
-pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Result<Applied, JobError> {
+pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Result<Applied, ChangeError> {
     let mut previous = Vec::new();
     let mut affected: Vec<Service> = Vec::new();
     let mut restart: Vec<Service> = Vec::new();
@@ -104,7 +103,7 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
             let path = changes.iter().find(|c| &c.service == service).map(|c| c.path.display().to_string());
             return Err(match e {
                 HostError::Failed { stderr, .. } => {
-                    JobError::ConfigInvalid { tool: service.unit(), path: path.unwrap_or_default(), message: stderr }
+                    ChangeError::Refused { tool: service.unit(), path: path.unwrap_or_default(), message: stderr }
                 }
                 spawn @ HostError::Spawn { .. } => spawn.into(),
             });
@@ -124,9 +123,10 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         }
         if let Err(reload) = host.run(&services.reload(&service)) {
             // Not running: start it. If that fails too, say both.
-            host.run(&services.start(&service)).map_err(|start| JobError::ToolFailed {
-                command: format!("{service} reload, then start"),
-                stderr: format!("{reload}; {start}"),
+            host.run(&services.start(&service)).map_err(|start| ChangeError::ReloadThenStart {
+                service: service.to_string(),
+                reload: reload.to_string(),
+                start: start.to_string(),
             })?;
         }
         reloaded.push(service);
@@ -161,15 +161,14 @@ fn read(path: &Path) -> io::Result<Before> {
     }
 }
 
-fn io_error(path: &Path, e: io::Error) -> JobError {
-    JobError::Internal(format!("{}: {e}", path.display()))
+fn io_error(path: &Path, e: io::Error) -> ChangeError {
+    ChangeError::Io { path: path.to_owned(), source: e }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::fake::FakeHost;
-    use crate::protocol::ErrorCode;
 
     fn nginx_file(dir: &Path, name: &str, content: &str) -> FileChange {
         FileChange::write(dir.join(name), content, 0o644, Service::Nginx)
@@ -227,7 +226,7 @@ mod tests {
             FileChange::remove(dir.path().join("default"), Service::Nginx),
         ];
         let err = apply(&host, &services, &changes).unwrap_err();
-        assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+        assert!(matches!(err, ChangeError::Refused { .. }), "{err:?}");
         assert!(err.to_string().contains("unexpected \"}\""), "{err}");
         assert_eq!(std::fs::read_to_string(dir.path().join("old.conf")).unwrap(), "old");
         assert_eq!(std::fs::metadata(dir.path().join("old.conf")).unwrap().permissions().mode() & 0o777, 0o640);

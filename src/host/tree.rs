@@ -33,8 +33,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
 
-use crate::job::JobError;
-
 /// What [`TreeError::Planted`] says for a symbolic link.
 pub const SYMLINK: &str = "a symbolic link";
 
@@ -81,41 +79,6 @@ impl TreeError {
     fn other(path: &Path, message: &str) -> Self {
         TreeError::io(path, std::io::Error::other(message))
     }
-}
-
-impl From<TreeError> for JobError {
-    /// A planted entry or a mount point is the user's doing (or an admin's): a
-    /// `conflict` naming the path. Anything else is `internal`. A path a user made
-    /// very long is shortened in the middle.
-    fn from(e: TreeError) -> Self {
-        match e {
-            TreeError::Planted { path, what: SYMLINK } => JobError::Conflict(format!(
-                "{} is a symbolic link; berth does not follow links in a user's directory",
-                shown_path(&path)
-            )),
-            TreeError::Planted { path, what } => JobError::Conflict(format!(
-                "{} is {what}, not what berth expects there; berth leaves it in place",
-                shown_path(&path)
-            )),
-            TreeError::MountPoint { path } => JobError::Conflict(format!(
-                "{} is a mount point; berth does not remove anything across a mount point and left it in place",
-                shown_path(&path)
-            )),
-            TreeError::Io { path, source } => JobError::Internal(format!("{}: {source}", shown_path(&path))),
-        }
-    }
-}
-
-/// `path` for a message: at most about 200 characters, the middle left out.
-fn shown_path(path: &Path) -> String {
-    let text = path.display().to_string();
-    let chars: Vec<char> = text.chars().collect();
-    if chars.len() <= 200 {
-        return text;
-    }
-    let head: String = chars[..100].iter().collect();
-    let tail: String = chars[chars.len() - 100..].iter().collect();
-    format!("{head}…{tail}")
 }
 
 /// A directory opened without following links; `path` is for messages only (it
@@ -691,16 +654,6 @@ mod tests {
         assert!(matches!(anchor.ensure_chain(&chain), Err(TreeError::Planted { what: SYMLINK, .. })));
         assert!(matches!(home.open_dir("apps"), Err(TreeError::Planted { what: SYMLINK, .. })));
         assert_eq!(snapshot(&t.path().join("other")), before, "the link's target keeps its owner, mode and content");
-
-        let job = JobError::from(refused);
-        assert_eq!(job.code(), crate::protocol::ErrorCode::Conflict);
-        assert_eq!(
-            job.to_string(),
-            format!(
-                "{}/derek/apps is a symbolic link; berth does not follow links in a user's directory",
-                t.path().display()
-            )
-        );
     }
 
     #[test]
@@ -713,9 +666,8 @@ mod tests {
             assert!(matches!(sub.remove_tree(name), Err(TreeError::Io { .. })), "{name:?}");
         }
         assert!(t.path().join("sub").is_dir(), "'..' did not remove the directory itself");
-        let job = JobError::from(sub.remove_tree("..").unwrap_err());
-        assert_eq!(job.code(), crate::protocol::ErrorCode::Internal);
-        assert!(job.to_string().starts_with(&format!("{}: ", t.path().join("sub").display())), "{job}");
+        let refused = sub.remove_tree("..").unwrap_err();
+        assert!(matches!(&refused, TreeError::Io { path, .. } if path == &t.path().join("sub")), "{refused:?}");
     }
 
     #[test]
@@ -827,9 +779,7 @@ mod tests {
         let left: Vec<_> =
             std::fs::read_dir(t.path().join("derek/apps")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, ["mnt"], "everything but the mount point (and what holds it) is removed");
-        let job = JobError::from(anchor.remove_tree("derek").unwrap_err());
-        assert_eq!(job.code(), crate::protocol::ErrorCode::Conflict);
-        assert!(job.to_string().starts_with(&format!("{} is a mount point", mnt.display())), "{job}");
+        assert!(matches!(anchor.remove_tree("derek"), Err(TreeError::MountPoint { path }) if path == mnt));
         mount(&["-t", "tmpfs", "tmpfs", t.path().join("derek").to_str().unwrap()]);
         assert!(
             matches!(anchor.remove_tree("derek"), Err(TreeError::MountPoint { path }) if path == t.path().join("derek"))

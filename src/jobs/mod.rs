@@ -18,6 +18,7 @@ pub mod ssl;
 pub mod sysuser;
 #[cfg(feature = "test-jobs")]
 pub mod testing;
+pub mod web;
 
 /// Parses a kind's params, checking every field rule, into a job.
 pub type Parse = fn(&Value) -> Result<Box<dyn Job>, JobError>;

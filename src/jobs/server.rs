@@ -19,8 +19,8 @@ use crate::host::services::{mysql_installed, Service, Services};
 use crate::host::transaction;
 use crate::inventory::{Inventory, Settings};
 use crate::job::{BlockingJob, Job, JobContext, JobError, Outcome, Resources};
-use crate::jobs::app::WEB_STACK;
 use crate::jobs::firewall::{self, FIREWALL};
+use crate::jobs::web::WEB_STACK;
 use crate::jobs::Catalogue;
 use crate::stack;
 use crate::templates::Templates;
@@ -202,7 +202,7 @@ fn rerender_web(ctx: &JobContext, next: &Inventory) -> Result<transaction::Appli
     let templates = Templates::load(root).map_err(stack::template_error)?;
     let (changes, _) = stack::every_change(&templates, root, next, &host)?;
     crate::sitedirs::ensure_all_logs(root, next)?;
-    transaction::apply(ctx.host.as_ref(), &services, &changes)
+    transaction::apply(ctx.host.as_ref(), &services, &changes).map_err(JobError::from)
 }
 
 impl BlockingJob for Restart {

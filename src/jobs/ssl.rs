@@ -31,7 +31,7 @@ use crate::certs::{self, CertInfo, Checked};
 use crate::host::fs::{ensure_dir, under_root};
 use crate::inventory::{App, InventoryStore, Ssl, SslSource};
 use crate::job::{blocking, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
-use crate::jobs::app::{apply_config, WEB_STACK};
+use crate::jobs::web::{apply_config, WEB_STACK};
 use crate::jobs::Catalogue;
 use crate::protocol::{JobStatus, SslRenewal, Status};
 use crate::stack;

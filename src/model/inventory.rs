@@ -1,0 +1,178 @@
+//! The inventory's schema: what berth manages on this host, as `inventory.json`
+//! holds it (the store, its lock and its file are `crate::inventory`'s).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Rule, Stack};
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// System users berth created, by name.
+    #[serde(default)]
+    pub users: BTreeMap<String, User>,
+    /// Apps, by name (unique on the server).
+    #[serde(default)]
+    pub apps: BTreeMap<String, App>,
+    /// Databases, by name.
+    #[serde(default)]
+    pub databases: BTreeMap<String, Database>,
+    /// Server settings (`server.update`, `firewall.rules`).
+    #[serde(default)]
+    pub settings: Settings,
+    /// The highest uid berth ever gave a system user: a uid is never given twice, so
+    /// what a deleted user left outside their home (a setuid file in `/tmp`, a
+    /// directory a failed delete kept) never passes to the next account.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uid_high_water: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The server's settings as berth last applied them. Every field has a default, so
+/// inventories written before settings existed still load (and mean today's behaviour).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    pub firewall: bool,
+    #[serde(default)]
+    pub autoupdates: bool,
+    #[serde(default = "yes")]
+    pub deny_unknown_domains: bool,
+    /// The app that answers unknown Hosts when `deny_unknown_domains` is off; `None`
+    /// means the first app created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_app: Option<String>,
+    /// The custom allow rules of `firewall.rules`.
+    #[serde(default)]
+    pub firewall_rules: Vec<Rule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            firewall: false,
+            autoupdates: false,
+            deny_unknown_domains: true,
+            default_app: None,
+            firewall_rules: Vec::new(),
+        }
+    }
+}
+
+impl Inventory {
+    /// The apps of `sysuser`, by name.
+    pub fn apps_of<'a>(&'a self, sysuser: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.apps.iter().filter(move |(_, app)| app.sysuser == sysuser).map(|(name, _)| name.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Database {
+    pub app: String,
+    /// Its one user, `user@localhost`.
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    pub sysuser: String,
+    /// `phpX.Y`.
+    pub runtime: String,
+    pub domains: Vec<String>,
+    pub stack: Stack,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    /// The app's certificate, when it serves HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<Ssl>,
+}
+
+/// An app's certificate: where it came from, ForceSSL, and (AutoSSL) its renewal.
+/// The certificate's own dates are read from its file, not kept here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ssl {
+    pub source: SslSource,
+    /// HTTP answers 301 to HTTPS (but for ACME challenges).
+    #[serde(default)]
+    pub force: bool,
+    /// AutoSSL: the names the app served when the certificate was ordered (its
+    /// `www.` twins included); a change of domains means a new order.
+    #[serde(default)]
+    pub ordered_for: Vec<String>,
+    /// AutoSSL: failed renewals since the last success, and when to try again.
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub next_attempt_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SslSource {
+    /// `ssl.install`: the operator's certificate.
+    Custom,
+    /// `ssl.auto`: ACME, renewed by berth.
+    Auto,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// Unix milliseconds.
+    pub created_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Protocol;
+
+    /// An `inventory.json` as berth wrote it before the model layer existed (every
+    /// field and variant set somewhere): it must still load, and save byte for byte.
+    const SAMPLE: &str = include_str!("testdata/inventory.json");
+
+    #[test]
+    fn an_inventory_written_by_earlier_berth_loads_and_round_trips_byte_identical() {
+        let inventory: Inventory = serde_json::from_str(SAMPLE).unwrap();
+        assert_eq!(inventory.users["derek"], User { created_ms: 1_700_000_000_000 });
+        let blog = &inventory.apps["blog"];
+        assert_eq!((blog.sysuser.as_str(), blog.runtime.as_str(), blog.stack), ("derek", "php8.3", Stack::NginxApache));
+        assert_eq!(blog.domains, ["example.com", "blog.example.org"]);
+        let ssl = blog.ssl.as_ref().unwrap();
+        assert_eq!(
+            (ssl.source, ssl.force, ssl.failures, ssl.next_attempt_ms),
+            (SslSource::Auto, true, 2, 1_700_000_900_000)
+        );
+        assert_eq!(inventory.apps["shop"].ssl.as_ref().unwrap().source, SslSource::Custom);
+        assert_eq!((inventory.apps["plain"].stack, inventory.apps["plain"].ssl.as_ref()), (Stack::Nginx, None));
+        assert_eq!(inventory.databases["blog_db"], Database { app: "blog".into(), user: "blog_db".into() });
+        let settings = &inventory.settings;
+        assert!(settings.firewall && settings.autoupdates && !settings.deny_unknown_domains);
+        assert_eq!(settings.default_app.as_deref(), Some("blog"));
+        assert_eq!(
+            settings.firewall_rules[0],
+            Rule {
+                protocol: Protocol::Tcp,
+                ports: Some((22, 22)),
+                source: Some(("192.0.2.0".parse().unwrap(), 24)),
+                description: Some("office ssh".into()),
+            }
+        );
+        assert_eq!(settings.firewall_rules[1].protocol, Protocol::TcpUdp);
+        assert_eq!(
+            settings.firewall_rules[2],
+            Rule { protocol: Protocol::Icmp, ports: None, source: None, description: None }
+        );
+        assert_eq!(settings.firewall_rules[3].protocol, Protocol::Udp);
+
+        let saved = serde_json::to_string_pretty(&inventory).unwrap();
+        assert_eq!(saved, SAMPLE.trim_end());
+    }
+}

@@ -1,0 +1,169 @@
+//! Checked newtypes (Bottlerocket's `modeled-types` style): a value of one of these
+//! types has passed its field rule of [`crate::validate`], whether it came from a
+//! job's params ([`AppName::parse`] names the field, so messages are exactly those
+//! of the rule) or from serde (`Deserialize` runs the same rule).
+//!
+//! Not yet used by [`super::Inventory`]'s fields: an `inventory.json` holding a name
+//! today's rules refuse would then fail to load, a behaviour to decide on its own.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::validate::{self, FieldError};
+
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $rule:path, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The field name of [`TryFrom`] and `Deserialize` errors.
+            pub const FIELD: &'static str = $field;
+
+            /// `value`, checked by its rule; an error names `field`.
+            pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
+                $rule(field, value)?;
+                Ok($name(value.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = FieldError;
+            fn try_from(value: &str) -> Result<Self, FieldError> {
+                $name::parse($field, value)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = FieldError;
+            fn try_from(value: String) -> Result<Self, FieldError> {
+                $rule($field, &value)?;
+                Ok($name(value))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                $name::try_from(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+    };
+}
+
+checked_string!(
+    /// An app's name: [`validate::app_name`].
+    AppName,
+    validate::app_name,
+    "name"
+);
+checked_string!(
+    /// A system user's name: [`validate::sysuser_name`].
+    SysuserName,
+    validate::sysuser_name,
+    "sysuser"
+);
+checked_string!(
+    /// A site domain: [`validate::domain`].
+    Domain,
+    validate::domain,
+    "domain"
+);
+checked_string!(
+    /// A PHP runtime, `phpX.Y`: [`validate::runtime`].
+    Runtime,
+    validate::runtime,
+    "runtime"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_type_runs_its_rule_with_the_rules_own_message() {
+        type Check = fn(&str, &str) -> Result<(), FieldError>;
+        let cases: [(&str, Check, Check); 4] = [
+            ("Ab", validate::app_name, |f, v| AppName::parse(f, v).map(drop)),
+            ("3po", validate::sysuser_name, |f, v| SysuserName::parse(f, v).map(drop)),
+            ("example", validate::domain, |f, v| Domain::parse(f, v).map(drop)),
+            ("php8", validate::runtime, |f, v| Runtime::parse(f, v).map(drop)),
+        ];
+        for (bad, rule, parse) in cases {
+            let expected = rule("params.x", bad).unwrap_err();
+            assert_eq!(parse("params.x", bad).unwrap_err(), expected, "{bad}");
+        }
+        assert_eq!(AppName::try_from("Ab").unwrap_err(), validate::app_name("name", "Ab").unwrap_err());
+        assert_eq!(SysuserName::try_from("3po").unwrap_err().field, "sysuser");
+    }
+
+    #[test]
+    fn good_values_pass_and_serialize_as_plain_strings() {
+        let app = AppName::try_from("blog").unwrap();
+        assert_eq!((app.as_str(), &*app), ("blog", "blog"));
+        assert!(app == "blog");
+        assert_eq!(serde_json::to_string(&app).unwrap(), "\"blog\"");
+        assert_eq!(serde_json::from_str::<SysuserName>("\"derek\"").unwrap(), "derek");
+        assert_eq!(serde_json::from_str::<Domain>("\"example.com\"").unwrap().to_string(), "example.com");
+        assert_eq!(String::from(Runtime::try_from("php8.3").unwrap()), "php8.3");
+    }
+
+    #[test]
+    fn deserialization_refuses_what_the_rule_refuses() {
+        let err = serde_json::from_str::<AppName>("\"Blog\"").unwrap_err().to_string();
+        assert!(err.starts_with(&validate::app_name("name", "Blog").unwrap_err().to_string()), "{err}");
+        assert!(serde_json::from_str::<Runtime>("\"python3\"").is_err());
+        assert!(serde_json::from_str::<Domain>("\"1.2.3.4\"").is_err());
+    }
+}
