@@ -1,7 +1,8 @@
 //! Apps: `app.create`, `app.update`, `app.delete` (PROTOCOL section 3).
 //!
-//! An app is a web root `/srv/users/USER/apps/APP/public`, logs in
-//! `/srv/users/USER/log/APP/`, a PHP-FPM pool running as USER, and vhosts for its
+//! An app is a web root `/srv/users/USER/apps/APP/public`, a temp directory
+//! `/srv/users/USER/tmp/APP`, logs in root-owned `/var/log/berth/USER/APP/` (see
+//! [`crate::sitedirs`]), a PHP-FPM pool running as USER, and vhosts for its
 //! domains (nginx, plus Apache behind it for stack `nginx-apache`). Create and
 //! update converge on one desired state: directories, the web server's access to
 //! them, then every config file at once through the transaction (checked by the
