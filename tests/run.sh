@@ -31,6 +31,8 @@ needs=(
   "/usr/bin/shellcheck:shellcheck"
   "/usr/bin/lintian:lintian"
   "/usr/bin/strip:binutils"
+  "/usr/bin/cc:gcc"
+  "/usr/bin/perl:perl"
 )
 missing=()
 for need in "${needs[@]}"; do
