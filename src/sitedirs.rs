@@ -19,7 +19,7 @@
 use std::path::Path;
 
 use crate::host::fs::under_root;
-use crate::host::tree::Dir;
+use crate::host::tree::{Dir, TreeError};
 use crate::inventory::Inventory;
 use crate::job::JobError;
 use crate::stack::{LOG_BASE, USERS_DIR};
@@ -107,13 +107,18 @@ pub fn ensure_all_logs(root: &Path, inventory: &Inventory) -> Result<bool, JobEr
 
 /// Removes the app's directory, temp directory and logs; true when there was
 /// anything. Nothing outside them is touched: links are removed, never followed.
+/// A link the user put in place of `apps` or `tmp` has nothing of the app behind it
+/// that berth would touch, so it is left and the removal goes on: otherwise a user
+/// could keep their own app, and so themselves, from ever being deleted.
 pub fn remove(root: &Path, sysuser: &str, app: &str) -> Result<bool, JobError> {
     let mut removed = false;
     let users = Dir::open_trusted(&under_root(root, USERS_DIR))?;
     if let Some(home) = users.open_dir(sysuser)? {
         for parent in ["apps", "tmp"] {
-            if let Some(dir) = home.open_dir(parent)? {
-                removed |= dir.remove_tree(app)?;
+            match home.open_dir(parent) {
+                Ok(Some(dir)) => removed |= dir.remove_tree(app)?,
+                Ok(None) | Err(TreeError::Planted { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

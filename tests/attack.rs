@@ -1058,8 +1058,17 @@ fn php_state_and_keys_stay_private() {
     );
     as_root(&machine, &format!("rm -f {dir}/sess_{sid} {dir}/sess_probe1"));
 
-    // 7b: B's app writes a file into its temp dir; A reads it.
+    // 7b: B's app writes a file into its temp dir; A reads it. (The file must be
+    // there, in B's own temp directory, or the read proves nothing.)
     let (_, cache) = machine.get("bapp.test", "/cache.php");
+    let own_tmp = format!("{}/tmp/bapp/", home(B));
+    verdicts.judge(
+        "7b B's temp files and sessions in B's own temp directory",
+        cache.trim().starts_with(&own_tmp)
+            && exists(&machine, cache.trim())
+            && dir.starts_with(own_tmp.trim_end_matches('/')),
+        format!("temp file {cache:?}, session directory {dir:?}"),
+    );
     let got = read(cache.trim());
     verdicts.judge("7b A reads B's temp file", !got.contains(SECRET), format!("read {cache}: {}", short(&got)));
     as_root(&machine, &format!("rm -f {}", cache.trim()));
@@ -1453,5 +1462,42 @@ fn redteam_unknown_host_on_b_s_default_server_is_not_answered_by_a_s_apache_vhos
             format!("B's denied script answered {code}: {}", short(&body)),
         );
     }
+    verdicts.assert_none_worked();
+}
+
+/// Regression: a link A plants in place of `~/apps` (or `~/tmp`) made `app.delete`
+/// end in `conflict` after the app's config was already gone, and every retry the
+/// same; `sysuser.delete` removes the user's apps first, so A could never be evicted.
+/// Judged: `app.delete` and `sysuser.delete` succeed, and the links' target (a root
+/// directory holding a directory named like A's app) is untouched.
+#[test]
+fn a_link_in_place_of_apps_never_keeps_a_user_from_being_deleted() {
+    let machine = Machine::start();
+    let mut verdicts = Verdicts::new();
+    sysuser(&machine, A);
+    site(&machine, A, "aapp", "nginx");
+    site(&machine, A, "aother", "nginx");
+    as_root(&machine, "mkdir -p /srv/victim/aapp /srv/victim/aother && echo keep > /srv/victim/aapp/keep");
+    let victim_before = snapshot(&machine, "/srv/victim", 2, true);
+    let h = home(A);
+    let out = as_user(
+        &machine,
+        A,
+        &format!(
+            "mv {h}/apps {h}/apps.real && ln -s /srv/victim {h}/apps && rm -rf {h}/tmp && ln -s /srv/victim {h}/tmp"
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let gone = machine.job("app.delete", json!({"name": "aapp"}));
+    verdicts.judge("17a app.delete with ~/apps a link", success(&gone), short(&gone.to_string()));
+    let evicted = machine.job("sysuser.delete", json!({"name": A}));
+    verdicts.judge("17b sysuser.delete with ~/apps a link", success(&evicted), short(&evicted.to_string()));
+    verdicts.judge("17c the user is gone", !exists(&machine, &h), format!("{h} is still there"));
+    let victim_now = snapshot(&machine, "/srv/victim", 2, true);
+    verdicts.judge(
+        "17d the links' target",
+        victim_now == victim_before,
+        format!("/srv/victim:\n{}", diff(&victim_before, &victim_now)),
+    );
     verdicts.assert_none_worked();
 }
