@@ -53,39 +53,32 @@ fn home(root: &Path, sysuser: &str) -> Result<Dir, JobError> {
 /// outside the home.
 pub fn prepare(root: &Path, owner: Owner, sysuser: &str, app: &str) -> Result<bool, JobError> {
     let home = home(root, sysuser)?;
-    let (apps, mut changed) = home.ensure_dir("apps", APP_MODE, owner.uid, owner.gid)?;
-    let (app_dir, c) = apps.ensure_dir(app, APP_MODE, owner.uid, owner.gid)?;
-    changed |= c;
-    changed |= app_dir.ensure_dir("public", APP_MODE, owner.uid, owner.gid)?.1;
-    let (tmp, c) = home.ensure_dir("tmp", APP_MODE, owner.uid, owner.gid)?;
-    changed |= c;
-    changed |= tmp.ensure_dir(app, TMP_MODE, owner.uid, owner.gid)?.1;
-    changed |= ensure_logs(root, owner, sysuser, app)?;
-    Ok(changed)
+    let (uid, gid) = (owner.uid, owner.gid);
+    let web =
+        home.ensure_chain(&[("apps", APP_MODE, uid, gid), (app, APP_MODE, uid, gid), ("public", APP_MODE, uid, gid)])?;
+    let tmp = home.ensure_chain(&[("tmp", APP_MODE, uid, gid), (app, TMP_MODE, uid, gid)])?;
+    Ok(web.1 | tmp.1 | ensure_logs(root, owner, sysuser, app)?)
 }
 
 /// The app's log directory (`root:USER` 0750) and its PHP error log, which the
 /// user's PHP writes (so it is the user's file, in root's directory: the user can
 /// write to it but not put anything else in its place).
 pub fn ensure_logs(root: &Path, owner: Owner, sysuser: &str, app: &str) -> Result<bool, JobError> {
-    let (user_logs, mut changed) = user_logs(root, owner.gid, sysuser)?;
-    let (app_logs, c) = user_logs.ensure_dir(app, LOG_MODE, 0, owner.gid)?;
-    changed |= c;
-    changed |= app_logs.ensure_file("php.error.log", 0o640, owner.uid, owner.gid)?;
-    Ok(changed)
+    let (app_logs, changed) = logs(root, &[(sysuser, LOG_MODE, 0, owner.gid), (app, LOG_MODE, 0, owner.gid)])?;
+    Ok(app_logs.ensure_file("php.error.log", 0o640, owner.uid, owner.gid)? | changed)
 }
 
-/// `/var/log/berth/USER`, `root:USER` 0750.
-fn user_logs(root: &Path, gid: u32, sysuser: &str) -> Result<(Dir, bool), JobError> {
-    let (logs, mut changed) = Dir::ensure_trusted(&under_root(root, LOG_BASE), 0o755, 0, 0)?;
-    let (user_logs, c) = logs.ensure_dir(sysuser, LOG_MODE, 0, gid)?;
-    changed |= c;
-    Ok((user_logs, changed))
+/// `/var/log/berth` (root's, 0755), and `chain` below it.
+fn logs(root: &Path, chain: &[(&str, u32, u32, u32)]) -> Result<(Dir, bool), JobError> {
+    let (logs, made) = Dir::ensure_trusted(&under_root(root, LOG_BASE), 0o755, 0, 0)?;
+    let (dir, changed) = logs.ensure_chain(chain)?;
+    Ok((dir, made | changed))
 }
 
-/// Makes the user's log directory exist (`sysuser.create`).
+/// Makes the user's log directory exist, `/var/log/berth/USER` (`root:USER` 0750;
+/// `sysuser.create`).
 pub fn ensure_user_logs(root: &Path, gid: u32, sysuser: &str) -> Result<bool, JobError> {
-    Ok(user_logs(root, gid, sysuser)?.1)
+    Ok(logs(root, &[(sysuser, LOG_MODE, 0, gid)])?.1)
 }
 
 /// Before a web-config job's checks: the log directory of every app in `inventory`
