@@ -35,6 +35,7 @@ pub mod outbox;
 pub mod probe;
 pub mod protocol;
 pub mod reconcile;
+pub mod render;
 pub mod renewal;
 pub mod scheduler;
 pub mod shutdown;

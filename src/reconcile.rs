@@ -9,12 +9,10 @@
 
 use serde_json::json;
 
-use crate::host::services::Services;
-use crate::host::transaction;
 use crate::job::{JobError, Machine, Outcome};
+use crate::render::WebConfig;
 use crate::sitedirs;
-use crate::stack;
-use crate::templates::Templates;
+use crate::stack::Scope;
 
 /// Re-renders and applies every managed file; apps whose runtime is no longer
 /// installed are left as they are and named in the output.
@@ -28,10 +26,8 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
         outcome.result = Some(json!({"apps": 0, "changed_files": []}));
         return Ok(outcome);
     }
-    let templates = Templates::load(root).map_err(stack::template_error)?;
-    let services = Services::detect(root);
-    let host = stack::Facts::detect(root, &services, &inventory);
-    let (changes, skipped) = stack::every_change(&templates, root, &inventory, &host)?;
+    let web = WebConfig::gather(root)?;
+    let (changes, skipped) = web.render(&inventory, Scope::Every)?;
     for name in &skipped {
         outcome.output.push_str(&format!(
             "app {name}: runtime {} is not installed; left as it is\n",
@@ -55,8 +51,7 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
         }
     }
     outcome.step("directories", !repaired.is_empty());
-    sitedirs::ensure_all_logs(root, &inventory)?;
-    let applied = transaction::apply(machine.host.as_ref(), &services, &changes)?;
+    let applied = web.apply(machine.host.as_ref(), &inventory, &changes)?;
     outcome.applied(&applied);
     let changed: Vec<String> = applied.changed.iter().map(|p| p.display().to_string()).collect();
     outcome.result = Some(json!({

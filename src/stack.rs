@@ -7,7 +7,7 @@
 //! the nginx catch-all with berth's include directory; each app adds its nginx
 //! vhost, its Apache vhost (stack `nginx-apache`) and its PHP-FPM pool.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tera::Context;
 
@@ -18,6 +18,7 @@ use crate::inventory::{App, Inventory};
 use crate::job::JobError;
 use crate::templates::{TemplateError, Templates};
 
+use crate::model::Secret;
 pub use crate::model::Stack;
 
 /// The user the web servers run as (Debian, Ubuntu).
@@ -150,7 +151,9 @@ fn twin(domain: &str) -> Option<String> {
     (!domain.starts_with("*.") && !domain.starts_with("www.")).then(|| format!("www.{domain}"))
 }
 
-/// What the base configuration depends on, found on the host.
+/// What the configuration depends on: found on the host once per job
+/// ([`Facts::detect`]), then settled for the inventory being rendered
+/// ([`Facts::settled`]). Rendering from it does no I/O.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Facts {
     pub apache: bool,
@@ -160,6 +163,11 @@ pub struct Facts {
     pub ipv6: bool,
     /// Installed PHP-FPM versions, `X.Y`.
     pub runtimes: Vec<String>,
+    /// The key nginx proves itself to Apache with ([`PROXY_KEY`]), when Apache is installed.
+    pub proxy_key: Option<Secret>,
+    /// Entries of Apache's enabled modules and confs that open a way out of an app
+    /// (see [`apache_doors`]): each is removed.
+    pub apache_doors: Vec<PathBuf>,
     /// Setting `deny_unknown_domains`: unknown Hosts are closed without a response.
     pub deny_unknown_domains: bool,
     /// The app whose vhost is nginx's default server (unknown Hosts go to it); `None`
@@ -170,24 +178,38 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// The host's facts, and the settings of `inventory` (the inventory as it will be
-    /// once the job is done, so the default app is the right one).
-    pub fn detect(root: &Path, services: &crate::host::services::Services, inventory: &Inventory) -> Facts {
-        let default_app = default_app(inventory);
-        Facts {
-            default_app_ssl: default_app
-                .as_ref()
-                .and_then(|name| inventory.apps.get(name))
-                .is_some_and(|app| app.ssl.is_some()),
-            apache: apache_installed(root),
+    /// The host's facts. The settings' part is that of an empty inventory until
+    /// [`Facts::settled`]. The web proxy key is made here the first time.
+    pub fn detect(root: &Path, services: &crate::host::services::Services) -> Result<Facts, JobError> {
+        let apache = apache_installed(root);
+        Ok(Facts {
+            apache,
             systemd: services.systemd(),
             ipv6: Path::new("/proc/net/if_inet6").exists(),
             runtimes: crate::probe::runtimes(root)
                 .into_iter()
                 .map(|r| r.trim_start_matches("php").to_owned())
                 .collect(),
+            proxy_key: if apache { Some(proxy_key(root)?) } else { None },
+            apache_doors: if apache { apache_doors(root) } else { Vec::new() },
+            deny_unknown_domains: true,
+            default_app: None,
+            default_app_ssl: false,
+        })
+    }
+
+    /// These facts with the settings of `inventory` (the inventory as it will be once
+    /// the job is done, so the default app is the right one).
+    pub fn settled(&self, inventory: &Inventory) -> Facts {
+        let default_app = default_app(inventory);
+        Facts {
+            default_app_ssl: default_app
+                .as_ref()
+                .and_then(|name| inventory.apps.get(name))
+                .is_some_and(|app| app.ssl.is_some()),
             deny_unknown_domains: inventory.settings.deny_unknown_domains,
             default_app,
+            ..self.clone()
         }
     }
 
@@ -221,7 +243,7 @@ pub fn default_app(inventory: &Inventory) -> Option<String> {
 }
 
 /// An inventory app's files, or `None` when its runtime is no longer installed.
-pub fn inventory_app_changes(
+fn inventory_app_changes(
     templates: &Templates,
     root: &Path,
     name: &str,
@@ -235,17 +257,32 @@ pub fn inventory_app_changes(
     app_changes(templates, root, &AppSite::of(name, app, php), host).map(Some)
 }
 
-/// Every managed file of the host, from `inventory`: the base files and each app's;
-/// also the apps left out because their runtime is not installed.
-pub fn every_change(
+/// Which apps a render covers; the base files are always in it.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every app of the inventory (`berth reconcile`, a settings change).
+    Every,
+    /// These apps, where the inventory holds them (the others are gone or untouched).
+    Apps(&'a [String]),
+}
+
+/// The one walk from state to files: the base files, then the files of each app of
+/// `scope` as `inventory` holds it, for `host` settled on that inventory. Also the
+/// apps left out because their runtime is not installed.
+pub fn changes(
     templates: &Templates,
     root: &Path,
     inventory: &Inventory,
     host: &Facts,
+    scope: Scope,
 ) -> Result<(Vec<FileChange>, Vec<String>), JobError> {
     let mut changes = base_changes(templates, root, host)?;
     let mut skipped = Vec::new();
-    for (name, app) in &inventory.apps {
+    let apps: Box<dyn Iterator<Item = (&String, &App)>> = match scope {
+        Scope::Every => Box::new(inventory.apps.iter()),
+        Scope::Apps(names) => Box::new(names.iter().filter_map(|name| inventory.apps.get_key_value(name))),
+    };
+    for (name, app) in apps {
         match inventory_app_changes(templates, root, name, app, host)? {
             Some(app_changes) => changes.extend(app_changes),
             None => skipped.push(name.clone()),
@@ -269,8 +306,8 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
     context.insert("vhost_dir", &under_root(root, NGINX_VHOSTS));
     context.insert("apache_port", &APACHE_PORT);
     context.insert("open_files", &OPEN_FILES);
-    if apache {
-        context.insert("proxy_key", &proxy_key(root)?);
+    if let Some(key) = &host.proxy_key {
+        context.insert("proxy_key", key.expose());
         context.insert("users_dir", &under_root(root, USERS_DIR));
     }
     let mut changes = vec![
@@ -292,7 +329,7 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
         changes.push(secret(APACHE_BASE, "apache-base.conf")?);
         changes.push(FileChange { service: Service::Nginx, ..secret(NGINX_APACHE_PROXY, "nginx-apache-proxy.conf")? });
         changes.push(FileChange::remove(under_root(root, APACHE_DEFAULT_SITE), Service::Apache));
-        changes.extend(apache_doors(root));
+        changes.extend(host.apache_doors.iter().map(|door| FileChange::remove(door.clone(), Service::Apache)));
     }
     if host.systemd {
         let limits = render(templates, "systemd-limits.conf", &context)?;
@@ -412,14 +449,14 @@ fn host_pattern(names: &[String]) -> String {
 /// server), mod_php, CGI, and `server-status`/`server-info` (every vhost's requests,
 /// the whole config). All are removed from Apache's enabled set; berth's base config
 /// refuses to run with the dangerous ones loaded at all.
-fn apache_doors(root: &Path) -> Vec<FileChange> {
-    let listed = |dir: &str, door: fn(&str) -> bool| -> Vec<FileChange> {
+fn apache_doors(root: &Path) -> Vec<PathBuf> {
+    let listed = |dir: &str, door: fn(&str) -> bool| -> Vec<PathBuf> {
         let dir = under_root(root, dir);
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| door(n)).collect())
             .unwrap_or_default();
         names.sort();
-        names.into_iter().map(|name| FileChange::remove(dir.join(name), Service::Apache)).collect()
+        names.into_iter().map(|name| dir.join(name)).collect()
     };
     let mut changes = listed(APACHE_MODS_ENABLED, |name| {
         let module = name.trim_end_matches(".load").trim_end_matches(".conf");
@@ -435,12 +472,12 @@ fn apache_doors(root: &Path) -> Vec<FileChange> {
 /// The key nginx sends Apache with every request (Apache refuses requests without
 /// it, so a user on the server cannot talk to Apache directly): read from
 /// [`PROXY_KEY`], made there (random, 0600) the first time.
-fn proxy_key(root: &Path) -> Result<String, JobError> {
+fn proxy_key(root: &Path) -> Result<Secret, JobError> {
     let path = under_root(root, PROXY_KEY);
     let io = |e: std::io::Error| JobError::Internal(format!("{}: {e}", path.display()));
     match std::fs::read_to_string(&path) {
         Ok(key) if key.trim().len() >= 32 && key.trim().bytes().all(|b| b.is_ascii_alphanumeric()) => {
-            return Ok(key.trim().to_owned())
+            return Ok(Secret::new(key.trim()))
         }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -451,7 +488,7 @@ fn proxy_key(root: &Path) -> Result<String, JobError> {
         .map_err(|_| JobError::Internal("no randomness for the web proxy key".into()))?;
     let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     crate::host::fs::write_atomic(&path, key.as_bytes(), 0o600).map_err(io)?;
-    Ok(key)
+    Ok(Secret::new(key))
 }
 
 /// Whether Apache is installed under `root`.
@@ -496,6 +533,8 @@ mod tests {
             systemd: true,
             ipv6: false,
             runtimes: vec!["8.2".into()],
+            proxy_key: Some(Secret::new("k".repeat(48))),
+            apache_doors: vec![],
             deny_unknown_domains: true,
             default_app: None,
             default_app_ssl: false,
@@ -539,6 +578,8 @@ mod tests {
             systemd: false,
             ipv6: true,
             runtimes: vec!["8.2".into(), "8.3".into()],
+            proxy_key: Some(Secret::new("k".repeat(48))),
+            apache_doors: vec![],
             deny_unknown_domains: true,
             default_app: None,
             default_app_ssl: false,

@@ -7,8 +7,13 @@
 //! carries an edit to every managed file). A template that uses a variable the
 //! context lacks fails to render instead of printing nothing, and every value
 //! that reaches a template has passed `validate`, so none can add a directive.
+//!
+//! Compiling them costs more than rendering an app's files, so a process compiles
+//! them once ([`Templates::shared`]) and again only when an override file changes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tera::{Context, Tera};
 
@@ -47,7 +52,35 @@ pub struct Templates {
     tera: Tera,
 }
 
+/// The override files' contents when the templates were compiled (`None`: absent or
+/// unreadable, which [`Templates::load`] then reports). Overrides are few and small,
+/// and usually absent: reading them is cheap, compiling is not.
+type Stamp = Vec<Option<Vec<u8>>>;
+
+/// Compiled templates by root, with the overrides they were compiled from.
+type Cache = HashMap<PathBuf, (Stamp, Arc<Templates>)>;
+
+fn stamp(root: &Path) -> Stamp {
+    let dir = crate::host::fs::under_root(root, OVERRIDE_DIR);
+    BUILTIN.iter().map(|(name, _)| std::fs::read(dir.join(name)).ok()).collect()
+}
+
 impl Templates {
+    /// The templates for `root`, compiled once per process and again only when an
+    /// override under `root` changed (a read of each override, not a compile, per call).
+    pub fn shared(root: &Path) -> Result<Arc<Templates>, TemplateError> {
+        static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+        let now = stamp(root);
+        let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let cache = cache.get_or_insert_with(HashMap::new);
+        if let Some((_, templates)) = cache.get(root).filter(|(held, _)| *held == now) {
+            return Ok(templates.clone());
+        }
+        let templates = Arc::new(Templates::load(root)?);
+        cache.insert(root.to_owned(), (now, templates.clone()));
+        Ok(templates)
+    }
+
     /// The built-in templates, each replaced by its override under `root` if there is one.
     pub fn load(root: &Path) -> Result<Templates, TemplateError> {
         let mut tera = Tera::default();
@@ -152,5 +185,29 @@ mod tests {
         std::fs::write(dir.join("php-fpm-pool.conf"), "{% if %}").unwrap();
         let err = Templates::load(root.path()).err().unwrap().to_string();
         assert!(err.contains("php-fpm-pool.conf") && err.contains(&dir.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn shared_templates_are_compiled_once_and_again_after_an_override_changes() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("etc/berth/templates");
+        let first = Templates::shared(root.path()).unwrap();
+        assert!(Arc::ptr_eq(&first, &Templates::shared(root.path()).unwrap()), "compiled again with nothing changed");
+
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("nginx-catchall.conf"), "custom {{ http_listen }}").unwrap();
+        let edited = Templates::shared(root.path()).unwrap();
+        let mut context = Context::new();
+        context.insert("http_listen", "80");
+        assert_eq!(edited.render("nginx-catchall.conf", &context).unwrap(), "custom 80");
+
+        std::fs::write(dir.join("nginx-catchall.conf"), "again {{ http_listen }}").unwrap();
+        assert_eq!(
+            Templates::shared(root.path()).unwrap().render("nginx-catchall.conf", &context).unwrap(),
+            "again 80"
+        );
+        std::fs::remove_file(dir.join("nginx-catchall.conf")).unwrap();
+        let builtin = Templates::shared(root.path()).unwrap().render("nginx-catchall.conf", &context);
+        assert!(builtin.is_err(), "the built-in catch-all needs more than http_listen: the override is gone");
     }
 }

@@ -15,8 +15,9 @@ use crate::accounts;
 use crate::host::fs::under_root;
 use crate::inventory::{App, SslSource};
 use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
-use crate::jobs::web::{apply_config, facts_with, remove, WEB_STACK};
+use crate::jobs::web::{apply_config, remove, WEB_STACK};
 use crate::jobs::Catalogue;
+use crate::render::WebConfig;
 use crate::sitedirs;
 use crate::stack::{self, Stack};
 use crate::validate::{self, shown, FieldError, Params};
@@ -182,7 +183,9 @@ impl BlockingJob for Delete {
 /// update. The caller holds the web-config lock (and read the app inside it).
 fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobError> {
     let root = ctx.root();
-    let (_, inventory, host) = facts_with(ctx, name, &app);
+    let web = WebConfig::gather(root)?;
+    let host = web.facts();
+    let inventory = ctx.inventory.read(|inv| inv.clone());
     let php = app.runtime.trim_start_matches("php").to_owned();
     if !host.runtimes.contains(&php) {
         let installed: Vec<String> = host.runtimes.iter().map(|v| format!("php{v}")).collect();
@@ -231,7 +234,7 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
     outcome.step("directories", changed);
     outcome.step("web server access", grant_web_server(ctx, &app.sysuser)?);
 
-    outcome.applied(&apply_config(ctx, name, &app, Vec::new())?);
+    outcome.applied(&apply_config(ctx, &web, name, &app, Vec::new())?);
     let result = json!({
         "web_root": stack::web_root(&app.sysuser, name),
         "log_dir": stack::log_dir(&app.sysuser, name),

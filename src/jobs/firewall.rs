@@ -113,7 +113,7 @@ pub fn precondition(root: &std::path::Path, settings: &Settings) -> Result<(), J
 pub fn converge(host: &dyn Host, settings: &Settings) -> Result<bool, JobError> {
     let root = host.root();
     precondition(root, settings)?;
-    let templates = Templates::load(root).map_err(stack::template_error)?;
+    let templates = Templates::shared(root).map_err(stack::template_error)?;
     let ruleset = render(&templates, root, settings)?;
     let before = nft::list(host)?;
     nft::load(host, &ruleset)?;

@@ -22,8 +22,8 @@ use crate::job::{BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::firewall::{self, FIREWALL};
 use crate::jobs::web::WEB_STACK;
 use crate::jobs::Catalogue;
-use crate::stack;
-use crate::templates::Templates;
+use crate::render::WebConfig;
+use crate::stack::{self, Scope};
 use crate::validate::{self, shown, FieldError, Params};
 
 /// Debian's switch for the apt timers' periodic update and unattended upgrade.
@@ -196,13 +196,9 @@ fn write_auto_upgrades(root: &Path, on: bool) -> Result<bool, JobError> {
 /// The base files and every app's vhost, for `next`'s settings, as one transaction
 /// (the old default app loses `default_server` as the new one gains it).
 fn rerender_web(ctx: &JobContext, next: &Inventory) -> Result<transaction::Applied, JobError> {
-    let root = ctx.root();
-    let services = Services::detect(root);
-    let host = stack::Facts::detect(root, &services, next);
-    let templates = Templates::load(root).map_err(stack::template_error)?;
-    let (changes, _) = stack::every_change(&templates, root, next, &host)?;
-    crate::sitedirs::ensure_all_logs(root, next)?;
-    transaction::apply(ctx.host.as_ref(), &services, &changes).map_err(JobError::from)
+    let web = WebConfig::gather(ctx.root())?;
+    let (changes, _) = web.render(next, Scope::Every)?;
+    web.apply(ctx.host.as_ref(), next, &changes)
 }
 
 impl BlockingJob for Restart {

@@ -34,6 +34,7 @@ use crate::job::{blocking, BoxFuture, Job, JobContext, JobError, Outcome, Resour
 use crate::jobs::web::{apply_config, WEB_STACK};
 use crate::jobs::Catalogue;
 use crate::protocol::{JobStatus, SslRenewal, Status};
+use crate::render::WebConfig;
 use crate::stack;
 use crate::time::{rfc3339, unix_millis};
 use crate::validate::{self, shown, FieldError, Params};
@@ -155,7 +156,7 @@ fn install(ctx: &JobContext, name: &str, app: &App, files: Files) -> Result<Outc
         Files::Keep => Vec::new(),
         Files::Remove => stack::ssl_changes(root, name, None),
     };
-    let applied = apply_config(ctx, name, app, extra)?;
+    let applied = apply_config(ctx, &WebConfig::gather(root)?, name, app, extra)?;
     let ssl = app.ssl.clone();
     ctx.record(|inv| inv.apps.get_mut(name).map(|a| a.ssl = ssl))?;
     let mut outcome = Outcome::default();

@@ -1,0 +1,110 @@
+//! Render from state (Bottlerocket's `thar-be-settings` way): every change of web
+//! config, by a job or by `berth reconcile`, goes the same path.
+//!
+//! 1. [`WebConfig::gather`] reads the host once: its services, its facts (Apache,
+//!    systemd, IPv6, PHP runtimes, the web proxy key, Apache's open doors) and the
+//!    templates (compiled once per process, [`Templates::shared`]).
+//! 2. The caller edits a copy of the inventory into the state it wants.
+//! 3. [`WebConfig::render`] renders, from that state alone, the files of what it
+//!    affects: the base files and the apps in scope ([`stack::changes`], the walk
+//!    reconcile uses for every app). No I/O.
+//! 4. [`WebConfig::apply`] makes sure every app's log directory exists (the servers'
+//!    checks open every log path), then applies all files as one transaction:
+//!    written, checked by the servers' own tools, restored on failure, reloaded once.
+//! 5. Only then does the caller store the state.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::host::services::Services;
+use crate::host::transaction::{self, Applied, FileChange};
+use crate::host::Host;
+use crate::inventory::Inventory;
+use crate::job::JobError;
+use crate::stack::{self, Facts, Scope};
+use crate::templates::Templates;
+
+/// What web config is rendered from, besides the inventory: gathered once per job.
+pub struct WebConfig {
+    root: PathBuf,
+    services: Services,
+    facts: Facts,
+    templates: Arc<Templates>,
+}
+
+impl WebConfig {
+    /// Reads the host under `root` (the web proxy key is made the first time).
+    pub fn gather(root: &Path) -> Result<WebConfig, JobError> {
+        let services = Services::detect(root);
+        let facts = Facts::detect(root, &services)?;
+        let templates = Templates::shared(root).map_err(stack::template_error)?;
+        Ok(WebConfig { root: root.to_owned(), services, facts, templates })
+    }
+
+    /// The host's facts (the settings' part is that of no inventory).
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    /// The files `inventory` means for `scope`, and the apps of it left out because
+    /// their runtime is not installed.
+    pub fn render(&self, inventory: &Inventory, scope: Scope) -> Result<(Vec<FileChange>, Vec<String>), JobError> {
+        stack::changes(&self.templates, &self.root, inventory, &self.facts.settled(inventory), scope)
+    }
+
+    /// Applies `changes` for `inventory` (the state they were rendered from) as one
+    /// transaction; every app's log directory is made sure of first.
+    pub fn apply(&self, host: &dyn Host, inventory: &Inventory, changes: &[FileChange]) -> Result<Applied, JobError> {
+        crate::sitedirs::ensure_all_logs(&self.root, inventory)?;
+        transaction::apply(host, &self.services, changes).map_err(JobError::from)
+    }
+}
+
+/// The apps whose files change when the inventory goes from `before` to `next` by a
+/// change of `apps`: those apps, and the default server's old and new app (one loses
+/// `default_server` as the other gains it).
+pub fn affected(before: &Inventory, next: &Inventory, apps: &[&str]) -> Vec<String> {
+    let mut affected: Vec<String> = apps.iter().map(|name| name.to_string()).collect();
+    let (was, will) = (stack::default_app(before), stack::default_app(next));
+    if was != will {
+        affected.extend(was.into_iter().chain(will).filter(|name| !apps.contains(&name.as_str())));
+    }
+    affected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::App;
+    use crate::stack::Stack;
+
+    fn app(created_ms: u64) -> App {
+        App {
+            sysuser: "u".into(),
+            runtime: "php8.2".into(),
+            domains: vec![],
+            stack: Stack::Nginx,
+            created_ms,
+            ssl: None,
+        }
+    }
+
+    #[test]
+    fn a_new_first_app_takes_the_default_server_from_the_old_one() {
+        let mut before = Inventory::default();
+        before.settings.deny_unknown_domains = false;
+        before.apps.insert("older".into(), app(5));
+        before.apps.insert("other".into(), app(9));
+        let mut next = before.clone();
+        next.apps.insert("first".into(), app(1));
+        assert_eq!(affected(&before, &next, &["first"]), ["first", "older"]);
+
+        let mut same = before.clone();
+        same.apps.insert("later".into(), app(20));
+        assert_eq!(affected(&before, &same, &["later"]), ["later"], "the default server stays: no one else changes");
+
+        let mut removed = before.clone();
+        removed.apps.remove("older");
+        assert_eq!(affected(&before, &removed, &["older"]), ["older", "other"], "the heir gains the default server");
+    }
+}
