@@ -31,7 +31,7 @@ pub struct Config {
     /// How berth reaches MySQL/MariaDB.
     pub mysql: crate::host::mysql::MysqlSettings,
     /// How berth orders certificates.
-    pub acme: crate::acme::AcmeSettings,
+    pub acme: AcmeSettings,
     /// What `server.reboot` runs once its final status is acknowledged: an absolute
     /// program and its arguments.
     pub reboot_command: Vec<String>,
@@ -192,11 +192,11 @@ fn acme_settings(
     ca_file: Option<PathBuf>,
     profile: Option<String>,
     email: Option<String>,
-) -> Result<crate::acme::AcmeSettings, (&'static str, String)> {
-    let mut acme = crate::acme::AcmeSettings::new(state_dir);
+) -> Result<AcmeSettings, (&'static str, String)> {
+    let mut acme = AcmeSettings::new(state_dir);
     match directory.as_deref() {
         None | Some("letsencrypt") => {}
-        Some("letsencrypt-staging") => acme.directory = crate::acme::LETSENCRYPT_STAGING.into(),
+        Some("letsencrypt-staging") => acme.directory = LETSENCRYPT_STAGING.into(),
         Some(url) if url.starts_with("https://") && url.len() > 8 && !url.contains(char::is_whitespace) => {
             acme.directory = url.into()
         }
@@ -299,6 +299,36 @@ fn without_values(message: &str) -> String {
     out
 }
 
+/// The ACME directories `acme_directory = "letsencrypt"` and `"letsencrypt-staging"` name.
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// How berth talks to the CA (from the agent config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeSettings {
+    pub directory: String,
+    /// Trust this CA alone for the directory's HTTPS (a private or test CA such as pebble's).
+    pub ca_file: Option<PathBuf>,
+    /// The ACME profile to order (`classic`, `tlsserver`, `shortlived`, …); the CA's default when absent.
+    pub profile: Option<String>,
+    /// Contact e-mail for the account.
+    pub email: Option<String>,
+    /// The agent's state dir: the account and the rate-limit ledger live in `acme/` there.
+    pub state_dir: PathBuf,
+}
+
+impl AcmeSettings {
+    pub fn new(state_dir: &Path) -> Self {
+        AcmeSettings {
+            directory: LETSENCRYPT.into(),
+            ca_file: None,
+            profile: None,
+            email: None,
+            state_dir: state_dir.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,11 +393,11 @@ control_plane_url = "wss://cp.example.com/agent"
     #[test]
     fn acme_keys_default_to_lets_encrypt_and_are_checked() {
         let config = parse(GOOD).unwrap();
-        assert_eq!(config.acme.directory, crate::acme::LETSENCRYPT);
+        assert_eq!(config.acme.directory, LETSENCRYPT);
         assert_eq!(config.acme.state_dir, Path::new(DEFAULT_STATE_DIR));
         let staging =
             parse(&format!("{GOOD}acme_directory = \"letsencrypt-staging\"\nacme_profile = \"shortlived\"\n")).unwrap();
-        assert_eq!(staging.acme.directory, crate::acme::LETSENCRYPT_STAGING);
+        assert_eq!(staging.acme.directory, LETSENCRYPT_STAGING);
         assert_eq!(staging.acme.profile.as_deref(), Some("shortlived"));
         let own =
             parse(&format!("{GOOD}acme_directory = \"https://127.0.0.1:14000/dir\"\nacme_ca_file = \"/etc/ca.pem\"\n"))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::acme::AcmeSettings;
+use crate::config::AcmeSettings;
 use crate::host::mysql::MysqlSettings;
 use crate::host::transaction::Applied;
 use crate::host::Host;

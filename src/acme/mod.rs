@@ -21,12 +21,11 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use crate::certs::CertInfo;
+pub use crate::config::{AcmeSettings, LETSENCRYPT, LETSENCRYPT_STAGING};
 use crate::host::fs::{ensure_dir, under_root, write_atomic};
 
 /// Where challenge files are served from (under `root`), by every app's vhost.
 pub const CHALLENGE_DIR: &str = "/run/berth/acme-challenge";
-pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 const ACCOUNT_GONE: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
 /// How long the CA gets to validate and issue.
 const ORDER_PATIENCE: Duration = Duration::from_secs(90);
@@ -37,34 +36,9 @@ fn polling() -> RetryPolicy {
     RetryPolicy::new().initial_delay(Duration::from_millis(100)).backoff(1.5).timeout(ORDER_PATIENCE)
 }
 
-/// How berth talks to the CA (from the agent config).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AcmeSettings {
-    pub directory: String,
-    /// Trust this CA alone for the directory's HTTPS (a private or test CA such as pebble's).
-    pub ca_file: Option<PathBuf>,
-    /// The ACME profile to order (`classic`, `tlsserver`, `shortlived`, …); the CA's default when absent.
-    pub profile: Option<String>,
-    /// Contact e-mail for the account.
-    pub email: Option<String>,
-    /// The agent's state dir: the account and the rate-limit ledger live in `acme/` there.
-    pub state_dir: PathBuf,
-}
-
-impl AcmeSettings {
-    pub fn new(state_dir: &Path) -> Self {
-        AcmeSettings {
-            directory: LETSENCRYPT.into(),
-            ca_file: None,
-            profile: None,
-            email: None,
-            state_dir: state_dir.into(),
-        }
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.state_dir.join("acme")
-    }
+/// The account and the rate-limit ledger's directory: `acme/` in the agent's state dir.
+fn dir(settings: &AcmeSettings) -> PathBuf {
+    settings.state_dir.join("acme")
 }
 
 /// Why an order failed. `Ca` carries the CA's own problem detail.
@@ -102,7 +76,7 @@ pub async fn order(
     names: &[String],
     progress: &(dyn Fn(String) + Sync),
 ) -> Result<Issued, AcmeError> {
-    let ledger = ledger::Ledger::open(&settings.dir());
+    let ledger = ledger::Ledger::open(&dir(settings));
     ledger.admit(names, SystemTime::now()).map_err(AcmeError::RateLimited)?;
     let account = load_account(settings).await?;
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
@@ -115,7 +89,7 @@ pub async fn order(
         // The CA forgot the account (a test CA restarted, an account deactivated): a new one.
         Err(instant_acme::Error::Api(problem)) if problem.r#type.as_deref() == Some(ACCOUNT_GONE) => {
             tracing::warn!(directory = %settings.directory, "the CA does not know berth's ACME account; creating a new one");
-            let stale = settings.dir().join(account_file(settings));
+            let stale = dir(settings).join(account_file(settings));
             std::fs::remove_file(&stale).map_err(|source| AcmeError::Io { path: stale, source })?;
             load_account(settings).await?.new_order(&new_order).await
         }
@@ -212,7 +186,7 @@ async fn validate(
 /// The agent's existing account, to ask for renewal information; None when there
 /// is none yet or the CA cannot be reached (the lifetime rule decides then).
 pub async fn existing_account(settings: &AcmeSettings) -> Option<Account> {
-    if !settings.dir().join(account_file(settings)).exists() {
+    if !dir(settings).join(account_file(settings)).exists() {
         return None;
     }
     load_account(settings).await.ok()
@@ -251,7 +225,7 @@ async fn load_account(settings: &AcmeSettings) -> Result<Account, AcmeError> {
         Some(ca) => Account::builder_with_root(ca),
         None => Account::builder(),
     };
-    let dir = settings.dir();
+    let dir = dir(settings);
     let path = dir.join(account_file(settings));
     let io = |source| AcmeError::Io { path: path.clone(), source };
     if let Ok(bytes) = std::fs::read(&path) {
