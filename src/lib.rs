@@ -36,6 +36,7 @@ pub mod probe;
 pub mod protocol;
 pub mod reconcile;
 pub mod renewal;
+pub mod resource;
 pub mod scheduler;
 pub mod shutdown;
 pub mod sitedirs;

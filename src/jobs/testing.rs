@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::job::{BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::resource::Resource;
 use crate::validate::{FieldError, Params};
 
 pub const LOG_FILE: &str = "berth-test-jobs.log";
@@ -45,7 +46,7 @@ impl Sleep {
 
 impl Job for Sleep {
     fn resources(&self) -> Resources {
-        Resources::of(self.resource.iter().map(|r| format!("test:{r}")))
+        Resources::of(self.resource.iter().map(|r| Resource::Test(r.clone())))
     }
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {

@@ -11,11 +11,6 @@ use crate::stack::{self, AppSite};
 use crate::templates::Templates;
 use crate::validate::shown;
 
-/// The scheduler resource of every job that writes web server config: they run in
-/// arrival order. Their writes themselves are kept apart by the web-config lock
-/// ([`crate::weblock`]); a job that goes on to wait on a CA gives this back first.
-pub const WEB_STACK: &str = "webstack";
-
 /// The services, the inventory as it is, and the host's facts with `app` recorded
 /// as `name` (the settings as they will be: it may become the default server).
 pub(crate) fn facts_with(ctx: &JobContext, name: &str, app: &App) -> (Services, Inventory, stack::Facts) {
