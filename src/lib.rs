@@ -28,6 +28,7 @@ pub mod inventory;
 pub mod job;
 pub mod jobs;
 pub mod jobstore;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod model;
