@@ -2,7 +2,7 @@
 //! only when the config says `test_jobs = true` (never advertised otherwise).
 //!
 //! `test.sleep {ms, resource?, fail?, panic?}` waits `ms` milliseconds while holding
-//! `resource` (default: its own job id), appending `start <job_id>` and
+//! `resource` (none when absent), appending `start <job_id>` and
 //! `end <job_id>` lines to `<root>/berth-test-jobs.log`, so a test can see when it
 //! ran and how often. `fail: true` ends it in `tool_failed`; `panic: true` panics
 //! instead (after the `end` line), for the tests that a panic ends in a status.
