@@ -5,9 +5,10 @@
 //! its record is saved (`queued`), the `queued` event is its receipt; its params are
 //! parsed (a field rule broken ends it in `invalid_params` at once); it waits for
 //! the scheduler, runs (`running`, a panic caught), and its final status goes to the
-//! outbox before the record says finished. A crash anywhere in between leaves a queued or running record,
-//! and the job runs again at the next start (jobs are idempotent). A `job_id` that
-//! already finished is not run again: its final status is sent again.
+//! outbox before the record says finished. A crash anywhere in between leaves a
+//! queued or running record, and the job runs again at the next start (jobs are
+//! idempotent). A `job_id` that already finished is not run again: its final status
+//! is sent again.
 //!
 //! A running job may give back one of its resources before it ends
 //! ([`JobContext::release`]): an AutoSSL order gives back the web stack while it
