@@ -3,8 +3,9 @@
 //! For operators (repair, scripting) and tests. The file holds one job or an array
 //! of them, each shaped like PROTOCOL's `job` message (`type` may be left out, a
 //! missing `job_id` is made up). Jobs run one after another, in file order, through
-//! the same catalogue, field rules and host code as the daemon. Nothing goes to the
-//! outbox: the control plane never asked for these jobs.
+//! the same lifecycle ([`crate::lifecycle`]: rules, panics caught, final status),
+//! catalogue and host code as the daemon. Nothing goes to the outbox: the control
+//! plane never asked for these jobs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +15,9 @@ use tokio::sync::mpsc;
 
 use crate::host::System;
 use crate::inventory::InventoryStore;
-use crate::job::{final_status, JobContext, Machine, Secrets};
+use crate::job::Machine;
 use crate::jobs::Catalogue;
+use crate::lifecycle;
 use crate::protocol::{JobMsg, JobStatus, Status};
 
 /// Where `apply` works: the state dir (for the inventory) and the root.
@@ -96,18 +98,7 @@ pub async fn run(setup: &Setup, jobs: Vec<JobMsg>, mut report: impl FnMut(&JobSt
     let (output, _) = mpsc::channel(1);
     let mut all_succeeded = true;
     for job in jobs {
-        let started_at = crate::time::now();
-        let secrets = Secrets::of(&job.params);
-        let result = match (crate::validate::job_id("job_id", &job.job_id), catalogue.parse(&job.kind, &job.params)) {
-            (Err(e), _) => Err(e.into()),
-            (Ok(()), Err(e)) => Err(e),
-            (Ok(()), Ok(runnable)) => {
-                let ctx = JobContext::new(job.job_id.clone(), &machine, Arc::new(secrets.clone()), output.clone());
-                runnable.run(ctx).await
-            }
-        };
-        let reboot = matches!(&result, Ok(outcome) if outcome.reboot);
-        let status = final_status(&job.job_id, &job.kind, Some(started_at), result, &secrets);
+        let lifecycle::Ended { status, reboot } = lifecycle::run_now(&catalogue, &machine, &job, output.clone()).await;
         all_succeeded &= status.status == Status::Success;
         report(&status);
         if reboot {

@@ -257,7 +257,8 @@ fn reconcile(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = crate::reconcile::run(&machine);
+    // Job-like work: a panic ends it in an `internal` error, as it would a job.
+    let result = crate::lifecycle::caught(|| crate::reconcile::run(&machine));
     tracing::debug!(peak_rss_kib = peak_rss_kib(), "reconcile done");
     match result {
         Ok(outcome) => {

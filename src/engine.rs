@@ -1,31 +1,32 @@
 //! The job engine: takes `job` messages, persists them, runs them as the scheduler
 //! allows, and ends each in exactly one final status.
 //!
-//! A job's life: its record is saved (`queued`), the `queued` event is its receipt;
-//! its params are parsed (a field rule broken ends it in `invalid_params` at once);
-//! it runs (`running`), and its final status goes to the outbox before the record
-//! says finished. A crash anywhere in between leaves a queued or running record,
-//! and the job runs again at the next start (jobs are idempotent). A `job_id` that
-//! already finished is not run again: its final status is sent again.
+//! A job's life ([`crate::lifecycle`], which `berth apply` and `berth renew` share):
+//! its record is saved (`queued`), the `queued` event is its receipt; its params are
+//! parsed (a field rule broken ends it in `invalid_params` at once); it waits for
+//! the scheduler, runs (`running`, a panic caught), and its final status goes to the
+//! outbox before the record says finished. A crash anywhere in between leaves a
+//! queued or running record, and the job runs again at the next start (jobs are
+//! idempotent). A `job_id` that already finished is not run again: its final status
+//! is sent again.
 //!
 //! A running job may give back one of its resources before it ends
 //! ([`JobContext::release`]): an AutoSSL order gives back the web stack while it
 //! waits on the CA, so other apps' jobs need not wait for the CA too.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::job::{final_status, Job, JobContext, JobError, Machine, Outcome, Release, Secrets};
+use crate::job::{Job, JobContext, JobError, Machine, Outcome, Release, Secrets};
 use crate::jobs::Catalogue;
 use crate::jobstore::{JobStore, Record, State};
+use crate::lifecycle;
 use crate::outbox::Outbox;
 use crate::protocol::{Event, JobMsg, JobOutput, JobStatus, Status};
 use crate::scheduler::Scheduler;
@@ -168,17 +169,15 @@ impl Engine {
 
     /// Parses the params and queues the job, or ends it if they break a rule.
     fn schedule(&mut self, record: Record) {
-        let parsed = match record.internal {
-            true => self.catalogue.parse_internal(&record.kind, &record.params),
-            false => self.catalogue.parse(&record.kind, &record.params),
-        };
-        match parsed {
+        match lifecycle::parse(&self.catalogue, &record.job_id, &record.kind, &record.params, record.internal) {
             Ok(job) => {
                 self.scheduler.push(record.arrival, job.resources());
                 self.ids.insert(record.job_id.clone(), record.arrival);
                 self.active.insert(record.arrival, Active { record, job: Some(job), started_at: None });
             }
-            Err(e) => self.finish(record, None, Err(e)),
+            Err(e) => {
+                self.finish(record, None, Err(e));
+            }
         }
     }
 
@@ -200,14 +199,7 @@ impl Engine {
             self.running.spawn(
                 async move {
                     tracing::info!("job running");
-                    let result = AssertUnwindSafe(job.run(ctx)).catch_unwind().await.unwrap_or_else(|panic| {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned());
-                        Err(JobError::Internal(format!("the job panicked: {}", what.unwrap_or_default())))
-                    });
-                    (arrival, result)
+                    (arrival, lifecycle::run(job, ctx).await)
                 }
                 .instrument(span),
             );
@@ -219,12 +211,9 @@ impl Engine {
         // Tasks are only aborted in `drain`, and panics are caught inside them.
         let Ok((arrival, result)) = joined else { return false };
         self.scheduler.finish(arrival);
-        let reboot = matches!(&result, Ok(outcome) if outcome.reboot);
-        if let Some(active) = self.active.remove(&arrival) {
-            self.ids.remove(&active.record.job_id);
-            self.finish(active.record, active.started_at, result);
-        }
-        reboot
+        let Some(active) = self.active.remove(&arrival) else { return false };
+        self.ids.remove(&active.record.job_id);
+        self.finish(active.record, active.started_at, result)
     }
 
     /// After a `server.reboot` job's final status is in the outbox: waits until the
@@ -255,10 +244,12 @@ impl Engine {
         }
     }
 
-    /// Sends the final status, then marks the record finished (without its params).
-    fn finish(&mut self, mut record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) {
+    /// Sends the final status, then marks the record finished (without its params);
+    /// true when the host must reboot now (`server.reboot`).
+    fn finish(&mut self, mut record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) -> bool {
         let secrets = Secrets::of(&record.params);
-        let status = final_status(&record.job_id, &record.kind, started_at, result, &secrets);
+        let lifecycle::Ended { status, reboot } =
+            lifecycle::end(&record.job_id, &record.kind, started_at, result, &secrets);
         if !record.internal {
             self.outbox.push(Event::JobStatus(status.clone()));
         } else if let Some(event) = crate::jobs::ssl::renewal_event(&record.params, &status, &self.machine.inventory) {
@@ -269,6 +260,7 @@ impl Engine {
         record.finished_ms = Some(time::unix_millis(SystemTime::now()));
         record.final_status = Some(status);
         self.save(&record);
+        reboot
     }
 
     async fn drain(&mut self) {

@@ -18,7 +18,11 @@ use crate::host::transaction::Applied;
 use crate::host::Host;
 use crate::inventory::{Inventory, InventoryStore};
 use crate::protocol::{ErrorBody, ErrorCode, JobOutput, JobStatus, Status, Step, MAX_OUTPUT_BYTES};
+use crate::resource::Resource;
 use crate::validate::FieldError;
+
+/// What [`Job::resources`] returns; the job families take it from here.
+pub use crate::resource::Resources;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -28,28 +32,6 @@ pub trait Job: Send + 'static {
     fn resources(&self) -> Resources;
     /// Does the work. Must be idempotent: it may run again after a crash.
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>>;
-}
-
-/// The resources of a job. `exclusive` jobs (a reboot) wait for every earlier job
-/// and hold up every later one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resources {
-    pub keys: Vec<String>,
-    pub exclusive: bool,
-}
-
-impl Resources {
-    pub fn of<I: IntoIterator<Item = String>>(keys: I) -> Self {
-        Resources { keys: keys.into_iter().collect(), exclusive: false }
-    }
-
-    pub fn exclusive() -> Self {
-        Resources { keys: Vec::new(), exclusive: true }
-    }
-
-    pub fn conflicts_with(&self, other: &Resources) -> bool {
-        self.exclusive || other.exclusive || self.keys.iter().any(|k| other.keys.contains(k))
-    }
 }
 
 /// What the agent gives every job: the machine and what berth manages on it.
@@ -93,11 +75,11 @@ struct Releases {
     to: mpsc::UnboundedSender<Release>,
 }
 
-/// A running job (by arrival) gives back one key of its resources.
+/// A running job (by arrival) gives back one of its resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Release {
     pub arrival: u64,
-    pub key: String,
+    pub key: Resource,
 }
 
 impl JobContext {
@@ -124,9 +106,9 @@ impl JobContext {
     /// that waited only for it may start. For a job whose ordered part is done and
     /// whose rest waits on the network (an AutoSSL order gives back the web stack).
     /// Nothing to do when no scheduler runs the job (`berth apply`, `berth renew`).
-    pub fn release(&self, key: &str) {
+    pub fn release(&self, key: Resource) {
         if let Some(scheduler) = &self.scheduler {
-            let _ = scheduler.to.send(Release { arrival: scheduler.arrival, key: key.to_owned() });
+            let _ = scheduler.to.send(Release { arrival: scheduler.arrival, key });
         }
     }
 
@@ -415,16 +397,5 @@ mod tests {
         let err = within_limit("domains", "domains per app", 1000, 1000).unwrap_err();
         assert_eq!(err.code(), ErrorCode::LimitExceeded);
         assert_eq!(err.field(), Some("domains"));
-    }
-
-    #[test]
-    fn resources_conflict_on_shared_keys_or_exclusivity() {
-        let app = Resources::of(["app:a".to_string(), "sysuser:u".to_string()]);
-        let user = Resources::of(["sysuser:u".to_string()]);
-        let other = Resources::of(["app:b".to_string()]);
-        assert!(app.conflicts_with(&user));
-        assert!(!app.conflicts_with(&other));
-        assert!(Resources::exclusive().conflicts_with(&other));
-        assert!(other.conflicts_with(&Resources::exclusive()));
     }
 }

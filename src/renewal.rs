@@ -19,9 +19,10 @@ use tokio::sync::mpsc;
 use crate::acme::{self, AcmeSettings};
 use crate::host::fs::under_root;
 use crate::inventory::{Inventory, InventoryStore, SslSource};
-use crate::job::{final_status, JobContext, Machine, Secrets};
+use crate::job::Machine;
 use crate::jobs::ssl::{current_cert, renewal_due, renewal_event, RENEW_KIND};
 use crate::jobs::Catalogue;
+use crate::lifecycle;
 use crate::protocol::{JobMsg, SslRenewal};
 use crate::stack::server_names;
 use crate::time::unix_millis;
@@ -45,21 +46,17 @@ pub async fn run(inventory: Arc<InventoryStore>, root: PathBuf, acme: Arc<AcmeSe
     }
 }
 
-/// One check, run here and now (`berth renew`): every due renewal, each one's
-/// `ssl.renewal` event (none for a renewal that found nothing to do).
+/// One check, run here and now (`berth renew`): every due renewal, each through the
+/// jobs' lifecycle ([`crate::lifecycle::run_now`]), and each one's `ssl.renewal`
+/// event (none for a renewal that found nothing to do).
 pub async fn once(machine: &Machine) -> Vec<SslRenewal> {
     let catalogue = Catalogue::new(false);
     let (output, _) = mpsc::channel(1);
     let mut events = Vec::new();
     for (app, reason) in check(&machine.inventory, machine.host.root(), &machine.acme).await {
         let msg = renew_job(&app, reason);
-        let started_at = crate::time::now();
-        let result = match catalogue.parse_internal(&msg.kind, &msg.params) {
-            Ok(job) => job.run(JobContext::new(msg.job_id.clone(), machine, Arc::default(), output.clone())).await,
-            Err(e) => Err(e),
-        };
-        let status = final_status(&msg.job_id, &msg.kind, Some(started_at), result, &Secrets::default());
-        events.extend(renewal_event(&msg.params, &status, &machine.inventory));
+        let ended = lifecycle::run_now(&catalogue, machine, &msg, output.clone()).await;
+        events.extend(renewal_event(&msg.params, &ended.status, &machine.inventory));
     }
     events
 }

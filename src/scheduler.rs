@@ -3,7 +3,7 @@
 //!
 //! Plain data, no I/O, no clock: the engine asks it and does the rest.
 
-use crate::job::Resources;
+use crate::resource::{Resource, Resources};
 
 #[derive(Debug)]
 pub struct Scheduler {
@@ -52,7 +52,7 @@ impl Scheduler {
     /// A running job gives back `key`: jobs after it that waited only for that key
     /// may start now. An exclusive job keeps everything; an unknown or finished job
     /// is ignored (its release may arrive after its end).
-    pub fn release(&mut self, id: u64, key: &str) {
+    pub fn release(&mut self, id: u64, key: &Resource) {
         if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id && e.running && !e.resources.exclusive) {
             entry.resources.keys.retain(|k| k != key);
         }
@@ -76,16 +76,24 @@ impl Scheduler {
 mod tests {
     use super::*;
 
-    fn keys(keys: &[&str]) -> Resources {
-        Resources::of(keys.iter().map(|k| k.to_string()))
+    fn keys(keys: &[Resource]) -> Resources {
+        Resources::of(keys.iter().cloned())
+    }
+
+    fn app(name: &str) -> Resource {
+        Resource::App(name.into())
+    }
+
+    fn user(name: &str) -> Resource {
+        Resource::Sysuser(name.into())
     }
 
     #[test]
     fn same_resource_runs_in_arrival_order() {
         let mut s = Scheduler::new(4);
-        s.push(1, keys(&["app:a"]));
-        s.push(2, keys(&["app:a"]));
-        s.push(3, keys(&["app:b"]));
+        s.push(1, keys(&[app("a")]));
+        s.push(2, keys(&[app("a")]));
+        s.push(3, keys(&[app("b")]));
         assert_eq!(s.start(), [1, 3], "the slow job on app:a does not hold up app:b");
         assert_eq!(s.start(), Vec::<u64>::new());
         s.finish(1);
@@ -95,9 +103,9 @@ mod tests {
     #[test]
     fn a_job_waits_for_every_earlier_job_it_shares_a_key_with() {
         let mut s = Scheduler::new(4);
-        s.push(1, keys(&["sysuser:u"]));
-        s.push(2, keys(&["app:a", "sysuser:u"]));
-        s.push(3, keys(&["app:a"]));
+        s.push(1, keys(&[user("u")]));
+        s.push(2, keys(&[app("a"), user("u")]));
+        s.push(3, keys(&[app("a")]));
         assert_eq!(s.start(), [1], "3 must not overtake 2, which it shares app:a with");
         s.finish(1);
         assert_eq!(s.start(), [2]);
@@ -108,15 +116,15 @@ mod tests {
     #[test]
     fn a_released_key_lets_later_jobs_pass_but_the_kept_ones_still_order() {
         let mut s = Scheduler::new(4);
-        s.push(1, keys(&["app:a", "webstack"]));
-        s.push(2, keys(&["app:b", "webstack"]));
-        s.push(3, keys(&["app:a"]));
+        s.push(1, keys(&[app("a"), Resource::WebStack]));
+        s.push(2, keys(&[app("b"), Resource::WebStack]));
+        s.push(3, keys(&[app("a")]));
         assert_eq!(s.start(), [1]);
-        s.release(2, "webstack");
+        s.release(2, &Resource::WebStack);
         assert_eq!(s.start(), Vec::<u64>::new(), "a queued job releases nothing");
-        s.release(1, "webstack");
+        s.release(1, &Resource::WebStack);
         assert_eq!(s.start(), [2], "the web stack is free; app:a is still held");
-        s.release(7, "app:a");
+        s.release(7, &app("a"));
         s.finish(1);
         assert_eq!(s.start(), [3]);
     }
@@ -124,9 +132,9 @@ mod tests {
     #[test]
     fn exclusive_jobs_wait_for_all_and_hold_up_all() {
         let mut s = Scheduler::new(4);
-        s.push(1, keys(&["app:a"]));
+        s.push(1, keys(&[app("a")]));
         s.push(2, Resources::exclusive());
-        s.push(3, keys(&["app:b"]));
+        s.push(3, keys(&[app("b")]));
         assert_eq!(s.start(), [1]);
         s.finish(1);
         assert_eq!(s.start(), [2]);
@@ -139,7 +147,7 @@ mod tests {
     fn parallelism_is_bounded() {
         let mut s = Scheduler::new(2);
         for id in 1..=5 {
-            s.push(id, keys(&[&format!("app:{id}")]));
+            s.push(id, keys(&[app(&id.to_string())]));
         }
         assert_eq!(s.start(), [1, 2]);
         s.finish(2);

@@ -81,3 +81,28 @@ fn apply_refuses_a_malformed_file_with_exit_2() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("nonexistent"), "{stderr}");
 }
+
+#[tokio::test]
+async fn regression_a_panicking_job_ends_in_a_final_status_and_the_next_job_runs() {
+    let cp = ControlPlane::start().await;
+    let agent = Sandbox::new(&cp);
+    let jobs = agent.dir.path().join("jobs.json");
+    std::fs::write(
+        &jobs,
+        json!([
+            {"job_id": "panics", "kind": "test.sleep", "params": {"panic": true}},
+            {"job_id": "after", "kind": "test.sleep", "params": {"ms": 0}}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let (code, stdout, stderr) =
+        berth(&["apply", "--config", agent.config_path().to_str().unwrap(), jobs.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "one job failed, and the process did not crash: {stderr}");
+    let done = statuses(&stdout);
+    assert_eq!(done.len(), 2, "{stdout}");
+    assert_eq!((done[0]["job_id"].as_str(), done[0]["status"].as_str()), (Some("panics"), Some("error")));
+    assert_eq!(done[0]["error"]["code"], "internal");
+    assert_eq!(done[0]["error"]["message"], "the job panicked: test.sleep was asked to panic");
+    assert_eq!((done[1]["job_id"].as_str(), done[1]["status"].as_str()), (Some("after"), Some("success")));
+}

@@ -172,3 +172,17 @@ async fn job_output_is_streamed_live_and_not_sequenced() {
     assert!(output.get("seq").is_none());
     session.until_final("talky").await;
 }
+
+#[tokio::test]
+async fn a_panicking_job_ends_in_an_internal_error_and_the_engine_goes_on() {
+    let (_cp, _agent, mut session) = connected().await;
+    session.job("panics", "test.sleep", json!({"panic": true, "resource": "r"})).await;
+    let events = session.until_final("panics").await;
+    assert_eq!(statuses(&events, "panics"), ["queued", "running", "error"]);
+    let error = &events.last().unwrap()["error"];
+    assert_eq!(error["code"], "internal");
+    assert_eq!(error["message"], "the job panicked: test.sleep was asked to panic");
+    session.job("after", "test.sleep", json!({"resource": "r"})).await;
+    let events = session.until_final("after").await;
+    assert_eq!(statuses(&events, "after"), ["queued", "running", "success"], "its resource was given back");
+}

@@ -15,9 +15,10 @@ use crate::accounts;
 use crate::host::fs::under_root;
 use crate::inventory::{App, SslSource};
 use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
-use crate::jobs::web::{apply_config, remove, WEB_STACK};
+use crate::jobs::web::{apply_config, remove};
 use crate::jobs::Catalogue;
 use crate::render::WebConfig;
+use crate::resource::Resource;
 use crate::sitedirs;
 use crate::stack::{self, Stack};
 use crate::validate::{self, shown, FieldError, Params};
@@ -109,7 +110,7 @@ impl Delete {
 
 impl BlockingJob for Create {
     fn resources(&self) -> Resources {
-        Resources::of([format!("app:{}", self.name), format!("sysuser:{}", self.sysuser), WEB_STACK.to_owned()])
+        Resources::of([Resource::App(self.name.clone()), Resource::Sysuser(self.sysuser.clone()), Resource::WebStack])
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -131,7 +132,7 @@ impl BlockingJob for Create {
 /// stack while it waits on the CA: see [`crate::jobs::ssl`]).
 impl Job for Update {
     fn resources(&self) -> Resources {
-        Resources::of([format!("app:{}", self.name), WEB_STACK.to_owned()])
+        Resources::of([Resource::App(self.name.clone()), Resource::WebStack])
     }
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
@@ -171,7 +172,7 @@ impl Job for Update {
 
 impl BlockingJob for Delete {
     fn resources(&self) -> Resources {
-        Resources::of([format!("app:{}", self.name), WEB_STACK.to_owned()])
+        Resources::of([Resource::App(self.name.clone()), Resource::WebStack])
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {

@@ -12,6 +12,7 @@ use crate::host::mysql::Server;
 use crate::inventory::Database;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::resource::Resource;
 use crate::validate::{self, shown, Params};
 
 /// At most this many databases per app (PROTOCOL section 3).
@@ -70,7 +71,11 @@ impl Create {
 
 impl BlockingJob for Create {
     fn resources(&self) -> Resources {
-        Resources::of([format!("db:{}", self.name), format!("app:{}", self.app), format!("dbuser:{}", self.user)])
+        Resources::of([
+            Resource::Database(self.name.clone()),
+            Resource::App(self.app.clone()),
+            Resource::DatabaseUser(self.user.clone()),
+        ])
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -133,7 +138,7 @@ impl Update {
 
 impl BlockingJob for Update {
     fn resources(&self) -> Resources {
-        Resources::of([format!("db:{}", self.name), format!("dbuser:{}", self.user)])
+        Resources::of([Resource::Database(self.name.clone()), Resource::DatabaseUser(self.user.clone())])
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -164,7 +169,7 @@ impl Delete {
 
 impl BlockingJob for Delete {
     fn resources(&self) -> Resources {
-        Resources::of([format!("db:{}", self.name)])
+        Resources::of([Resource::Database(self.name.clone())])
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {

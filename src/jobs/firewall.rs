@@ -17,14 +17,13 @@ use crate::host::Host;
 use crate::inventory::Settings;
 use crate::job::{BlockingJob, Job, JobContext, JobError, Machine, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::resource::Resource;
 use crate::stack;
 use crate::templates::Templates;
 use crate::validate::{FieldError, Params};
 
 pub use crate::model::firewall::{parse_rule, Protocol, Rule};
 
-/// The resource every job that changes the firewall holds.
-pub const FIREWALL: &str = "firewall";
 /// At most this many custom rules.
 pub const MAX_RULES: usize = 500;
 const WEB_PORTS: [u16; 2] = [80, 443];
@@ -57,7 +56,7 @@ impl FirewallRules {
 
 impl BlockingJob for FirewallRules {
     fn resources(&self) -> Resources {
-        Resources::of([FIREWALL.to_owned()])
+        Resources::of([Resource::Firewall])
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {

@@ -19,10 +19,10 @@ use crate::host::services::{mysql_installed, Service, Services};
 use crate::host::transaction;
 use crate::inventory::{Inventory, Settings};
 use crate::job::{BlockingJob, Job, JobContext, JobError, Outcome, Resources};
-use crate::jobs::firewall::{self, FIREWALL};
-use crate::jobs::web::WEB_STACK;
+use crate::jobs::firewall;
 use crate::jobs::Catalogue;
 use crate::render::WebConfig;
+use crate::resource::Resource;
 use crate::stack::{self, Scope};
 use crate::validate::{self, shown, FieldError, Params};
 
@@ -30,8 +30,6 @@ use crate::validate::{self, shown, FieldError, Params};
 pub const AUTO_UPGRADES: &str = "/etc/apt/apt.conf.d/20auto-upgrades";
 /// Installed by the `unattended-upgrades` package.
 const UNATTENDED_UPGRADE: &str = "/usr/bin/unattended-upgrade";
-const AUTOUPDATES: &str = "autoupdates";
-const MYSQL: &str = "mysql";
 /// How long a restarted server gets to write its pid file before it counts as down.
 const START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -109,7 +107,7 @@ impl Reboot {
 
 impl BlockingJob for Update {
     fn resources(&self) -> Resources {
-        Resources::of([FIREWALL.to_owned(), WEB_STACK.to_owned(), AUTOUPDATES.to_owned()])
+        Resources::of([Resource::Firewall, Resource::WebStack, Resource::Autoupdates])
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -204,8 +202,8 @@ fn rerender_web(ctx: &JobContext, next: &Inventory) -> Result<transaction::Appli
 impl BlockingJob for Restart {
     fn resources(&self) -> Resources {
         match self.service {
-            Target::Mysql => Resources::of([MYSQL.to_owned()]),
-            Target::Nginx | Target::Apache | Target::PhpFpm => Resources::of([WEB_STACK.to_owned()]),
+            Target::Mysql => Resources::of([Resource::Mysql]),
+            Target::Nginx | Target::Apache | Target::PhpFpm => Resources::of([Resource::WebStack]),
         }
     }
 

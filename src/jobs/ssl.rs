@@ -31,10 +31,11 @@ use crate::certs::{self, CertInfo, Checked};
 use crate::host::fs::{ensure_dir, under_root};
 use crate::inventory::{App, InventoryStore, Ssl, SslSource};
 use crate::job::{blocking, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
-use crate::jobs::web::{apply_config, WEB_STACK};
+use crate::jobs::web::apply_config;
 use crate::jobs::Catalogue;
 use crate::protocol::{JobStatus, SslRenewal, Status};
 use crate::render::WebConfig;
+use crate::resource::Resource;
 use crate::stack;
 use crate::time::{rfc3339, unix_millis};
 use crate::validate::{self, shown, FieldError, Params};
@@ -123,7 +124,7 @@ impl Delete {
 }
 
 fn resources(app: &str) -> Resources {
-    Resources::of([format!("app:{app}"), WEB_STACK.to_owned()])
+    Resources::of([Resource::App(app.to_owned()), Resource::WebStack])
 }
 
 /// The app as the inventory has it.
@@ -247,7 +248,7 @@ pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool, force: bool) -
             Plan::Holds(outcome) => return Ok(outcome),
             Plan::Order { app, names } => (app, names),
         };
-        ctx.release(WEB_STACK);
+        ctx.release(Resource::WebStack);
         let issued = order(&ctx, &names).await;
         blocking(ctx, move |ctx| {
             let (issued, unreachable) = match issued {

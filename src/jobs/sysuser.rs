@@ -24,6 +24,7 @@ use crate::host::tree::{Dir, TreeError};
 use crate::inventory::User;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::resource::Resource;
 use crate::validate::{self, shown, Params};
 
 /// At most this many system users per server (PROTOCOL section 3).
@@ -203,10 +204,10 @@ impl BlockingJob for Delete {
     }
 }
 
-/// What every sysuser job holds. WEB_STACK: deleting a user deletes its apps,
+/// What every sysuser job holds. The web stack: deleting a user deletes its apps,
 /// which changes web server config.
 fn user_resources(user: &str) -> Resources {
-    Resources::of([format!("sysuser:{user}"), crate::jobs::web::WEB_STACK.to_owned()])
+    Resources::of([Resource::Sysuser(user.to_owned()), Resource::WebStack])
 }
 
 fn home(name: &str) -> String {

@@ -1,10 +1,11 @@
 //! `test.*`: harmless kinds for the test suite and for trials of an agent, registered
 //! only when the config says `test_jobs = true` (never advertised otherwise).
 //!
-//! `test.sleep {ms, resource?, fail?}` waits `ms` milliseconds while holding
-//! `resource` (default: its own job id), appending `start <job_id>` and
+//! `test.sleep {ms, resource?, fail?, panic?}` waits `ms` milliseconds while holding
+//! `resource` (none when absent), appending `start <job_id>` and
 //! `end <job_id>` lines to `<root>/berth-test-jobs.log`, so a test can see when it
-//! ran and how often. `fail: true` ends it in `tool_failed`.
+//! ran and how often. `fail: true` ends it in `tool_failed`; `panic: true` panics
+//! instead (after the `end` line), for the tests that a panic ends in a status.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::job::{BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::resource::Resource;
 use crate::validate::{FieldError, Params};
 
 pub const LOG_FILE: &str = "berth-test-jobs.log";
@@ -28,6 +30,7 @@ struct Sleep {
     ms: u64,
     resource: Option<String>,
     fail: bool,
+    panic: bool,
 }
 
 impl Sleep {
@@ -39,13 +42,14 @@ impl Sleep {
         }
         let resource = params.opt_str("resource")?.map(str::to_owned);
         let fail = params.opt_bool("fail")?.unwrap_or(false);
-        Ok(Box::new(Sleep { ms, resource, fail }))
+        let panic = params.opt_bool("panic")?.unwrap_or(false);
+        Ok(Box::new(Sleep { ms, resource, fail, panic }))
     }
 }
 
 impl Job for Sleep {
     fn resources(&self) -> Resources {
-        Resources::of(self.resource.iter().map(|r| format!("test:{r}")))
+        Resources::of(self.resource.iter().map(|r| Resource::Test(r.clone())))
     }
 
     fn run(self: Box<Self>, ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
@@ -55,6 +59,9 @@ impl Job for Sleep {
             ctx.output(format!("sleeping {} ms\n", self.ms));
             tokio::time::sleep(Duration::from_millis(self.ms)).await;
             note(&log, "end", &ctx.job_id)?;
+            if self.panic {
+                panic!("test.sleep was asked to panic");
+            }
             if self.fail {
                 return Err(JobError::ToolFailed { command: "test.sleep".into(), stderr: "asked to fail".into() });
             }

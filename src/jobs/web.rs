@@ -10,11 +10,6 @@ use crate::sitedirs;
 use crate::stack::{self, Scope};
 use crate::validate::shown;
 
-/// The scheduler resource of every job that writes web server config: they run in
-/// arrival order. Their writes themselves are kept apart by the web-config lock
-/// ([`crate::weblock`]); a job that goes on to wait on a CA gives this back first.
-pub const WEB_STACK: &str = "webstack";
-
 /// Renders `app` as `name` (and the default server's old and new app, when that
 /// moves) for the inventory with `app` recorded, adds `extra` (certificate files),
 /// and applies them all as one transaction. `web` was gathered by this job; the
