@@ -24,6 +24,7 @@ use crate::host::tree::{Dir, TreeError};
 use crate::inventory::User;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::model::SysuserName;
 use crate::validate::{self, shown, Params};
 
 /// At most this many system users per server (PROTOCOL section 3).
@@ -43,25 +44,25 @@ pub fn register(catalogue: &mut Catalogue) {
 /// `sysuser.create {name, password?}`.
 #[derive(Debug)]
 struct Create {
-    name: String,
+    name: SysuserName,
     password: Option<Secret>,
 }
 
 /// `sysuser.update {name, password}`.
 #[derive(Debug)]
 struct Update {
-    name: String,
+    name: SysuserName,
     password: Secret,
 }
 
 /// `sysuser.delete {name}`.
 #[derive(Debug)]
 struct Delete {
-    name: String,
+    name: SysuserName,
 }
 
-fn name(params: &Params) -> Result<String, JobError> {
-    Ok(params.checked("name", validate::sysuser_name)?.to_owned())
+fn name(params: &Params) -> Result<SysuserName, JobError> {
+    Ok(SysuserName::param(params, "name")?)
 }
 
 impl Create {

@@ -6,6 +6,7 @@ use crate::host::services::Services;
 use crate::host::transaction::{self, Applied, FileChange};
 use crate::inventory::{App, Inventory};
 use crate::job::{JobContext, JobError, Outcome};
+use crate::model::{AppName, DbName};
 use crate::sitedirs;
 use crate::stack::{self, AppSite};
 use crate::templates::Templates;
@@ -18,11 +19,11 @@ pub const WEB_STACK: &str = "webstack";
 
 /// The services, the inventory as it is, and the host's facts with `app` recorded
 /// as `name` (the settings as they will be: it may become the default server).
-pub(crate) fn facts_with(ctx: &JobContext, name: &str, app: &App) -> (Services, Inventory, stack::Facts) {
+pub(crate) fn facts_with(ctx: &JobContext, name: &AppName, app: &App) -> (Services, Inventory, stack::Facts) {
     let services = Services::detect(ctx.root());
     let inventory = ctx.inventory.read(|inv| inv.clone());
     let mut next = inventory.clone();
-    next.apps.insert(name.to_owned(), app.clone());
+    next.apps.insert(name.clone(), app.clone());
     let host = stack::Facts::detect(ctx.root(), &services, &next);
     (services, inventory, host)
 }
@@ -32,7 +33,7 @@ pub(crate) fn facts_with(ctx: &JobContext, name: &str, app: &App) -> (Services, 
 /// web-config lock ([`crate::weblock`]), and read `app` inside it.
 pub(crate) fn apply_config(
     ctx: &JobContext,
-    name: &str,
+    name: &AppName,
     app: &App,
     extra: Vec<FileChange>,
 ) -> Result<Applied, JobError> {
@@ -68,7 +69,7 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
         return Ok(outcome);
     };
     // Its databases and their users go first.
-    let databases: Vec<String> = ctx
+    let databases: Vec<DbName> = ctx
         .inventory
         .read(|inv| inv.databases.iter().filter(|(_, db)| db.app == name).map(|(n, _)| n.clone()).collect());
     for database in &databases {

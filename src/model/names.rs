@@ -3,8 +3,10 @@
 //! job's params ([`AppName::parse`] names the field, so messages are exactly those
 //! of the rule) or from serde (`Deserialize` runs the same rule).
 //!
-//! Not yet used by [`super::Inventory`]'s fields: an `inventory.json` holding a name
-//! today's rules refuse would then fail to load, a behaviour to decide on its own.
+//! [`super::Inventory`] holds them, and so do the jobs' parsed params ([`AppName::param`]
+//! reads one, so an unchecked string reaches no template and no path). An
+//! `inventory.json` holding a value today's rules refuse fails to load, naming the
+//! file, the field and the rule (see [`super::inventory`]).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -12,7 +14,7 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::validate::{self, FieldError};
+use crate::validate::{self, FieldError, Params};
 
 macro_rules! checked_string {
     ($(#[$doc:meta])* $name:ident, $rule:path, $field:literal) => {
@@ -29,6 +31,17 @@ macro_rules! checked_string {
             pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
                 $rule(field, value)?;
                 Ok($name(value.to_owned()))
+            }
+
+            /// The required string param `key`, checked by its rule; errors name the
+            /// field exactly as [`Params::checked`] does.
+            pub fn param(params: &Params, key: &str) -> Result<Self, FieldError> {
+                $name::parse(&params.field(key), params.str(key)?)
+            }
+
+            /// [`Self::param`] for an optional param (null counts as absent).
+            pub fn opt_param(params: &Params, key: &str) -> Result<Option<Self>, FieldError> {
+                params.opt_str(key)?.map(|value| $name::parse(&params.field(key), value)).transpose()
             }
 
             pub fn as_str(&self) -> &str {
@@ -94,9 +107,21 @@ macro_rules! checked_string {
             }
         }
 
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                self.0 == *other
+            }
+        }
+
         impl From<$name> for String {
             fn from(value: $name) -> String {
                 value.0
+            }
+        }
+
+        impl From<&$name> for String {
+            fn from(value: &$name) -> String {
+                value.0.clone()
             }
         }
     };
@@ -125,6 +150,26 @@ checked_string!(
     Runtime,
     validate::runtime,
     "runtime"
+);
+
+checked_string!(
+    /// A database's name: [`validate::db_name`].
+    DbName,
+    validate::db_name,
+    "name"
+);
+checked_string!(
+    /// A database user's name: [`validate::db_user_name`].
+    DbUserName,
+    validate::db_user_name,
+    "user"
+);
+checked_string!(
+    /// A name the web servers answer for an app: one of its domains, or the `www.`
+    /// twin of one ([`validate::server_name`]), as in an AutoSSL certificate's order.
+    ServerName,
+    validate::server_name,
+    "ordered_for"
 );
 
 #[cfg(test)]
