@@ -86,7 +86,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = InventoryStore::open(dir.path()).unwrap();
         assert!(store.read(|inv| inv.users.is_empty()));
-        store.update(|inv| inv.users.insert("derek".into(), User { created_ms: 5 })).unwrap();
+        store.update(|inv| inv.users.insert("derek".try_into().unwrap(), User { created_ms: 5 })).unwrap();
         let reopened = InventoryStore::open(dir.path()).unwrap();
         assert_eq!(reopened.read(|inv| inv.users.get("derek").cloned()), Some(User { created_ms: 5 }));
     }
@@ -97,7 +97,7 @@ mod tests {
         let store = InventoryStore::open(dir.path()).unwrap();
         // A directory where the file should be makes the rename fail.
         std::fs::create_dir(dir.path().join(FILE_NAME)).unwrap();
-        assert!(store.update(|inv| inv.users.insert("x".into(), User::default())).is_err());
+        assert!(store.update(|inv| inv.users.insert("xavier".try_into().unwrap(), User::default())).is_err());
         assert!(store.read(|inv| inv.users.is_empty()));
     }
 
@@ -106,8 +106,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let daemon = InventoryStore::open(dir.path()).unwrap();
         let apply = InventoryStore::open(dir.path()).unwrap();
-        daemon.update(|inv| inv.users.insert("a".into(), User::default())).unwrap();
-        apply.update(|inv| inv.users.insert("b".into(), User::default())).unwrap();
+        daemon.update(|inv| inv.users.insert("alice".try_into().unwrap(), User::default())).unwrap();
+        apply.update(|inv| inv.users.insert("bob".try_into().unwrap(), User::default())).unwrap();
         assert_eq!(daemon.read(|inv| inv.users.len()), 2, "neither update is lost");
     }
 
@@ -125,5 +125,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), "{not json").unwrap();
         assert!(InventoryStore::open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_hand_edited_value_the_rules_refuse_is_an_error_naming_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let text = r#"{"users": {"derek": {"created_ms": 1}}, "apps": {"Blog": {"sysuser": "derek",
+            "runtime": "php8.3", "domains": [], "stack": "nginx", "created_ms": 2}}}"#;
+        std::fs::write(&path, text).unwrap();
+        let err = InventoryStore::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let expected = format!(
+            "{}: name: app name may only contain lowercase letters and digits; found 'B' in 'Blog' at line 1 column ",
+            path.display()
+        );
+        assert!(err.to_string().starts_with(&expected), "{err}");
+        // Nothing rewrites it: an update fails, and the file stays as the operator left it.
+        let store =
+            InventoryStore { path: path.clone(), lock_path: dir.path().join("inventory.lock"), local: Mutex::new(()) };
+        assert!(store.update(|inv| inv.uid_high_water = 7).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 }

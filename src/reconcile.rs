@@ -31,7 +31,7 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
     for name in &skipped {
         outcome.output.push_str(&format!(
             "app {name}: runtime {} is not installed; left as it is\n",
-            inventory.apps[name].runtime
+            inventory.apps[name.as_str()].runtime
         ));
     }
     // What a user removed or broke in their own tree is put back, app by app: one

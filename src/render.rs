@@ -21,6 +21,7 @@ use crate::host::transaction::{self, Applied, FileChange};
 use crate::host::Host;
 use crate::inventory::Inventory;
 use crate::job::JobError;
+use crate::model::AppName;
 use crate::stack::{self, Facts, Scope};
 use crate::templates::Templates;
 
@@ -48,7 +49,7 @@ impl WebConfig {
 
     /// The files `inventory` means for `scope`, and the apps of it left out because
     /// their runtime is not installed.
-    pub fn render(&self, inventory: &Inventory, scope: Scope) -> Result<(Vec<FileChange>, Vec<String>), JobError> {
+    pub fn render(&self, inventory: &Inventory, scope: Scope) -> Result<(Vec<FileChange>, Vec<AppName>), JobError> {
         stack::changes(&self.templates, &self.root, inventory, &self.facts.settled(inventory), scope)
     }
 
@@ -63,11 +64,11 @@ impl WebConfig {
 /// The apps whose files change when the inventory goes from `before` to `next` by a
 /// change of `apps`: those apps, and the default server's old and new app (one loses
 /// `default_server` as the other gains it).
-pub fn affected(before: &Inventory, next: &Inventory, apps: &[&str]) -> Vec<String> {
-    let mut affected: Vec<String> = apps.iter().map(|name| name.to_string()).collect();
+pub fn affected(before: &Inventory, next: &Inventory, apps: &[&AppName]) -> Vec<AppName> {
+    let mut affected: Vec<AppName> = apps.iter().map(|name| (*name).clone()).collect();
     let (was, will) = (stack::default_app(before), stack::default_app(next));
     if was != will {
-        affected.extend(was.into_iter().chain(will).filter(|name| !apps.contains(&name.as_str())));
+        affected.extend(was.into_iter().chain(will).filter(|name| !apps.contains(&name)));
     }
     affected
 }
@@ -80,8 +81,8 @@ mod tests {
 
     fn app(created_ms: u64) -> App {
         App {
-            sysuser: "u".into(),
-            runtime: "php8.2".into(),
+            sysuser: "derek".try_into().unwrap(),
+            runtime: "php8.2".try_into().unwrap(),
             domains: vec![],
             stack: Stack::Nginx,
             created_ms,
@@ -89,22 +90,27 @@ mod tests {
         }
     }
 
+    fn name(name: &str) -> AppName {
+        name.try_into().unwrap()
+    }
+
     #[test]
     fn a_new_first_app_takes_the_default_server_from_the_old_one() {
         let mut before = Inventory::default();
         before.settings.deny_unknown_domains = false;
-        before.apps.insert("older".into(), app(5));
-        before.apps.insert("other".into(), app(9));
+        before.apps.insert(name("older"), app(5));
+        before.apps.insert(name("other"), app(9));
         let mut next = before.clone();
-        next.apps.insert("first".into(), app(1));
-        assert_eq!(affected(&before, &next, &["first"]), ["first", "older"]);
+        next.apps.insert(name("first"), app(1));
+        assert_eq!(affected(&before, &next, &[&name("first")]), [name("first"), name("older")]);
 
         let mut same = before.clone();
-        same.apps.insert("later".into(), app(20));
-        assert_eq!(affected(&before, &same, &["later"]), ["later"], "the default server stays: no one else changes");
+        same.apps.insert(name("later"), app(20));
+        assert_eq!(affected(&before, &same, &[&name("later")]), [name("later")], "the default server stays");
 
         let mut removed = before.clone();
         removed.apps.remove("older");
-        assert_eq!(affected(&before, &removed, &["older"]), ["older", "other"], "the heir gains the default server");
+        let heir = affected(&before, &removed, &[&name("older")]);
+        assert_eq!(heir, [name("older"), name("other")], "the heir gains the default server");
     }
 }

@@ -23,6 +23,7 @@ use crate::job::Machine;
 use crate::jobs::ssl::{current_cert, renewal_due, renewal_event, RENEW_KIND};
 use crate::jobs::Catalogue;
 use crate::lifecycle;
+use crate::model::AppName;
 use crate::protocol::{JobMsg, SslRenewal};
 use crate::stack::server_names;
 use crate::time::unix_millis;
@@ -62,13 +63,13 @@ pub async fn once(machine: &Machine) -> Vec<SslRenewal> {
 }
 
 /// The apps whose certificate is due now, by the certificate or by the CA's word.
-async fn check(inventory: &Arc<InventoryStore>, root: &Path, acme: &AcmeSettings) -> Vec<(String, &'static str)> {
+async fn check(inventory: &Arc<InventoryStore>, root: &Path, acme: &AcmeSettings) -> Vec<(AppName, &'static str)> {
     let (inv, dir) = (inventory.clone(), root.to_owned());
     let found =
         tokio::task::spawn_blocking(move || inv.read(|inv| (due(inv, &dir, SystemTime::now()), autossl(inv)))).await;
     let (mut due, autossl) = found.unwrap_or_default();
     // The CA may ask for an earlier renewal (a revocation ahead, say).
-    let not_due: Vec<String> = autossl.into_iter().filter(|app| !due.iter().any(|(d, _)| d == app)).collect();
+    let not_due: Vec<AppName> = autossl.into_iter().filter(|app| !due.iter().any(|(d, _)| d == app)).collect();
     let account = if not_due.is_empty() { None } else { acme::existing_account(acme).await };
     if let Some(account) = account {
         for app in not_due {
@@ -97,7 +98,7 @@ fn renew_job(app: &str, reason: &str) -> JobMsg {
 }
 
 /// The AutoSSL apps not waiting for a next attempt.
-fn autossl(inventory: &Inventory) -> Vec<String> {
+fn autossl(inventory: &Inventory) -> Vec<AppName> {
     let now = unix_millis(SystemTime::now());
     inventory
         .apps
@@ -108,7 +109,7 @@ fn autossl(inventory: &Inventory) -> Vec<String> {
 }
 
 /// The AutoSSL apps that need a new certificate at `now`, each with the reason.
-pub fn due(inventory: &Inventory, root: &Path, now: SystemTime) -> Vec<(String, &'static str)> {
+pub fn due(inventory: &Inventory, root: &Path, now: SystemTime) -> Vec<(AppName, &'static str)> {
     let mut due = Vec::new();
     for (name, app) in &inventory.apps {
         let Some(ssl) = app.ssl.as_ref().filter(|s| s.source == SslSource::Auto) else { continue };
@@ -145,19 +146,19 @@ mod tests {
         let ssl = Ssl {
             source,
             force: true,
-            ordered_for: vec!["a.test".into(), "www.a.test".into()],
+            ordered_for: vec!["a.test".try_into().unwrap(), "www.a.test".try_into().unwrap()],
             failures: 0,
             next_attempt_ms,
         };
         let app = App {
-            sysuser: "u".into(),
-            runtime: "php8.2".into(),
-            domains: vec!["a.test".into()],
+            sysuser: "derek".try_into().unwrap(),
+            runtime: "php8.2".try_into().unwrap(),
+            domains: vec!["a.test".try_into().unwrap()],
             stack: Stack::Nginx,
             created_ms: 0,
             ssl: Some(ssl),
         };
-        Inventory { apps: [("shop".to_string(), app)].into(), ..Inventory::default() }
+        Inventory { apps: [("shop".try_into().unwrap(), app)].into(), ..Inventory::default() }
     }
 
     #[test]
@@ -169,7 +170,7 @@ mod tests {
         cert(root.path(), "shop", (-61, 29));
         assert_eq!(
             due(&inventory(SslSource::Auto, 0), root.path(), now),
-            [("shop".to_string(), "a third of its lifetime is left")]
+            [("shop".try_into().unwrap(), "a third of its lifetime is left")]
         );
         assert!(
             due(&inventory(SslSource::Custom, 0), root.path(), now).is_empty(),
@@ -195,7 +196,7 @@ mod tests {
         let mut inv = inventory(SslSource::Auto, 0);
         assert_eq!(due(&inv, root.path(), now)[0].1, "its certificate file is missing or unreadable");
         cert(root.path(), "shop", (-1, 89));
-        inv.apps.get_mut("shop").unwrap().domains.push("b.test".into());
+        inv.apps.get_mut("shop").unwrap().domains.push("b.test".try_into().unwrap());
         assert_eq!(due(&inv, root.path(), now)[0].1, "the app's domains changed");
     }
 }

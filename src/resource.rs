@@ -5,22 +5,24 @@
 //! waits for every earlier job and holds up every later one ([`crate::scheduler`]).
 //! Each job family says what it touches in its `fn resources`, with the variants
 //! below; a running job may give one back early ([`crate::job::JobContext::release`]).
-//! Plain data: this module imports nothing of berth.
+//! Plain data: this module imports only the checked names of `model`.
 
 use std::fmt;
+
+use crate::model::{AppName, DbName, DbUserName, SysuserName};
 
 /// One thing a job touches. Named resources (an app, a user) keep the jobs of one
 /// name in order and let those of other names run beside them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Resource {
     /// An app (by name): its record, directories and pool.
-    App(String),
+    App(AppName),
     /// A system user (by name): its account and home.
-    Sysuser(String),
+    Sysuser(SysuserName),
     /// A database (by name).
-    Database(String),
+    Database(DbName),
     /// A database user (by name).
-    DatabaseUser(String),
+    DatabaseUser(DbUserName),
     /// The web servers' config as a whole: every job that writes it holds this, so
     /// they run in arrival order. A job that then waits on a CA gives it back first.
     /// Their writes themselves are kept apart by the web-config lock ([`crate::weblock`]).
@@ -81,9 +83,10 @@ mod tests {
 
     #[test]
     fn resources_conflict_on_shared_keys_or_exclusivity() {
-        let app = Resources::of([Resource::App("a".into()), Resource::Sysuser("u".into())]);
-        let user = Resources::of([Resource::Sysuser("u".into())]);
-        let other = Resources::of([Resource::App("b".into())]);
+        let app =
+            Resources::of([Resource::App("appa".try_into().unwrap()), Resource::Sysuser("usera".try_into().unwrap())]);
+        let user = Resources::of([Resource::Sysuser("usera".try_into().unwrap())]);
+        let other = Resources::of([Resource::App("appb".try_into().unwrap())]);
         assert!(app.conflicts_with(&user));
         assert!(!app.conflicts_with(&other));
         assert!(Resources::exclusive().conflicts_with(&other));
@@ -92,8 +95,8 @@ mod tests {
 
     #[test]
     fn same_name_in_different_kinds_is_no_conflict() {
-        let app = Resources::of([Resource::App("shop".into())]);
-        let user = Resources::of([Resource::Sysuser("shop".into())]);
+        let app = Resources::of([Resource::App("shop".try_into().unwrap())]);
+        let user = Resources::of([Resource::Sysuser("shop".try_into().unwrap())]);
         let test = Resources::of([Resource::Test("app:shop".into())]);
         assert!(!app.conflicts_with(&user));
         assert!(!app.conflicts_with(&test), "a test job's resource is its own, whatever its name");
@@ -101,8 +104,8 @@ mod tests {
 
     #[test]
     fn shown_as_the_old_keys() {
-        assert_eq!(Resource::App("a".into()).to_string(), "app:a");
-        assert_eq!(Resource::DatabaseUser("u".into()).to_string(), "dbuser:u");
+        assert_eq!(Resource::App("appa".try_into().unwrap()).to_string(), "app:appa");
+        assert_eq!(Resource::DatabaseUser("u".try_into().unwrap()).to_string(), "dbuser:u");
         assert_eq!(Resource::WebStack.to_string(), "webstack");
         assert_eq!(Resource::Test("r".into()).to_string(), "test:r");
     }

@@ -80,12 +80,13 @@ mod tests {
         Resources::of(keys.iter().cloned())
     }
 
+    /// `a` is app `appa`: the name rules want three characters.
     fn app(name: &str) -> Resource {
-        Resource::App(name.into())
+        Resource::App(format!("app{name}").as_str().try_into().unwrap())
     }
 
     fn user(name: &str) -> Resource {
-        Resource::Sysuser(name.into())
+        Resource::Sysuser(format!("user{name}").as_str().try_into().unwrap())
     }
 
     #[test]

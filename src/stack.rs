@@ -16,6 +16,7 @@ use crate::host::services::Service;
 use crate::host::transaction::FileChange;
 use crate::inventory::{App, Inventory};
 use crate::job::JobError;
+use crate::model::{AppName, Domain};
 use crate::templates::{TemplateError, Templates};
 
 use crate::model::Secret;
@@ -67,7 +68,7 @@ pub struct AppSite<'a> {
     pub sysuser: &'a str,
     /// `X.Y` of the PHP runtime.
     pub php: &'a str,
-    pub domains: &'a [String],
+    pub domains: &'a [Domain],
     pub stack: Stack,
     /// The app serves HTTPS with its certificate in [`SSL_DIR`].
     pub ssl: bool,
@@ -135,10 +136,10 @@ pub fn php_socket(app: &str, php: &str) -> String {
 }
 
 /// The names the web servers answer for `domains`: each, and its `www.` twin.
-pub fn server_names(domains: &[String]) -> Vec<String> {
+pub fn server_names(domains: &[impl AsRef<str>]) -> Vec<String> {
     let mut names = Vec::new();
-    for domain in domains {
-        for name in [Some(domain.clone()), twin(domain)].into_iter().flatten() {
+    for domain in domains.iter().map(AsRef::as_ref) {
+        for name in [Some(domain.to_owned()), twin(domain)].into_iter().flatten() {
             if !names.contains(&name) {
                 names.push(name);
             }
@@ -172,7 +173,7 @@ pub struct Facts {
     pub deny_unknown_domains: bool,
     /// The app whose vhost is nginx's default server (unknown Hosts go to it); `None`
     /// leaves that to the catch-all.
-    pub default_app: Option<String>,
+    pub default_app: Option<AppName>,
     /// The default app serves HTTPS: it, not the catch-all, answers unknown names on 443.
     pub default_app_ssl: bool,
 }
@@ -232,7 +233,7 @@ impl Facts {
 
 /// The app that answers unknown Hosts: none while `deny_unknown_domains` is on;
 /// otherwise the one the operator named (while it exists), else the first created.
-pub fn default_app(inventory: &Inventory) -> Option<String> {
+pub fn default_app(inventory: &Inventory) -> Option<AppName> {
     if inventory.settings.deny_unknown_domains {
         return None;
     }
@@ -263,7 +264,7 @@ pub enum Scope<'a> {
     /// Every app of the inventory (`berth reconcile`, a settings change).
     Every,
     /// These apps, where the inventory holds them (the others are gone or untouched).
-    Apps(&'a [String]),
+    Apps(&'a [AppName]),
 }
 
 /// The one walk from state to files: the base files, then the files of each app of
@@ -275,10 +276,10 @@ pub fn changes(
     inventory: &Inventory,
     host: &Facts,
     scope: Scope,
-) -> Result<(Vec<FileChange>, Vec<String>), JobError> {
+) -> Result<(Vec<FileChange>, Vec<AppName>), JobError> {
     let mut changes = base_changes(templates, root, host)?;
     let mut skipped = Vec::new();
-    let apps: Box<dyn Iterator<Item = (&String, &App)>> = match scope {
+    let apps: Box<dyn Iterator<Item = (&AppName, &App)>> = match scope {
         Scope::Every => Box::new(inventory.apps.iter()),
         Scope::Apps(names) => Box::new(names.iter().filter_map(|name| inventory.apps.get_key_value(name))),
     };
@@ -557,13 +558,13 @@ mod tests {
     fn every_domain_is_answered_with_its_www_twin_once() {
         let domains = ["example.com".to_string(), "www.example.com".into(), "*.shop.example.org".into()];
         assert_eq!(server_names(&domains), ["example.com", "www.example.com", "*.shop.example.org"]);
-        assert_eq!(server_names(&["a.test".into()]), ["a.test", "www.a.test"]);
+        assert_eq!(server_names(&["a.test"]), ["a.test", "www.a.test"]);
     }
 
     #[test]
     fn an_app_has_one_pool_for_its_runtime_and_none_elsewhere() {
         let templates = Templates::load(Path::new("/nonexistent-root")).unwrap();
-        let domains = ["a.test".to_string()];
+        let domains = [Domain::try_from("a.test").unwrap()];
         let site = AppSite {
             name: "gallery",
             sysuser: "derek",
@@ -600,20 +601,20 @@ mod tests {
     #[test]
     fn the_default_app_is_the_named_one_or_the_first_created_and_none_while_denying() {
         let app = |created_ms| App {
-            sysuser: "u".into(),
-            runtime: "php8.2".into(),
+            sysuser: "derek".try_into().unwrap(),
+            runtime: "php8.2".try_into().unwrap(),
             domains: vec![],
             stack: Stack::Nginx,
             created_ms,
             ssl: None,
         };
         let mut inventory = Inventory::default();
-        inventory.apps.insert("older".into(), app(1));
-        inventory.apps.insert("newer".into(), app(2));
+        inventory.apps.insert("older".try_into().unwrap(), app(1));
+        inventory.apps.insert("newer".try_into().unwrap(), app(2));
         assert_eq!(default_app(&inventory), None, "deny_unknown_domains is on by default");
         inventory.settings.deny_unknown_domains = false;
         assert_eq!(default_app(&inventory).as_deref(), Some("older"));
-        inventory.settings.default_app = Some("newer".into());
+        inventory.settings.default_app = Some("newer".try_into().unwrap());
         assert_eq!(default_app(&inventory).as_deref(), Some("newer"));
         inventory.apps.remove("newer");
         assert_eq!(default_app(&inventory).as_deref(), Some("older"), "a named app that is gone falls back");

@@ -275,6 +275,15 @@ pub fn domain(field: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// A name the web servers answer for an app: a `domain`, or `www.` and a domain that
+/// is no wildcard (the twin of a domain up to 253 characters may be 4 longer).
+pub fn server_name(field: &str, v: &str) -> Result<()> {
+    match v.strip_prefix("www.") {
+        Some(bare) if !bare.starts_with("*.") && domain(field, bare).is_ok() => Ok(()),
+        _ => domain(field, v),
+    }
+}
+
 /// The domains of an app: non-empty, at most `max` (an error with `field` itself, which
 /// the caller maps to `limit_exceeded`), each a `domain` (errors name `field[i]`), and no
 /// two the same, where `example.com` and `www.example.com` count as the same because the

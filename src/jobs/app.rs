@@ -17,6 +17,7 @@ use crate::inventory::{App, SslSource};
 use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::web::{apply_config, remove};
 use crate::jobs::Catalogue;
+use crate::model::{AppName, Domain, Runtime, SysuserName};
 use crate::render::WebConfig;
 use crate::resource::Resource;
 use crate::sitedirs;
@@ -34,32 +35,32 @@ pub fn register(catalogue: &mut Catalogue) {
 /// `app.create {name, sysuser, runtime, domains, stack?}`.
 #[derive(Debug)]
 struct Create {
-    name: String,
-    sysuser: String,
-    runtime: String,
-    domains: Vec<String>,
+    name: AppName,
+    sysuser: SysuserName,
+    runtime: Runtime,
+    domains: Vec<Domain>,
     stack: Stack,
 }
 
 /// `app.update {name, runtime?, domains?}`.
 #[derive(Debug)]
 struct Update {
-    name: String,
-    runtime: Option<String>,
-    domains: Option<Vec<String>>,
+    name: AppName,
+    runtime: Option<Runtime>,
+    domains: Option<Vec<Domain>>,
 }
 
 /// `app.delete {name}`.
 #[derive(Debug)]
 struct Delete {
-    name: String,
+    name: AppName,
 }
 
-fn app_name(params: &Params) -> Result<String, JobError> {
-    Ok(params.checked("name", validate::app_name)?.to_owned())
+fn app_name(params: &Params) -> Result<AppName, JobError> {
+    Ok(AppName::param(params, "name")?)
 }
 
-fn domains(params: &Params, values: Vec<&str>) -> Result<Vec<String>, JobError> {
+fn domains(params: &Params, values: Vec<&str>) -> Result<Vec<Domain>, JobError> {
     let field = params.field("domains");
     if values.len() > MAX_DOMAINS {
         return Err(JobError::LimitExceeded {
@@ -68,15 +69,16 @@ fn domains(params: &Params, values: Vec<&str>) -> Result<Vec<String>, JobError> 
         });
     }
     validate::domain_list(&field, &values, MAX_DOMAINS)?;
-    Ok(values.into_iter().map(str::to_owned).collect())
+    let domains = values.into_iter().enumerate().map(|(i, d)| Domain::parse(&format!("{field}[{i}]"), d));
+    Ok(domains.collect::<Result<_, _>>()?)
 }
 
 impl Create {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
         let name = app_name(&params)?;
-        let sysuser = params.checked("sysuser", validate::sysuser_name)?;
-        let runtime = params.checked("runtime", validate::runtime)?.to_owned();
+        let sysuser = SysuserName::param(&params, "sysuser")?;
+        let runtime = Runtime::param(&params, "runtime")?;
         let domains = domains(&params, params.str_array("domains")?)?;
         let stack = match params.opt_str("stack")? {
             None => Stack::NginxApache,
@@ -87,7 +89,7 @@ impl Create {
                 )
             })?,
         };
-        Ok(Box::new(Create { name, sysuser: sysuser.to_owned(), runtime, domains, stack }))
+        Ok(Box::new(Create { name, sysuser, runtime, domains, stack }))
     }
 }
 
@@ -95,7 +97,7 @@ impl Update {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
         let name = app_name(&params)?;
-        let runtime = params.opt_checked("runtime", validate::runtime)?.map(str::to_owned);
+        let runtime = Runtime::opt_param(&params, "runtime")?;
         let domains = params.opt_str_array("domains")?.map(|d| domains(&params, d)).transpose()?;
         Ok(Box::new(Update { name, runtime, domains }))
     }
@@ -182,7 +184,7 @@ impl BlockingJob for Delete {
 
 /// Makes the host hold `app` as `name`: the whole desired state, for create and
 /// update. The caller holds the web-config lock (and read the app inside it).
-fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobError> {
+fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, JobError> {
     let root = ctx.root();
     let web = WebConfig::gather(root)?;
     let host = web.facts();
@@ -221,7 +223,7 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
         }
     }
     let wanted = stack::server_names(&app.domains);
-    for (other, held) in inventory.apps.iter().filter(|(other, _)| other.as_str() != name) {
+    for (other, held) in inventory.apps.iter().filter(|(other, _)| *other != name) {
         if let Some(taken) = stack::server_names(&held.domains).into_iter().find(|d| wanted.contains(d)) {
             return Err(JobError::Conflict(format!("domain {} belongs to app {}", shown(&taken), shown(other))));
         }
@@ -242,7 +244,7 @@ fn converge(ctx: &JobContext, name: &str, mut app: App) -> Result<Outcome, JobEr
         "domains": stack::server_names(&app.domains),
         "stack": app.stack.as_str(),
     });
-    ctx.record(|inv| inv.apps.insert(name.to_owned(), app))?;
+    ctx.record(|inv| inv.apps.insert(name.clone(), app))?;
     outcome.result = Some(result);
     Ok(outcome)
 }

@@ -12,6 +12,7 @@ use crate::host::mysql::Server;
 use crate::inventory::Database;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::model::{AppName, DbName, DbUserName};
 use crate::resource::Resource;
 use crate::validate::{self, shown, Params};
 
@@ -27,45 +28,45 @@ pub fn register(catalogue: &mut Catalogue) {
 /// `db.create {app, name, user {name, password}}`.
 #[derive(Debug)]
 struct Create {
-    app: String,
-    name: String,
-    user: String,
+    app: AppName,
+    name: DbName,
+    user: DbUserName,
     password: Secret,
 }
 
 /// `db.update {name, user {name, password}}`.
 #[derive(Debug)]
 struct Update {
-    name: String,
-    user: String,
+    name: DbName,
+    user: DbUserName,
     password: Secret,
 }
 
 /// `db.delete {name}`.
 #[derive(Debug)]
 struct Delete {
-    name: String,
+    name: DbName,
 }
 
-fn db_name(params: &Params) -> Result<String, JobError> {
-    Ok(params.checked("name", validate::db_name)?.to_owned())
+fn db_name(params: &Params) -> Result<DbName, JobError> {
+    Ok(DbName::param(params, "name")?)
 }
 
 /// `user {name, password}`.
-fn db_user(params: &Params) -> Result<(String, Secret), JobError> {
+fn db_user(params: &Params) -> Result<(DbUserName, Secret), JobError> {
     let user = params.object("user")?;
-    let name = user.checked("name", validate::db_user_name)?;
+    let name = DbUserName::param(&user, "name")?;
     let password = user.checked("password", validate::password)?;
-    Ok((name.to_owned(), Secret::new(password)))
+    Ok((name, Secret::new(password)))
 }
 
 impl Create {
     fn parse(params: &Value) -> Result<Box<dyn Job>, JobError> {
         let params = Params::new(params)?;
-        let app = params.checked("app", validate::app_name)?;
+        let app = AppName::param(&params, "app")?;
         let name = db_name(&params)?;
         let (user, password) = db_user(&params)?;
-        Ok(Box::new(Create { app: app.to_owned(), name, user, password }))
+        Ok(Box::new(Create { app, name, user, password }))
     }
 }
 

@@ -21,10 +21,11 @@ use crate::inventory::{Inventory, Settings};
 use crate::job::{BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::firewall;
 use crate::jobs::Catalogue;
+use crate::model::AppName;
 use crate::render::WebConfig;
 use crate::resource::Resource;
 use crate::stack::{self, Scope};
-use crate::validate::{self, shown, FieldError, Params};
+use crate::validate::{shown, FieldError, Params};
 
 /// Debian's switch for the apt timers' periodic update and unattended upgrade.
 pub const AUTO_UPGRADES: &str = "/etc/apt/apt.conf.d/20auto-upgrades";
@@ -45,7 +46,7 @@ struct Update {
     firewall: Option<bool>,
     autoupdates: Option<bool>,
     deny_unknown_domains: Option<bool>,
-    default_app: Option<String>,
+    default_app: Option<AppName>,
 }
 
 /// `service.restart {service}`.
@@ -73,7 +74,7 @@ impl Update {
             firewall: params.opt_bool("firewall")?,
             autoupdates: params.opt_bool("autoupdates")?,
             deny_unknown_domains: params.opt_bool("deny_unknown_domains")?,
-            default_app: params.opt_checked("default_app", validate::app_name)?.map(str::to_owned),
+            default_app: AppName::opt_param(&params, "default_app")?,
         }))
     }
 }
@@ -162,7 +163,7 @@ impl BlockingJob for Update {
     }
 }
 
-fn settings_json(settings: &Settings, default_app: Option<String>) -> Value {
+fn settings_json(settings: &Settings, default_app: Option<AppName>) -> Value {
     json!({
         "firewall": settings.firewall,
         "autoupdates": settings.autoupdates,

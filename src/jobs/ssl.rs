@@ -33,12 +33,13 @@ use crate::inventory::{App, InventoryStore, Ssl, SslSource};
 use crate::job::{blocking, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::web::apply_config;
 use crate::jobs::Catalogue;
+use crate::model::{AppName, ServerName};
 use crate::protocol::{JobStatus, SslRenewal, Status};
 use crate::render::WebConfig;
 use crate::resource::Resource;
 use crate::stack;
 use crate::time::{rfc3339, unix_millis};
-use crate::validate::{self, shown, FieldError, Params};
+use crate::validate::{shown, FieldError, Params};
 use crate::weblock;
 
 /// The kind the renewal loop submits; never accepted from the control plane.
@@ -56,31 +57,31 @@ pub fn register(catalogue: &mut Catalogue) {
 
 /// `ssl.install {app, key, cert, cacerts?}`: checked at parse time, before anything is written.
 struct Install {
-    app: String,
+    app: AppName,
     checked: Checked,
 }
 
 /// `ssl.auto {app}`, or (`renew`) the renewal of its certificate; `force`
 /// orders even when the certificate looks good (the CA asked for a renewal).
 struct Auto {
-    app: String,
+    app: AppName,
     renew: bool,
     force: bool,
 }
 
 /// `ssl.force {app, force}`.
 struct Force {
-    app: String,
+    app: AppName,
     force: bool,
 }
 
 /// `ssl.delete {app}`.
 struct Delete {
-    app: String,
+    app: AppName,
 }
 
-fn app_name(params: &Params) -> Result<String, JobError> {
-    Ok(params.checked("app", validate::app_name)?.to_owned())
+fn app_name(params: &Params) -> Result<AppName, JobError> {
+    Ok(AppName::param(params, "app")?)
 }
 
 fn pem<'a>(params: &Params<'a>, key: &str, required: bool) -> Result<Option<&'a str>, FieldError> {
@@ -123,8 +124,8 @@ impl Delete {
     }
 }
 
-fn resources(app: &str) -> Resources {
-    Resources::of([Resource::App(app.to_owned()), Resource::WebStack])
+fn resources(app: &AppName) -> Resources {
+    Resources::of([Resource::App(app.clone()), Resource::WebStack])
 }
 
 /// The app as the inventory has it.
@@ -144,7 +145,7 @@ enum Files<'a> {
 
 /// Puts `app`'s config in place with its certificate `files` and records its SSL
 /// state. The caller holds the web-config lock, and read `app` inside it.
-fn install(ctx: &JobContext, name: &str, app: &App, files: Files) -> Result<Outcome, JobError> {
+fn install(ctx: &JobContext, name: &AppName, app: &App, files: Files) -> Result<Outcome, JobError> {
     let root = ctx.root();
     let extra = match files {
         Files::Write(chain, key) => {
@@ -241,7 +242,12 @@ impl Job for Auto {
 /// `force` orders even when the certificate holds. The CA is asked with the web
 /// stack given back and no lock held; the certificate is installed under the
 /// web-config lock, if the app is still the one it was ordered for.
-pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool, force: bool) -> BoxFuture<Result<Outcome, JobError>> {
+pub(crate) fn autossl(
+    ctx: JobContext,
+    name: AppName,
+    renew: bool,
+    force: bool,
+) -> BoxFuture<Result<Outcome, JobError>> {
     Box::pin(async move {
         let app_name = name.clone();
         let (planned, names) = match blocking(ctx.clone(), move |ctx| plan(ctx, &app_name, renew, force)).await? {
@@ -262,7 +268,7 @@ pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool, force: bool) -
             app.ssl = Some(Ssl {
                 source: SslSource::Auto,
                 force,
-                ordered_for: names.clone(),
+                ordered_for: ordered_for(&names)?,
                 failures: 0,
                 next_attempt_ms: 0,
             });
@@ -273,6 +279,13 @@ pub(crate) fn autossl(ctx: JobContext, name: String, renew: bool, force: bool) -
         })
         .await
     })
+}
+
+/// `names` (the app's server names: its domains, each checked, and their `www.` twins)
+/// as the inventory keeps them.
+fn ordered_for(names: &[String]) -> Result<Vec<ServerName>, JobError> {
+    let checked = names.iter().map(|name| ServerName::try_from(name.as_str()));
+    checked.collect::<Result<_, _>>().map_err(|e| JobError::Internal(format!("a server name berth made: {e}")))
 }
 
 /// Whether the app needs an order: not when its AutoSSL certificate is for the app's
@@ -401,7 +414,7 @@ pub fn renewal_event(params: &Value, status: &JobStatus, inventory: &InventorySt
     let app = params.get("app").and_then(Value::as_str).unwrap_or_default().to_owned();
     let next_attempt_at = match status.status {
         Status::Error => inventory
-            .read(|inv| inv.apps.get(&app).and_then(|a| a.ssl.as_ref()).map(|s| s.next_attempt_ms))
+            .read(|inv| inv.apps.get(app.as_str()).and_then(|a| a.ssl.as_ref()).map(|s| s.next_attempt_ms))
             .filter(|&ms| ms > 0)
             .map(|ms| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))),
         Status::Queued | Status::Running | Status::Success => None,
@@ -487,14 +500,15 @@ impl Job for Delete {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Domain;
     use crate::protocol::ErrorCode;
     use crate::stack::Stack;
 
     fn app(domains: &[&str], created_ms: u64) -> App {
         App {
-            sysuser: "derek".into(),
-            runtime: "php8.2".into(),
-            domains: domains.iter().map(|d| d.to_string()).collect(),
+            sysuser: "derek".try_into().unwrap(),
+            runtime: "php8.2".try_into().unwrap(),
+            domains: domains.iter().map(|d| Domain::try_from(*d).unwrap()).collect(),
             stack: Stack::Nginx,
             created_ms,
             ssl: None,
@@ -516,7 +530,7 @@ mod tests {
         let names = stack::server_names(&planned.domains);
         let now = |a: Option<App>| {
             ctx.record(|inv| match a {
-                Some(a) => drop(inv.apps.insert("shop".into(), a)),
+                Some(a) => drop(inv.apps.insert("shop".try_into().unwrap(), a)),
                 None => drop(inv.apps.remove("shop")),
             })
             .unwrap();

@@ -24,6 +24,7 @@ use crate::host::tree::{Dir, TreeError};
 use crate::inventory::User;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::model::{AppName, SysuserName};
 use crate::resource::Resource;
 use crate::validate::{self, shown, Params};
 
@@ -44,25 +45,25 @@ pub fn register(catalogue: &mut Catalogue) {
 /// `sysuser.create {name, password?}`.
 #[derive(Debug)]
 struct Create {
-    name: String,
+    name: SysuserName,
     password: Option<Secret>,
 }
 
 /// `sysuser.update {name, password}`.
 #[derive(Debug)]
 struct Update {
-    name: String,
+    name: SysuserName,
     password: Secret,
 }
 
 /// `sysuser.delete {name}`.
 #[derive(Debug)]
 struct Delete {
-    name: String,
+    name: SysuserName,
 }
 
-fn name(params: &Params) -> Result<String, JobError> {
-    Ok(params.checked("name", validate::sysuser_name)?.to_owned())
+fn name(params: &Params) -> Result<SysuserName, JobError> {
+    Ok(SysuserName::param(params, "name")?)
 }
 
 impl Create {
@@ -180,7 +181,9 @@ impl BlockingJob for Delete {
         }
         let mut outcome = Outcome::default();
         // The user's apps go first: their pools run as the user.
-        let apps: Vec<String> = ctx.inventory.read(|inv| inv.apps_of(&self.name).map(str::to_owned).collect());
+        let apps: Vec<AppName> = ctx.inventory.read(|inv| {
+            inv.apps.iter().filter(|(_, app)| app.sysuser == self.name).map(|(name, _)| name.clone()).collect()
+        });
         for app in &apps {
             crate::jobs::web::remove(ctx, app)?;
         }
@@ -206,8 +209,8 @@ impl BlockingJob for Delete {
 
 /// What every sysuser job holds. The web stack: deleting a user deletes its apps,
 /// which changes web server config.
-fn user_resources(user: &str) -> Resources {
-    Resources::of([Resource::Sysuser(user.to_owned()), Resource::WebStack])
+fn user_resources(user: &SysuserName) -> Resources {
+    Resources::of([Resource::Sysuser(user.clone()), Resource::WebStack])
 }
 
 fn home(name: &str) -> String {

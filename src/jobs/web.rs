@@ -5,6 +5,7 @@ use crate::host::fs::under_root;
 use crate::host::transaction::{Applied, FileChange};
 use crate::inventory::App;
 use crate::job::{JobContext, JobError, Outcome};
+use crate::model::{AppName, DbName};
 use crate::render::{self, WebConfig};
 use crate::sitedirs;
 use crate::stack::{self, Scope};
@@ -18,7 +19,7 @@ use crate::validate::shown;
 pub(crate) fn apply_config(
     ctx: &JobContext,
     web: &WebConfig,
-    name: &str,
+    name: &AppName,
     app: &App,
     extra: Vec<FileChange>,
 ) -> Result<Applied, JobError> {
@@ -26,7 +27,7 @@ pub(crate) fn apply_config(
     let mut next = before.clone();
     next.apps.insert(name.to_owned(), app.clone());
     let (mut changes, skipped) = web.render(&next, Scope::Apps(&render::affected(&before, &next, &[name])))?;
-    if skipped.iter().any(|s| s == name) {
+    if skipped.contains(name) {
         return Err(JobError::PreconditionFailed(format!(
             "runtime {} of app {} is not installed",
             shown(&app.runtime),
@@ -41,7 +42,7 @@ pub(crate) fn apply_config(
 /// reloaded like any change), its files and logs, then its record. An app that is
 /// not there is a success. It takes the web-config lock itself: its callers
 /// (`app.delete`, `sysuser.delete` for each of the user's apps) do not hold it.
-pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> {
+pub(crate) fn remove(ctx: &JobContext, name: &AppName) -> Result<Outcome, JobError> {
     let root = ctx.root();
     let _web = crate::weblock::hold(root)?;
     let mut outcome = Outcome::default();
@@ -50,9 +51,9 @@ pub(crate) fn remove(ctx: &JobContext, name: &str) -> Result<Outcome, JobError> 
         return Ok(outcome);
     };
     // Its databases and their users go first.
-    let databases: Vec<String> = ctx
+    let databases: Vec<DbName> = ctx
         .inventory
-        .read(|inv| inv.databases.iter().filter(|(_, db)| db.app == name).map(|(n, _)| n.clone()).collect());
+        .read(|inv| inv.databases.iter().filter(|(_, db)| db.app == *name).map(|(n, _)| n.clone()).collect());
     for database in &databases {
         crate::jobs::db::drop_database(ctx, database)?;
     }

@@ -1,23 +1,33 @@
 //! The inventory's schema: what berth manages on this host, as `inventory.json`
 //! holds it (the store, its lock and its file are `crate::inventory`'s).
+//!
+//! Every name in it is a checked type of [`super::names`], so reading the file runs
+//! the same field rules as a job's params. A value today's rules refuse (`"Blog"` as
+//! an app, `"a_b"` as a database) cannot come from berth, which wrote each one after
+//! checking it: only a hand edit puts it there. Such a file fails to load, loudly:
+//! the error names the file, the field, the rule and the line
+//! (`.../inventory.json: name: app name may only contain lowercase letters and
+//! digits; found 'B' in 'Blog' at line 7 column 10`), so the daemon and `berth
+//! apply` refuse to start on it rather than guess what the operator meant. Nothing
+//! is dropped or rewritten: the operator fixes the line, and berth reads it again.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Rule, Stack};
+use super::{AppName, DbName, DbUserName, Domain, Rule, Runtime, ServerName, Stack, SysuserName};
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
     /// System users berth created, by name.
     #[serde(default)]
-    pub users: BTreeMap<String, User>,
+    pub users: BTreeMap<SysuserName, User>,
     /// Apps, by name (unique on the server).
     #[serde(default)]
-    pub apps: BTreeMap<String, App>,
+    pub apps: BTreeMap<AppName, App>,
     /// Databases, by name.
     #[serde(default)]
-    pub databases: BTreeMap<String, Database>,
+    pub databases: BTreeMap<DbName, Database>,
     /// Server settings (`server.update`, `firewall.rules`).
     #[serde(default)]
     pub settings: Settings,
@@ -45,7 +55,7 @@ pub struct Settings {
     /// The app that answers unknown Hosts when `deny_unknown_domains` is off; `None`
     /// means the first app created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_app: Option<String>,
+    pub default_app: Option<AppName>,
     /// The custom allow rules of `firewall.rules`.
     #[serde(default)]
     pub firewall_rules: Vec<Rule>,
@@ -76,17 +86,17 @@ impl Inventory {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Database {
-    pub app: String,
+    pub app: AppName,
     /// Its one user, `user@localhost`.
-    pub user: String,
+    pub user: DbUserName,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct App {
-    pub sysuser: String,
+    pub sysuser: SysuserName,
     /// `phpX.Y`.
-    pub runtime: String,
-    pub domains: Vec<String>,
+    pub runtime: Runtime,
+    pub domains: Vec<Domain>,
     pub stack: Stack,
     /// Unix milliseconds.
     pub created_ms: u64,
@@ -106,7 +116,7 @@ pub struct Ssl {
     /// AutoSSL: the names the app served when the certificate was ordered (its
     /// `www.` twins included); a change of domains means a new order.
     #[serde(default)]
-    pub ordered_for: Vec<String>,
+    pub ordered_for: Vec<ServerName>,
     /// AutoSSL: failed renewals since the last success, and when to try again.
     #[serde(default)]
     pub failures: u32,
@@ -152,7 +162,10 @@ mod tests {
         );
         assert_eq!(inventory.apps["shop"].ssl.as_ref().unwrap().source, SslSource::Custom);
         assert_eq!((inventory.apps["plain"].stack, inventory.apps["plain"].ssl.as_ref()), (Stack::Nginx, None));
-        assert_eq!(inventory.databases["blog_db"], Database { app: "blog".into(), user: "blog_db".into() });
+        assert_eq!(
+            inventory.databases["blog-db"],
+            Database { app: "blog".try_into().unwrap(), user: "blog_db".try_into().unwrap() }
+        );
         let settings = &inventory.settings;
         assert!(settings.firewall && settings.autoupdates && !settings.deny_unknown_domains);
         assert_eq!(settings.default_app.as_deref(), Some("blog"));
@@ -174,5 +187,41 @@ mod tests {
 
         let saved = serde_json::to_string_pretty(&inventory).unwrap();
         assert_eq!(saved, SAMPLE.trim_end());
+    }
+
+    #[test]
+    fn a_value_the_rules_refuse_fails_the_load_naming_field_rule_and_line() {
+        // (what the sample says, a hand edit of it, the start of the error)
+        let cases = [
+            ("\"blog\": {", "\"Blog\": {", "name: app name may only contain lowercase letters and digits; found 'B'"),
+            ("\"derek\": {", "\"3po\": {", "sysuser: system user name must start with a lowercase letter: '3po'"),
+            ("\"sysuser\": \"derek\"", "\"sysuser\": \"de rek\"", "sysuser: system user name may only contain"),
+            ("\"php8.2\"", "\"php8\"", "runtime: runtime must look like 'php8.3': 'php8'"),
+            ("\"shop.example.net\"", "\"shop..example.net\"", "domain: domain must not contain an empty label"),
+            ("\"www.example.com\"", "\"www.*.example.com\"", "ordered_for: a wildcard is only allowed"),
+            (
+                "\"blog-db\": {",
+                "\"blog_db\": {",
+                "name: database name may only contain lowercase letters, digits and '-'",
+            ),
+            ("\"user\": \"blog_db\"", "\"user\": \"Blog_db\"", "user: database user name may only contain"),
+            ("\"app\": \"blog\"", "\"app\": \"my-blog\"", "name: app name may only contain"),
+            ("\"default_app\": \"blog\"", "\"default_app\": \"\"", "name: app name must not be empty"),
+        ];
+        for (good, bad, expected) in cases {
+            assert!(SAMPLE.contains(good), "{good}");
+            let err = serde_json::from_str::<Inventory>(&SAMPLE.replacen(good, bad, 1)).unwrap_err().to_string();
+            assert!(err.starts_with(expected) && err.contains(" at line "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_autossl_order_keeps_the_www_twin_of_the_longest_domain() {
+        let label63 = "a".repeat(63);
+        let longest = format!("{label63}.{label63}.{label63}.{}", "b".repeat(61));
+        let ssl = format!(r#"{{"source": "auto", "ordered_for": ["{longest}", "www.{longest}"]}}"#);
+        let ssl: Ssl = serde_json::from_str(&ssl).unwrap();
+        assert_eq!(ssl.ordered_for[1].len(), 257);
+        assert!(serde_json::from_str::<Ssl>(r#"{"source": "auto", "ordered_for": ["www.*.a.test"]}"#).is_err());
     }
 }

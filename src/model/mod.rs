@@ -14,6 +14,6 @@ pub mod stack;
 
 pub use firewall::{Protocol, Rule};
 pub use inventory::{App, Database, Inventory, Settings, Ssl, SslSource, User};
-pub use names::{AppName, Domain, Runtime, SysuserName};
+pub use names::{AppName, DbName, DbUserName, Domain, JobId, Runtime, ServerName, SysuserName};
 pub use secret::Secret;
 pub use stack::Stack;

@@ -3,8 +3,10 @@
 //! job's params ([`AppName::parse`] names the field, so messages are exactly those
 //! of the rule) or from serde (`Deserialize` runs the same rule).
 //!
-//! Not yet used by [`super::Inventory`]'s fields: an `inventory.json` holding a name
-//! today's rules refuse would then fail to load, a behaviour to decide on its own.
+//! [`super::Inventory`] holds them, and so do the jobs' parsed params ([`AppName::param`]
+//! reads one, so an unchecked string reaches no template and no path). An
+//! `inventory.json` holding a value today's rules refuse fails to load, naming the
+//! file, the field and the rule (see [`super::inventory`]).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -12,7 +14,7 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::validate::{self, FieldError};
+use crate::validate::{self, FieldError, Params};
 
 macro_rules! checked_string {
     ($(#[$doc:meta])* $name:ident, $rule:path, $field:literal) => {
@@ -29,6 +31,17 @@ macro_rules! checked_string {
             pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
                 $rule(field, value)?;
                 Ok($name(value.to_owned()))
+            }
+
+            /// The required string param `key`, checked by its rule; errors name the
+            /// field exactly as [`Params::checked`] does.
+            pub fn param(params: &Params, key: &str) -> Result<Self, FieldError> {
+                $name::parse(&params.field(key), params.str(key)?)
+            }
+
+            /// [`Self::param`] for an optional param (null counts as absent).
+            pub fn opt_param(params: &Params, key: &str) -> Result<Option<Self>, FieldError> {
+                params.opt_str(key)?.map(|value| $name::parse(&params.field(key), value)).transpose()
             }
 
             pub fn as_str(&self) -> &str {
@@ -94,9 +107,21 @@ macro_rules! checked_string {
             }
         }
 
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                self.0 == *other
+            }
+        }
+
         impl From<$name> for String {
             fn from(value: $name) -> String {
                 value.0
+            }
+        }
+
+        impl From<&$name> for String {
+            fn from(value: &$name) -> String {
+                value.0.clone()
             }
         }
     };
@@ -127,6 +152,32 @@ checked_string!(
     "runtime"
 );
 
+checked_string!(
+    /// A database's name: [`validate::db_name`].
+    DbName,
+    validate::db_name,
+    "name"
+);
+checked_string!(
+    /// A database user's name: [`validate::db_user_name`].
+    DbUserName,
+    validate::db_user_name,
+    "user"
+);
+checked_string!(
+    /// A job's id, the idempotency key: [`validate::job_id`].
+    JobId,
+    validate::job_id,
+    "job_id"
+);
+checked_string!(
+    /// A name the web servers answer for an app: one of its domains, or the `www.`
+    /// twin of one ([`validate::server_name`]), as in an AutoSSL certificate's order.
+    ServerName,
+    validate::server_name,
+    "ordered_for"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,11 +185,15 @@ mod tests {
     #[test]
     fn each_type_runs_its_rule_with_the_rules_own_message() {
         type Check = fn(&str, &str) -> Result<(), FieldError>;
-        let cases: [(&str, Check, Check); 4] = [
+        let cases: [(&str, Check, Check); 8] = [
             ("Ab", validate::app_name, |f, v| AppName::parse(f, v).map(drop)),
             ("3po", validate::sysuser_name, |f, v| SysuserName::parse(f, v).map(drop)),
             ("example", validate::domain, |f, v| Domain::parse(f, v).map(drop)),
             ("php8", validate::runtime, |f, v| Runtime::parse(f, v).map(drop)),
+            ("wp_db", validate::db_name, |f, v| DbName::parse(f, v).map(drop)),
+            ("1user", validate::db_user_name, |f, v| DbUserName::parse(f, v).map(drop)),
+            ("job id", validate::job_id, |f, v| JobId::parse(f, v).map(drop)),
+            ("www.*.a.test", validate::server_name, |f, v| ServerName::parse(f, v).map(drop)),
         ];
         for (bad, rule, parse) in cases {
             let expected = rule("params.x", bad).unwrap_err();
@@ -165,5 +220,40 @@ mod tests {
         assert!(err.starts_with(&validate::app_name("name", "Blog").unwrap_err().to_string()), "{err}");
         assert!(serde_json::from_str::<Runtime>("\"python3\"").is_err());
         assert!(serde_json::from_str::<Domain>("\"1.2.3.4\"").is_err());
+    }
+
+    #[test]
+    fn params_give_the_type_naming_the_field_as_checked_does() {
+        let value = serde_json::json!({"name": "Blog", "user": {"name": "wp"}, "runtime": null, "n": 3});
+        let params = Params::new(&value).unwrap();
+        assert_eq!(
+            AppName::param(&params, "name").unwrap_err(),
+            params.checked("name", validate::app_name).unwrap_err()
+        );
+        let user = params.object("user").unwrap();
+        assert_eq!(DbUserName::param(&user, "name").unwrap(), "wp");
+        assert_eq!(DbUserName::param(&user, "password").unwrap_err().to_string(), "user.password: is required");
+        assert_eq!(Runtime::opt_param(&params, "runtime").unwrap(), None);
+        assert_eq!(Runtime::opt_param(&params, "absent").unwrap(), None);
+        assert_eq!(
+            AppName::opt_param(&params, "n").unwrap_err(),
+            params.opt_checked("n", validate::app_name).unwrap_err()
+        );
+    }
+
+    #[test]
+    fn a_server_name_is_a_domain_or_the_www_twin_of_one() {
+        let label63 = "a".repeat(63);
+        let longest = format!("{label63}.{label63}.{label63}.{}", "b".repeat(61));
+        for good in
+            ["example.com", "www.example.com", "*.example.com", "www.www.example.com", &format!("www.{longest}")]
+        {
+            ServerName::try_from(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        assert!(Domain::try_from(format!("www.{longest}")).is_err(), "a twin may be longer than a domain");
+        for bad in ["www.*.example.com", "www.1.2.3.4", "www.", "Www.example.com", &format!("www.a{longest}")] {
+            let err = ServerName::try_from(bad).unwrap_err();
+            assert_eq!(err, validate::domain("ordered_for", bad).unwrap_err(), "{bad}");
+        }
     }
 }
