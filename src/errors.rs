@@ -87,7 +87,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::model::protocol::ErrorCode;
 
     fn failed(command: &str) -> HostError {
         HostError::Failed { command: command.into(), status: "exit status: 1".into(), stderr: "no".into() }

@@ -16,13 +16,13 @@ use crate::config::AcmeSettings;
 use crate::host::mysql::MysqlSettings;
 use crate::host::transaction::Applied;
 use crate::host::Host;
-use crate::inventory::{Inventory, InventoryStore};
-use crate::protocol::{ErrorBody, ErrorCode, JobOutput, JobStatus, Status, Step, MAX_OUTPUT_BYTES};
-use crate::resource::Resource;
-use crate::validate::FieldError;
+use crate::model::protocol::{ErrorBody, ErrorCode, JobOutput, JobStatus, Status, Step, MAX_OUTPUT_BYTES};
+use crate::model::resource::Resource;
+use crate::model::validate::FieldError;
+use crate::state::inventory::{Inventory, InventoryStore};
 
 /// What [`Job::resources`] returns; the job families take it from here.
-pub use crate::resource::Resources;
+pub use crate::model::resource::Resources;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 

@@ -2,10 +2,10 @@
 //!
 //! Reads every file of `src/` (the library; `main.rs` is the binary) and collects
 //! the paths it names: `use` trees and any `crate::`, `super::` or `self::` path in
-//! code, test code included, comments and strings left out. Two graphs must then be
-//! acyclic: the top-level modules (`host`, `job`, `jobs`, `model`, ...), and, inside
-//! each directory module (`jobs/`, `host/`, `dev/`, `acme/`, `model/`), its child
-//! modules. A directory's `mod.rs` is its registry and is no node of the second graph
+//! code, test code included, comments and strings left out. The top-level modules
+//! are the layers of [`LAYERS`] (README's Layout): each imports only from layers
+//! below its own. Inside each directory module (`web/`, `jobs/`, `engine/`, `host/`,
+//! ...), the graph of its child modules must be acyclic. A directory's `mod.rs` is its registry and is no node of the second graph
 //! (`jobs/mod.rs` registers every family, and each family names its `Catalogue`).
 //!
 //! `cargo modules dependencies --acyclic` (cargo-modules 0.27) cannot say this: its
@@ -16,6 +16,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// One module's file and its path from the crate root (`[]` for `lib.rs`).
+/// The top-level modules, bottom up, as README's Layout gives them: a module may
+/// import from the layers before its own, never from its own or a later one.
+const LAYERS: &[&[&str]] = &[
+    &["time", "shutdown"],
+    &["model"],
+    &["host"],
+    &["state"],
+    &["config"],
+    &["job"],
+    &["errors"],
+    &["web"],
+    &["jobs"],
+    &["engine"],
+    &["agent"],
+    &["dev"],
+    &["cli"],
+];
+
 struct Source {
     module: Vec<String>,
     file: PathBuf,
@@ -305,6 +323,16 @@ fn modules_import_only_downward() {
             }
         }
     }
-    assert!(report.is_empty(), "modules import each other in a circle:\n{report}");
-    assert!(graphs["crate"].len() > 20, "the check sees the crate's modules: {:?}", graphs["crate"].keys());
+    let layer = |module: &str| LAYERS.iter().position(|layer| layer.contains(&module));
+    let top: BTreeSet<&str> = all.iter().filter_map(|s| s.module.first().map(String::as_str)).collect();
+    let unplaced: Vec<&&str> = top.iter().filter(|m| layer(m).is_none()).collect();
+    assert!(unplaced.is_empty(), "top-level modules in no layer of LAYERS (and README's Layout): {unplaced:?}");
+    for (from, tos) in &graphs["crate"] {
+        for to in tos.iter().filter(|to| layer(to) >= layer(from)) {
+            let at = &witnesses[&("crate".to_owned(), from.clone(), to.clone())];
+            report.push_str(&format!("{from} imports {to}, which is not in a layer below it ({at})\n"));
+        }
+    }
+    assert!(report.is_empty(), "modules import each other in a circle or upward:\n{report}");
+    assert!(top.len() >= 12 && graphs["crate"].len() >= 10, "the check sees the crate's modules: {top:?}");
 }

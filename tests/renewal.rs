@@ -33,7 +33,7 @@ async fn a_due_certificate_is_renewed_in_the_background_and_its_failure_is_an_ev
     let mut cp = ControlPlane::start().await;
     let mut agent = Sandbox::new(&cp);
     let cert = due_autossl_app(&agent);
-    agent.env("RUST_LOG", "info,berth::renewal=debug");
+    agent.env("RUST_LOG", "info,berth::engine::renewal=debug");
     agent.start();
     let (mut session, hello) = cp.welcomed(0, 20).await;
     assert!(

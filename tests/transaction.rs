@@ -9,7 +9,7 @@ use std::path::Path;
 use berth::host::services::Service;
 use berth::host::transaction::{apply, Applied, FileChange};
 use berth::job::JobError;
-use berth::protocol::ErrorCode;
+use berth::model::protocol::ErrorCode;
 use support::servers::Nginx;
 
 #[test]
@@ -47,7 +47,7 @@ fn a_good_change_is_served_a_broken_one_is_refused_and_restored() {
 /// nginx through the transaction, PHP-FPM and Apache on minimal configs.
 #[test]
 fn builtin_templates_pass_the_servers_own_checks() {
-    use berth::templates::Templates;
+    use berth::web::templates::Templates;
     let nginx = Nginx::start();
     let root = nginx.root.path();
     let app_dir = root.join("srv/users/derek/apps/gallery");
@@ -123,7 +123,7 @@ fn builtin_templates_pass_the_servers_own_checks() {
     )
     .unwrap();
     let runtime =
-        berth::probe::runtimes(Path::new("/")).pop().expect("a PHP-FPM is installed (tests/run.sh installs one)");
+        berth::host::probe::runtimes(Path::new("/")).pop().expect("a PHP-FPM is installed (tests/run.sh installs one)");
     let php_fpm = format!("/usr/sbin/php-fpm{}", runtime.trim_start_matches("php"));
     let checked = std::process::Command::new(php_fpm).arg("-t").arg("--fpm-config").arg(&fpm).output().unwrap();
     assert!(checked.status.success(), "php-fpm -t: {}", String::from_utf8_lossy(&checked.stderr));

@@ -165,7 +165,7 @@ async fn body(request: Request<Incoming>) -> Result<Value, ApiError> {
 pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Result<Value, ApiError> {
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let Some(("v1", parts)) = parts.split_first().map(|(first, rest)| (*first, rest)) else {
-        return Err(ApiError::not_found(format!("no such route: {method} {}", crate::validate::shown(path))));
+        return Err(ApiError::not_found(format!("no such route: {method} {}", crate::model::validate::shown(path))));
     };
     match (method.as_str(), parts) {
         ("GET", ["servers"]) => r::list_servers(shared),
@@ -190,7 +190,7 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         ("POST", ["dbs", id]) => r::update_db(shared, id, &body),
         ("DELETE", ["dbs", id]) => r::delete_db(shared, id),
         ("GET", ["actions", id]) => r::get_action(shared, id),
-        _ => Err(ApiError::not_found(format!("no such route: {method} {}", crate::validate::shown(path)))),
+        _ => Err(ApiError::not_found(format!("no such route: {method} {}", crate::model::validate::shown(path)))),
     }
 }
 

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::store::Writer;
 use super::Shared;
-use crate::protocol::{DEFAULT_HEARTBEAT_SECS, DEFAULT_METRICS_SECS, MAX_MESSAGE_BYTES, SUBPROTOCOL};
+use crate::model::protocol::{DEFAULT_HEARTBEAT_SECS, DEFAULT_METRICS_SECS, MAX_MESSAGE_BYTES, SUBPROTOCOL};
 use crate::shutdown::Shutdown;
 
 /// What the control plane knows of the agent beyond the store: its last hello and

@@ -40,7 +40,8 @@ fn check(shared: &Shared, kind: &str, params: &Value) -> Result<(), ApiError> {
 }
 
 fn found(w: &Writer, kind: &str, id: &str) -> Result<Value, ApiError> {
-    w.get(kind, id).ok_or_else(|| ApiError::not_found(format!("no {kind} with id {}", crate::validate::shown(id))))
+    w.get(kind, id)
+        .ok_or_else(|| ApiError::not_found(format!("no {kind} with id {}", crate::model::validate::shown(id))))
 }
 
 /// A string id field of the body (`sysuserid`, `appid`) naming a `kind` record.
@@ -130,7 +131,7 @@ fn server_view(shared: &Shared, record: Option<Value>) -> Value {
 fn the_server(shared: &Shared, id: &str) -> Result<(), ApiError> {
     match id == shared.server_id {
         true => Ok(()),
-        false => Err(ApiError::not_found(format!("no server with id {}", crate::validate::shown(id)))),
+        false => Err(ApiError::not_found(format!("no server with id {}", crate::model::validate::shown(id)))),
     }
 }
 
@@ -221,7 +222,7 @@ fn domains_free(w: &Writer, domains: &Value, app_id: &str) -> Result<(), ApiErro
             {
                 return Err(ApiError::conflict(format!(
                     "domains: {} belongs to the app {}",
-                    crate::validate::shown(d),
+                    crate::model::validate::shown(d),
                     app["name"]
                 )));
             }

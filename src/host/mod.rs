@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod fs;
 pub mod mysql;
 pub mod nft;
+pub mod probe;
 pub mod services;
 pub mod transaction;
 pub mod tree;

@@ -2,7 +2,7 @@
 //!
 //! An app is a web root `/srv/users/USER/apps/APP/public`, a temp directory
 //! `/srv/users/USER/tmp/APP`, logs in root-owned `/var/log/berth/USER/APP/` (see
-//! [`crate::sitedirs`]), a PHP-FPM pool running as USER, and vhosts for its
+//! [`crate::web::sitedirs`]), a PHP-FPM pool running as USER, and vhosts for its
 //! domains (nginx, plus Apache behind it for stack `nginx-apache`). Create and
 //! update converge on one desired state: directories, the web server's access to
 //! them, then every config file at once through the transaction (checked by the
@@ -11,18 +11,18 @@
 
 use serde_json::{json, Value};
 
-use crate::accounts;
 use crate::host::fs::under_root;
-use crate::inventory::{App, SslSource};
 use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::web::{apply_config, remove};
 use crate::jobs::Catalogue;
+use crate::model::resource::Resource;
+use crate::model::validate::{self, shown, FieldError, Params};
 use crate::model::{AppName, Domain, Runtime, SysuserName};
-use crate::render::WebConfig;
-use crate::resource::Resource;
-use crate::sitedirs;
-use crate::stack::{self, Stack};
-use crate::validate::{self, shown, FieldError, Params};
+use crate::state::inventory::{App, SslSource};
+use crate::web::accounts;
+use crate::web::render::WebConfig;
+use crate::web::sitedirs;
+use crate::web::stack::{self, Stack};
 
 pub const MAX_APPS_PER_USER: usize = 1000;
 pub const MAX_DOMAINS: usize = 1000;
@@ -124,7 +124,7 @@ impl BlockingJob for Create {
             created_ms: 0,
             ssl: None,
         };
-        let _web = crate::weblock::hold(ctx.root())?;
+        let _web = crate::web::weblock::hold(ctx.root())?;
         converge(ctx, &self.name, app)
     }
 }
@@ -141,7 +141,7 @@ impl Job for Update {
         Box::pin(async move {
             let name = self.name.clone();
             let mut outcome = blocking(ctx.clone(), move |ctx| {
-                let _web = crate::weblock::hold(ctx.root())?;
+                let _web = crate::web::weblock::hold(ctx.root())?;
                 let mut app = ctx
                     .inventory
                     .read(|inv| inv.apps.get(&self.name).cloned())

@@ -9,12 +9,12 @@ use serde_json::{json, Value};
 
 use crate::config::Secret;
 use crate::host::mysql::Server;
-use crate::inventory::Database;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::model::resource::Resource;
+use crate::model::validate::{self, shown, Params};
 use crate::model::{AppName, DbName, DbUserName};
-use crate::resource::Resource;
-use crate::validate::{self, shown, Params};
+use crate::state::inventory::Database;
 
 /// At most this many databases per app (PROTOCOL section 3).
 pub const MAX_DATABASES_PER_APP: usize = 1000;

@@ -14,13 +14,13 @@ use tera::Context;
 
 use crate::host::nft;
 use crate::host::Host;
-use crate::inventory::Settings;
 use crate::job::{BlockingJob, Job, JobContext, JobError, Machine, Outcome, Resources};
 use crate::jobs::Catalogue;
-use crate::resource::Resource;
-use crate::stack;
-use crate::templates::Templates;
-use crate::validate::{FieldError, Params};
+use crate::model::resource::Resource;
+use crate::model::validate::{FieldError, Params};
+use crate::state::inventory::Settings;
+use crate::web::stack;
+use crate::web::templates::Templates;
 
 pub use crate::model::firewall::{parse_rule, Protocol, Rule};
 
@@ -140,7 +140,7 @@ pub fn reapply_at_start(machine: &Machine) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::model::protocol::ErrorCode;
     use std::path::Path;
 
     fn parse(params: Value) -> Result<Box<dyn Job>, JobError> {

@@ -61,18 +61,16 @@ impl Catalogue {
 
     /// Parses a job of the agent's own (an internal kind).
     pub fn parse_internal(&self, kind: &str, params: &Value) -> Result<Box<dyn Job>, JobError> {
-        let parse = self
-            .internal
-            .get(kind)
-            .ok_or_else(|| JobError::Unsupported(format!("unknown internal kind {}", crate::validate::shown(kind))))?;
+        let parse = self.internal.get(kind).ok_or_else(|| {
+            JobError::Unsupported(format!("unknown internal kind {}", crate::model::validate::shown(kind)))
+        })?;
         parse(params)
     }
 
     pub fn parse(&self, kind: &str, params: &Value) -> Result<Box<dyn Job>, JobError> {
-        let parse = self
-            .kinds
-            .get(kind)
-            .ok_or_else(|| JobError::Unsupported(format!("unknown job kind {}", crate::validate::shown(kind))))?;
+        let parse = self.kinds.get(kind).ok_or_else(|| {
+            JobError::Unsupported(format!("unknown job kind {}", crate::model::validate::shown(kind)))
+        })?;
         parse(params)
     }
 
@@ -85,7 +83,7 @@ impl Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::model::protocol::ErrorCode;
     use serde_json::json;
 
     #[test]

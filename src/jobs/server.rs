@@ -17,15 +17,15 @@ use serde_json::{json, Value};
 use crate::host::fs::{under_root, write_atomic};
 use crate::host::services::{mysql_installed, Service, Services};
 use crate::host::transaction;
-use crate::inventory::{Inventory, Settings};
 use crate::job::{BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::firewall;
 use crate::jobs::Catalogue;
+use crate::model::resource::Resource;
+use crate::model::validate::{shown, FieldError, Params};
 use crate::model::AppName;
-use crate::render::WebConfig;
-use crate::resource::Resource;
-use crate::stack::{self, Scope};
-use crate::validate::{shown, FieldError, Params};
+use crate::state::inventory::{Inventory, Settings};
+use crate::web::render::WebConfig;
+use crate::web::stack::{self, Scope};
 
 /// Debian's switch for the apt timers' periodic update and unattended upgrade.
 pub const AUTO_UPGRADES: &str = "/etc/apt/apt.conf.d/20auto-upgrades";
@@ -115,7 +115,7 @@ impl BlockingJob for Update {
         let root = ctx.root();
         // A re-render of the web config reads the inventory under the web-config lock.
         let web = self.deny_unknown_domains.is_some() || self.default_app.is_some();
-        let _web = web.then(|| crate::weblock::hold(root)).transpose()?;
+        let _web = web.then(|| crate::web::weblock::hold(root)).transpose()?;
         let inventory = ctx.inventory.read(|inv| inv.clone());
         let current = inventory.settings.clone();
         let mut wanted = current.clone();
@@ -211,7 +211,7 @@ impl BlockingJob for Restart {
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
         let root = ctx.root();
         // A web server never restarts in the middle of another job's config change.
-        let _web = (self.service != Target::Mysql).then(|| crate::weblock::hold(root)).transpose()?;
+        let _web = (self.service != Target::Mysql).then(|| crate::web::weblock::hold(root)).transpose()?;
         let services = Services::detect(root);
         let targets = installed(root, self.service)?;
         let mut outcome = Outcome::default();
@@ -234,7 +234,7 @@ fn installed(root: &Path, target: Target) -> Result<Vec<Service>, JobError> {
     let found = match target {
         Target::Nginx => under_root(root, "/usr/sbin/nginx").exists().then_some(Service::Nginx).into_iter().collect(),
         Target::Apache => stack::apache_installed(root).then_some(Service::Apache).into_iter().collect(),
-        Target::PhpFpm => crate::probe::runtimes(root)
+        Target::PhpFpm => crate::host::probe::runtimes(root)
             .iter()
             .map(|r| Service::PhpFpm(r.trim_start_matches("php").to_owned()))
             .collect(),
@@ -281,7 +281,7 @@ impl BlockingJob for Reboot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::model::protocol::ErrorCode;
 
     fn field_of(kind: &str, params: Value) -> String {
         let catalogue = Catalogue::new(false);
@@ -317,9 +317,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let machine = crate::job::Machine {
             host: std::sync::Arc::new(crate::host::fake::FakeHost::new(dir.path())),
-            inventory: std::sync::Arc::new(crate::inventory::InventoryStore::open(dir.path()).unwrap()),
+            inventory: std::sync::Arc::new(crate::state::inventory::InventoryStore::open(dir.path()).unwrap()),
             mysql: crate::host::mysql::MysqlSettings::under(dir.path()),
-            acme: std::sync::Arc::new(crate::acme::AcmeSettings::new(dir.path())),
+            acme: std::sync::Arc::new(crate::web::acme::AcmeSettings::new(dir.path())),
             reboot_command: vec!["/bin/false".into()],
         };
         let ctx = JobContext::new("j".into(), &machine, Default::default(), tokio::sync::mpsc::channel(1).0);

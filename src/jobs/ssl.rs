@@ -10,7 +10,7 @@
 //!
 //! Locking. Every job here declares its app and the web stack to the scheduler, so
 //! it takes its turn with the app's other jobs and with the other web jobs. Its
-//! config is written under the web-config lock ([`crate::weblock`]), with the app
+//! config is written under the web-config lock ([`crate::web::weblock`]), with the app
 //! read inside it. An AutoSSL order talks to the CA for seconds or minutes (the
 //! self-probe, the order, HTTP-01 validation, polling): before it does, the job
 //! gives back the web stack ([`JobContext::release`]) and holds no lock, so the
@@ -26,21 +26,21 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::acme::{self, probe, AcmeError};
-use crate::certs::{self, CertInfo, Checked};
 use crate::host::fs::{ensure_dir, under_root};
-use crate::inventory::{App, InventoryStore, Ssl, SslSource};
 use crate::job::{blocking, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::web::apply_config;
 use crate::jobs::Catalogue;
+use crate::model::protocol::{JobStatus, SslRenewal, Status};
+use crate::model::resource::Resource;
+use crate::model::validate::{shown, FieldError, Params};
 use crate::model::{AppName, ServerName};
-use crate::protocol::{JobStatus, SslRenewal, Status};
-use crate::render::WebConfig;
-use crate::resource::Resource;
-use crate::stack;
+use crate::state::inventory::{App, InventoryStore, Ssl, SslSource};
 use crate::time::{rfc3339, unix_millis};
-use crate::validate::{shown, FieldError, Params};
-use crate::weblock;
+use crate::web::acme::{self, probe, AcmeError};
+use crate::web::certs::{self, CertInfo, Checked};
+use crate::web::render::WebConfig;
+use crate::web::stack;
+use crate::web::weblock;
 
 /// The kind the renewal loop submits; never accepted from the control plane.
 pub const RENEW_KIND: &str = "ssl.renew";
@@ -500,9 +500,9 @@ impl Job for Delete {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::protocol::ErrorCode;
     use crate::model::Domain;
-    use crate::protocol::ErrorCode;
-    use crate::stack::Stack;
+    use crate::web::stack::Stack;
 
     fn app(domains: &[&str], created_ms: u64) -> App {
         App {

@@ -17,16 +17,16 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::accounts::{group_exists, not_ours, passwd_entry, shadow_cmd, shadow_hash, Account};
 use crate::config::Secret;
 use crate::host::fs::under_root;
 use crate::host::tree::{Dir, TreeError};
-use crate::inventory::User;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
+use crate::model::resource::Resource;
+use crate::model::validate::{self, shown, Params};
 use crate::model::{AppName, SysuserName};
-use crate::resource::Resource;
-use crate::validate::{self, shown, Params};
+use crate::state::inventory::User;
+use crate::web::accounts::{group_exists, not_ours, passwd_entry, shadow_cmd, shadow_hash, Account};
 
 /// At most this many system users per server (PROTOCOL section 3).
 pub const MAX_USERS: usize = 1000;
@@ -235,8 +235,8 @@ fn make_home(root: &Path, name: &str, account: Account) -> Result<bool, JobError
 /// that is something else (a home made before logs moved, or the user's own) is
 /// left as it is: berth never reads or writes through it.
 fn make_log(root: &Path, home: &Dir, name: &str, account: Account) -> Result<bool, JobError> {
-    let mut changed = crate::sitedirs::ensure_user_logs(root, account.gid, name)?;
-    let target = under_root(root, &crate::stack::user_log_dir(name));
+    let mut changed = crate::web::sitedirs::ensure_user_logs(root, account.gid, name)?;
+    let target = under_root(root, &crate::web::stack::user_log_dir(name));
     match home.ensure_symlink("log", &target.to_string_lossy()) {
         Ok(made) => changed |= made,
         Err(TreeError::Planted { what, .. }) if what != crate::host::tree::SYMLINK => {}
@@ -255,7 +255,7 @@ fn remove_home(root: &Path, name: &str) -> Result<bool, JobError> {
         Err(e) => return Err(e.into()),
     };
     let removed = users.remove_tree(name)?;
-    Ok(crate::sitedirs::remove_user_logs(root, name)? || removed)
+    Ok(crate::web::sitedirs::remove_user_logs(root, name)? || removed)
 }
 
 /// Sets the password (or, with none, locks password login); true when it changed.
@@ -316,7 +316,7 @@ fn next_uid(root: &Path, high_water: u32) -> Result<u32, JobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::model::protocol::ErrorCode;
 
     #[test]
     fn params_name_the_broken_field() {

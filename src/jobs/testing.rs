@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::job::{BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
-use crate::resource::Resource;
-use crate::validate::{FieldError, Params};
+use crate::model::resource::Resource;
+use crate::model::validate::{FieldError, Params};
 
 pub const LOG_FILE: &str = "berth-test-jobs.log";
 const MAX_MS: u64 = 600_000;

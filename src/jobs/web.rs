@@ -3,13 +3,13 @@
 
 use crate::host::fs::under_root;
 use crate::host::transaction::{Applied, FileChange};
-use crate::inventory::App;
 use crate::job::{JobContext, JobError, Outcome};
+use crate::model::validate::shown;
 use crate::model::{AppName, DbName};
-use crate::render::{self, WebConfig};
-use crate::sitedirs;
-use crate::stack::{self, Scope};
-use crate::validate::shown;
+use crate::state::inventory::App;
+use crate::web::render::{self, WebConfig};
+use crate::web::sitedirs;
+use crate::web::stack::{self, Scope};
 
 /// Renders `app` as `name` (and the default server's old and new app, when that
 /// moves) for the inventory with `app` recorded, adds `extra` (certificate files),
@@ -44,7 +44,7 @@ pub(crate) fn apply_config(
 /// (`app.delete`, `sysuser.delete` for each of the user's apps) do not hold it.
 pub(crate) fn remove(ctx: &JobContext, name: &AppName) -> Result<Outcome, JobError> {
     let root = ctx.root();
-    let _web = crate::weblock::hold(root)?;
+    let _web = crate::web::weblock::hold(root)?;
     let mut outcome = Outcome::default();
     let Some(app) = ctx.inventory.read(|inv| inv.apps.get(name).cloned()) else {
         outcome.step("app", false);

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::{shown, FieldError, Params};
+use crate::model::validate::{shown, FieldError, Params};
 
 const MAX_DESCRIPTION: usize = 255;
 

@@ -1,5 +1,5 @@
 //! The inventory's schema: what berth manages on this host, as `inventory.json`
-//! holds it (the store, its lock and its file are `crate::inventory`'s).
+//! holds it (the store, its lock and its file are `crate::state::inventory`'s).
 //!
 //! Every name in it is a checked type of [`super::names`], so reading the file runs
 //! the same field rules as a job's params. A value today's rules refuse (`"Blog"` as

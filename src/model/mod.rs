@@ -1,16 +1,21 @@
 //! The model: the types berth keeps and exchanges, with their own rules and
-//! serde formats, and nothing else. It depends on no other module of berth but
-//! [`crate::validate`] (the field rules, itself a leaf); everything else depends on it.
+//! serde formats, and nothing else: no I/O, and no other module of berth. Every
+//! other layer depends on it.
 //!
-//! `inventory` is the schema of `inventory.json`; `firewall` the custom allow rules
-//! kept there; `stack` how an app is served; `secret` a value that never prints;
-//! `names` the checked newtypes of the field rules.
+//! `validate` holds the field rules of PROTOCOL section 3 and `names` a checked
+//! newtype per field; `inventory` is the schema of `inventory.json`; `firewall` the
+//! custom allow rules kept there; `stack` how an app is served; `secret` a value
+//! that never prints; `resource` what a job holds while it runs; `protocol` the
+//! wire's messages (the protocol core, which does no I/O).
 
 pub mod firewall;
 pub mod inventory;
 pub mod names;
+pub mod protocol;
+pub mod resource;
 pub mod secret;
 pub mod stack;
+pub mod validate;
 
 pub use firewall::{Protocol, Rule};
 pub use inventory::{App, Database, Inventory, Settings, Ssl, SslSource, User};

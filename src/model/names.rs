@@ -1,5 +1,5 @@
 //! Checked newtypes (Bottlerocket's `modeled-types` style): a value of one of these
-//! types has passed its field rule of [`crate::validate`], whether it came from a
+//! types has passed its field rule of [`crate::model::validate`], whether it came from a
 //! job's params ([`AppName::parse`] names the field, so messages are exactly those
 //! of the rule) or from serde (`Deserialize` runs the same rule).
 //!
@@ -14,7 +14,7 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::validate::{self, FieldError, Params};
+use crate::model::validate::{self, FieldError, Params};
 
 macro_rules! checked_string {
     ($(#[$doc:meta])* $name:ident, $rule:path, $field:literal) => {

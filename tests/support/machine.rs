@@ -90,7 +90,7 @@ impl Machine {
     /// it is) and its own config under `/etc/php/{version}`. It is the same PHP, run
     /// as a master of its own, which is what berth moves pools between.
     pub fn add_php_runtime(&self, version: &str) {
-        let existing = berth::probe::runtimes(Path::new("/")).pop().expect("a PHP-FPM is installed");
+        let existing = berth::host::probe::runtimes(Path::new("/")).pop().expect("a PHP-FPM is installed");
         let existing = existing.trim_start_matches("php").to_owned();
         let d = self.dir.path();
         for sub in ["sbin-upper", "sbin-work"] {

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobstore::{JobStore, State};
+use crate::state::jobstore::{JobStore, State};
 
 pub const FILE_NAME: &str = "status.json";
 /// How many of the latest jobs `berth status` shows.
@@ -143,7 +143,7 @@ impl Report {
             Err(e) => return Err(e),
         };
         let daemon_running = connection.as_ref().is_some_and(|c| Path::new(&format!("/proc/{}", c.pid)).exists());
-        let outbox = crate::outbox::stored_len(state_dir)?;
+        let outbox = crate::state::outbox::stored_len(state_dir)?;
         let mut records = if state_dir.join("jobs").is_dir() { JobStore::open(state_dir)?.all()? } else { Vec::new() };
         records.sort_by_key(|r| std::cmp::Reverse((r.received_ms, r.arrival)));
         let jobs = records

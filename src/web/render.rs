@@ -19,11 +19,11 @@ use std::sync::Arc;
 use crate::host::services::Services;
 use crate::host::transaction::{self, Applied, FileChange};
 use crate::host::Host;
-use crate::inventory::Inventory;
 use crate::job::JobError;
 use crate::model::AppName;
-use crate::stack::{self, Facts, Scope};
-use crate::templates::Templates;
+use crate::state::inventory::Inventory;
+use crate::web::stack::{self, Facts, Scope};
+use crate::web::templates::Templates;
 
 /// What web config is rendered from, besides the inventory: gathered once per job.
 pub struct WebConfig {
@@ -56,7 +56,7 @@ impl WebConfig {
     /// Applies `changes` for `inventory` (the state they were rendered from) as one
     /// transaction; every app's log directory is made sure of first.
     pub fn apply(&self, host: &dyn Host, inventory: &Inventory, changes: &[FileChange]) -> Result<Applied, JobError> {
-        crate::sitedirs::ensure_all_logs(&self.root, inventory)?;
+        crate::web::sitedirs::ensure_all_logs(&self.root, inventory)?;
         transaction::apply(host, &self.services, changes).map_err(JobError::from)
     }
 }
@@ -76,8 +76,8 @@ pub fn affected(before: &Inventory, next: &Inventory, apps: &[&AppName]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::App;
-    use crate::stack::Stack;
+    use crate::state::inventory::App;
+    use crate::web::stack::Stack;
 
     fn app(created_ms: u64) -> App {
         App {

@@ -10,16 +10,16 @@
 use serde_json::json;
 
 use crate::job::{JobError, Machine, Outcome};
-use crate::render::WebConfig;
-use crate::sitedirs;
-use crate::stack::Scope;
+use crate::web::render::WebConfig;
+use crate::web::sitedirs;
+use crate::web::stack::Scope;
 
 /// Re-renders and applies every managed file; apps whose runtime is no longer
 /// installed are left as they are and named in the output.
 pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
     let root = machine.host.root();
     // The daemon's jobs (and other commands) wait while every file is rendered and applied.
-    let _web = crate::weblock::hold(root)?;
+    let _web = crate::web::weblock::hold(root)?;
     let inventory = machine.inventory.read(|inv| inv.clone());
     let mut outcome = Outcome::default();
     if inventory.apps.is_empty() {
@@ -38,7 +38,7 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
     // user's planted link is reported and never stops the others' repair.
     let (mut repaired, mut refused) = (Vec::new(), Vec::new());
     for (name, app) in &inventory.apps {
-        let prepared = crate::accounts::account(root, &app.sysuser).and_then(|account| {
+        let prepared = crate::web::accounts::account(root, &app.sysuser).and_then(|account| {
             sitedirs::prepare(root, sitedirs::Owner { uid: account.uid, gid: account.gid }, &app.sysuser, name)
         });
         match prepared {

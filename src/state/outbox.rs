@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::host::fs::{sync_dir, write_atomic};
-use crate::protocol::{sequenced, Event};
+use crate::model::protocol::{sequenced, Event};
 
 pub const FILE_NAME: &str = "outbox.log";
 
@@ -336,7 +336,7 @@ fn parse_record(line: &[u8]) -> Option<Record<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{JobStatus, Status};
+    use crate::model::protocol::{JobStatus, Status};
 
     fn event(n: u32) -> Event {
         Event::JobStatus(JobStatus::progress(&format!("job{n}"), "test.sleep", Status::Queued, "t".into()))

@@ -1,7 +1,7 @@
 //! The job engine: takes `job` messages, persists them, runs them as the scheduler
 //! allows, and ends each in exactly one final status.
 //!
-//! A job's life ([`crate::lifecycle`], which `berth apply` and `berth renew` share):
+//! A job's life ([`crate::engine::lifecycle`], which `berth apply` and `berth renew` share):
 //! its record is saved (`queued`), the `queued` event is its receipt; its params are
 //! parsed (a field rule broken ends it in `invalid_params` at once); it waits for
 //! the scheduler, runs (`running`, a panic caught), and its final status goes to the
@@ -23,15 +23,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::engine::lifecycle;
+use crate::engine::scheduler::Scheduler;
 use crate::job::{Job, JobContext, JobError, Machine, Outcome, Release, Secrets};
 use crate::jobs::Catalogue;
-use crate::jobstore::{JobStore, Record, State};
-use crate::lifecycle;
-use crate::outbox::Outbox;
-use crate::protocol::{Event, JobMsg, JobOutput, JobStatus, Status};
-use crate::scheduler::Scheduler;
+use crate::model::protocol::{Event, JobMsg, JobOutput, JobStatus, Status};
 use crate::shutdown::Shutdown;
-use crate::{time, validate};
+use crate::state::jobstore::{JobStore, Record, State};
+use crate::state::outbox::Outbox;
+use crate::{model::validate, time};
 
 /// How long a `server.reboot` waits for the control plane to acknowledge its final
 /// status before the host reboots anyway.

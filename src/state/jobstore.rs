@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::host::fs::{ensure_dir, write_atomic};
-use crate::protocol::JobStatus;
+use crate::model::protocol::JobStatus;
 
 /// Finished records younger than this are kept.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -125,7 +125,7 @@ impl JobStore {
     }
 
     fn path(&self, job_id: &str) -> PathBuf {
-        debug_assert!(crate::validate::job_id("job_id", job_id).is_ok());
+        debug_assert!(crate::model::validate::job_id("job_id", job_id).is_ok());
         self.dir.join(format!("{job_id}.json"))
     }
 }
@@ -133,7 +133,7 @@ impl JobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Status;
+    use crate::model::protocol::Status;
 
     fn record(job_id: &str, arrival: u64, finished_ms: Option<u64>) -> Record {
         Record {

@@ -14,7 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::validate::{shown, FieldError};
+use crate::model::validate::{shown, FieldError};
 
 /// What berth needs to know of a certificate.
 #[derive(Debug, Clone, PartialEq)]

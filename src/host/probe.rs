@@ -18,7 +18,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::host::cmd::run_bounded;
-use crate::protocol::HostInfo;
+use crate::model::protocol::HostInfo;
 
 /// How long a service binary gets to print its version.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);

@@ -21,17 +21,17 @@ use tera::{Context, Tera};
 pub const OVERRIDE_DIR: &str = "/etc/berth/templates";
 
 const BUILTIN: &[(&str, &str)] = &[
-    ("nginx-vhost.conf", include_str!("../templates/nginx-vhost.conf")),
-    ("nginx-catchall.conf", include_str!("../templates/nginx-catchall.conf")),
-    ("php-fpm-pool.conf", include_str!("../templates/php-fpm-pool.conf")),
-    ("apache-vhost.conf", include_str!("../templates/apache-vhost.conf")),
-    ("apache-ports.conf", include_str!("../templates/apache-ports.conf")),
-    ("apache-base.conf", include_str!("../templates/apache-base.conf")),
-    ("nginx-limits.conf", include_str!("../templates/nginx-limits.conf")),
-    ("nginx-tls.conf", include_str!("../templates/nginx-tls.conf")),
-    ("nginx-apache-proxy.conf", include_str!("../templates/nginx-apache-proxy.conf")),
-    ("systemd-limits.conf", include_str!("../templates/systemd-limits.conf")),
-    ("nftables.conf", include_str!("../templates/nftables.conf")),
+    ("nginx-vhost.conf", include_str!("../../templates/nginx-vhost.conf")),
+    ("nginx-catchall.conf", include_str!("../../templates/nginx-catchall.conf")),
+    ("php-fpm-pool.conf", include_str!("../../templates/php-fpm-pool.conf")),
+    ("apache-vhost.conf", include_str!("../../templates/apache-vhost.conf")),
+    ("apache-ports.conf", include_str!("../../templates/apache-ports.conf")),
+    ("apache-base.conf", include_str!("../../templates/apache-base.conf")),
+    ("nginx-limits.conf", include_str!("../../templates/nginx-limits.conf")),
+    ("nginx-tls.conf", include_str!("../../templates/nginx-tls.conf")),
+    ("nginx-apache-proxy.conf", include_str!("../../templates/nginx-apache-proxy.conf")),
+    ("systemd-limits.conf", include_str!("../../templates/systemd-limits.conf")),
+    ("nftables.conf", include_str!("../../templates/nftables.conf")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -16,17 +16,17 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::acme::{self, AcmeSettings};
+use crate::engine::lifecycle;
 use crate::host::fs::under_root;
-use crate::inventory::{Inventory, InventoryStore, SslSource};
 use crate::job::Machine;
 use crate::jobs::ssl::{current_cert, renewal_due, renewal_event, RENEW_KIND};
 use crate::jobs::Catalogue;
-use crate::lifecycle;
+use crate::model::protocol::{JobMsg, SslRenewal};
 use crate::model::AppName;
-use crate::protocol::{JobMsg, SslRenewal};
-use crate::stack::server_names;
+use crate::state::inventory::{Inventory, InventoryStore, SslSource};
 use crate::time::unix_millis;
+use crate::web::acme::{self, AcmeSettings};
+use crate::web::stack::server_names;
 
 /// How often certificates are looked at. A 6-day certificate is due 2 days before
 /// it expires, so an hour is plenty.
@@ -48,7 +48,7 @@ pub async fn run(inventory: Arc<InventoryStore>, root: PathBuf, acme: Arc<AcmeSe
 }
 
 /// One check, run here and now (`berth renew`): every due renewal, each through the
-/// jobs' lifecycle ([`crate::lifecycle::run_now`]), and each one's `ssl.renewal`
+/// jobs' lifecycle ([`crate::engine::lifecycle::run_now`]), and each one's `ssl.renewal`
 /// event (none for a renewal that found nothing to do).
 pub async fn once(machine: &Machine) -> Vec<SslRenewal> {
     let catalogue = Catalogue::new(false);
@@ -73,7 +73,9 @@ async fn check(inventory: &Arc<InventoryStore>, root: &Path, acme: &AcmeSettings
     let account = if not_due.is_empty() { None } else { acme::existing_account(acme).await };
     if let Some(account) = account {
         for app in not_due {
-            let Ok(chain) = std::fs::read_to_string(under_root(root, &crate::stack::ssl_cert(&app))) else { continue };
+            let Ok(chain) = std::fs::read_to_string(under_root(root, &crate::web::stack::ssl_cert(&app))) else {
+                continue;
+            };
             if acme::suggested_renewal(&account, &chain).await.is_some_and(|at| at <= SystemTime::now()) {
                 due.push((app, ARI_REASON));
             }
@@ -128,8 +130,8 @@ pub fn due(inventory: &Inventory, root: &Path, now: SystemTime) -> Vec<(AppName,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{App, Ssl};
-    use crate::stack::Stack;
+    use crate::state::inventory::{App, Ssl};
+    use crate::web::stack::Stack;
 
     fn cert(dir: &Path, app: &str, days: (i64, i64)) {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -137,7 +139,7 @@ mod tests {
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now + time::Duration::days(days.0);
         params.not_after = now + time::Duration::days(days.1);
-        let path = crate::host::fs::under_root(dir, &crate::stack::ssl_cert(app));
+        let path = crate::host::fs::under_root(dir, &crate::web::stack::ssl_cert(app));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, params.self_signed(&key).unwrap().pem()).unwrap();
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::host::fs::ensure_dir_owned;
 use crate::host::Cmd;
 use crate::job::JobError;
-use crate::validate::shown;
+use crate::model::validate::shown;
 
 /// The error for a user that is not berth's: `not_found` when absent, else `conflict`.
 pub(crate) fn missing_or_not_ours(root: &Path, name: &str) -> Result<JobError, JobError> {

@@ -14,10 +14,10 @@ use tera::Context;
 use crate::host::fs::under_root;
 use crate::host::services::Service;
 use crate::host::transaction::FileChange;
-use crate::inventory::{App, Inventory};
 use crate::job::JobError;
 use crate::model::{AppName, Domain};
-use crate::templates::{TemplateError, Templates};
+use crate::state::inventory::{App, Inventory};
+use crate::web::templates::{TemplateError, Templates};
 
 use crate::model::Secret;
 pub use crate::model::Stack;
@@ -78,7 +78,7 @@ pub struct AppSite<'a> {
 
 impl<'a> AppSite<'a> {
     /// The app `name` as the inventory records it; `php` is its runtime's `X.Y`.
-    pub fn of(name: &'a str, app: &'a crate::inventory::App, php: &'a str) -> Self {
+    pub fn of(name: &'a str, app: &'a crate::state::inventory::App, php: &'a str) -> Self {
         AppSite {
             name,
             sysuser: &app.sysuser,
@@ -187,7 +187,7 @@ impl Facts {
             apache,
             systemd: services.systemd(),
             ipv6: Path::new("/proc/net/if_inet6").exists(),
-            runtimes: crate::probe::runtimes(root)
+            runtimes: crate::host::probe::runtimes(root)
                 .into_iter()
                 .map(|r| r.trim_start_matches("php").to_owned())
                 .collect(),
@@ -372,7 +372,7 @@ pub fn app_changes(
     context.insert("php_socket", &under_root(root, &php_socket(site.name, site.php)));
     context.insert("apache_port", &APACHE_PORT);
     context.insert("apache_host_pattern", &host_pattern(&server_names(site.domains)));
-    context.insert("challenge_dir", &under_root(root, crate::acme::CHALLENGE_DIR));
+    context.insert("challenge_dir", &under_root(root, crate::web::acme::CHALLENGE_DIR));
     context.insert("https_listen", HTTPS_LISTEN);
     context.insert("https_listen_v6", host.https_listen_v6());
     let path = |p: String| if site.ssl { under_root(root, &p).display().to_string() } else { String::new() };

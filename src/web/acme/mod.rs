@@ -20,9 +20,9 @@ use instant_acme::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use crate::certs::CertInfo;
 pub use crate::config::{AcmeSettings, LETSENCRYPT, LETSENCRYPT_STAGING};
 use crate::host::fs::{ensure_dir, under_root, write_atomic};
+use crate::web::certs::CertInfo;
 
 /// Where challenge files are served from (under `root`), by every app's vhost.
 pub const CHALLENGE_DIR: &str = "/run/berth/acme-challenge";

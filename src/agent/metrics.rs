@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sysinfo::{DiskRefreshKind, Disks, MemoryRefreshKind, Networks, System};
 
-use crate::protocol::{Disk, Memory, Metrics, Network, Swap};
+use crate::model::protocol::{Disk, Memory, Metrics, Network, Swap};
 
 /// Filesystem types that are not disks: kernel and memory filesystems, container layers,
 /// images mounted read-only, and remote filesystems (not this server's disks, and statvfs

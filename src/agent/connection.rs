@@ -21,13 +21,13 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::backoff::{self, Backoff};
+use crate::agent::backoff::{self, Backoff};
+use crate::agent::metrics::Scraper;
 use crate::config::Config;
-use crate::metrics::Scraper;
-use crate::outbox::{NoSeqAfter, Outbox};
-use crate::protocol::{self, Hello, Incoming, JobMsg, JobOutput, Welcome};
+use crate::model::protocol::{self, Hello, Incoming, JobMsg, JobOutput, Welcome};
 use crate::shutdown::Shutdown;
-use crate::status::StatusFile;
+use crate::state::outbox::{NoSeqAfter, Outbox};
+use crate::state::status::StatusFile;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -265,7 +265,7 @@ impl Connection {
             }
             Ok(Incoming::Ack(ack)) => self.outbox.ack(ack.seq),
             Ok(Incoming::Unknown(kind)) => {
-                tracing::warn!(message_type = %crate::validate::shown(&kind), "unknown message type ignored")
+                tracing::warn!(message_type = %crate::model::validate::shown(&kind), "unknown message type ignored")
             }
             Err(e) => {
                 tracing::warn!(error = %e, bytes = text.len(), "malformed message from the control plane ignored")
@@ -397,7 +397,9 @@ async fn send_json<T: serde::Serialize>(ws: &mut Ws, message: &T) -> Result<(), 
 
 fn describe_close(frame: Option<&CloseFrame>) -> String {
     match frame {
-        Some(frame) => format!("code {}, reason {}", u16::from(frame.code), crate::validate::shown(&frame.reason)),
+        Some(frame) => {
+            format!("code {}, reason {}", u16::from(frame.code), crate::model::validate::shown(&frame.reason))
+        }
         None => "no close code".into(),
     }
 }

@@ -1,13 +1,13 @@
 //! A job's life, the same wherever it runs: parsed, run with its panics caught, and
 //! ended in exactly one final status.
 //!
-//! The daemon ([`crate::engine`]), `berth apply` ([`crate::apply`]) and `berth renew`
-//! ([`crate::renewal::once`]) all go through here, so a job reads its params by the
+//! The daemon ([`crate::engine`]), `berth apply` ([`crate::engine::apply`]) and `berth renew`
+//! ([`crate::engine::renewal::once`]) all go through here, so a job reads its params by the
 //! same rules, fails with the same codes and reports the same status under each:
 //!
 //! 1. [`parse`]: the `job_id` rule, then the kind's field rules (the catalogue);
 //! 2. scheduled: the engine queues it behind the jobs it shares a resource with
-//!    ([`crate::scheduler`]); the one-shot commands run their jobs one after another;
+//!    ([`crate::engine::scheduler`]); the one-shot commands run their jobs one after another;
 //! 3. [`run`]: the job's work, a panic turned into an `internal` error, never a dead
 //!    process (`berth reconcile`'s work, not a job, is run through [`caught`]);
 //! 4. recorded: the engine saves the record and the outbox event; the one-shot
@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::job::{final_status, Job, JobContext, JobError, Machine, Outcome, Secrets};
 use crate::jobs::Catalogue;
-use crate::protocol::{JobMsg, JobOutput, JobStatus};
+use crate::model::protocol::{JobMsg, JobOutput, JobStatus};
 
 /// How a job ended: its final status (not yet sequenced), and whether the host
 /// must reboot now that the status is out (`server.reboot`).
@@ -45,7 +45,7 @@ pub fn parse(
     params: &Value,
     internal: bool,
 ) -> Result<Box<dyn Job>, JobError> {
-    crate::validate::job_id("job_id", job_id)?;
+    crate::model::validate::job_id("job_id", job_id)?;
     match internal {
         true => catalogue.parse_internal(kind, params),
         false => catalogue.parse(kind, params),
@@ -97,8 +97,8 @@ pub async fn run_now(catalogue: &Catalogue, machine: &Machine, msg: &JobMsg, out
 mod tests {
     use super::*;
     use crate::job::BoxFuture;
-    use crate::protocol::{ErrorCode, Status};
-    use crate::resource::Resources;
+    use crate::model::protocol::{ErrorCode, Status};
+    use crate::model::resource::Resources;
     use serde_json::json;
 
     struct Panics;
@@ -129,9 +129,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let machine = Machine {
             host: Arc::new(crate::host::fake::FakeHost::new(root.path())),
-            inventory: Arc::new(crate::inventory::InventoryStore::open(root.path()).unwrap()),
+            inventory: Arc::new(crate::state::inventory::InventoryStore::open(root.path()).unwrap()),
             mysql: crate::host::mysql::MysqlSettings::under(root.path()),
-            acme: Arc::new(crate::acme::AcmeSettings::new(root.path())),
+            acme: Arc::new(crate::web::acme::AcmeSettings::new(root.path())),
             reboot_command: Vec::new(),
         };
         let ctx = JobContext::new("j1".into(), &machine, Arc::default(), mpsc::channel(1).0);

@@ -3,7 +3,7 @@
 //! For operators (repair, scripting) and tests. The file holds one job or an array
 //! of them, each shaped like PROTOCOL's `job` message (`type` may be left out, a
 //! missing `job_id` is made up). Jobs run one after another, in file order, through
-//! the same lifecycle ([`crate::lifecycle`]: rules, panics caught, final status),
+//! the same lifecycle ([`crate::engine::lifecycle`]: rules, panics caught, final status),
 //! catalogue and host code as the daemon. Nothing goes to the outbox: the control
 //! plane never asked for these jobs.
 
@@ -13,12 +13,12 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::engine::lifecycle;
 use crate::host::System;
-use crate::inventory::InventoryStore;
 use crate::job::Machine;
 use crate::jobs::Catalogue;
-use crate::lifecycle;
-use crate::protocol::{JobMsg, JobStatus, Status};
+use crate::model::protocol::{JobMsg, JobStatus, Status};
+use crate::state::inventory::InventoryStore;
 
 /// Where `apply` works: the state dir (for the inventory) and the root.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct Setup {
     pub root: PathBuf,
     pub test_jobs: bool,
     pub mysql: crate::host::mysql::MysqlSettings,
-    pub acme: crate::acme::AcmeSettings,
+    pub acme: crate::web::acme::AcmeSettings,
     pub reboot_command: Vec<String>,
 }
 

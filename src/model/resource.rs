@@ -2,7 +2,7 @@
 //! not strings a typo could split in two.
 //!
 //! Jobs that share a resource run in arrival order; an `exclusive` job (a reboot)
-//! waits for every earlier job and holds up every later one ([`crate::scheduler`]).
+//! waits for every earlier job and holds up every later one ([`crate::engine::scheduler`]).
 //! Each job family says what it touches in its `fn resources`, with the variants
 //! below; a running job may give one back early ([`crate::job::JobContext::release`]).
 //! Plain data: this module imports only the checked names of `model`.
@@ -25,7 +25,7 @@ pub enum Resource {
     DatabaseUser(DbUserName),
     /// The web servers' config as a whole: every job that writes it holds this, so
     /// they run in arrival order. A job that then waits on a CA gives it back first.
-    /// Their writes themselves are kept apart by the web-config lock ([`crate::weblock`]).
+    /// Their writes themselves are kept apart by the web-config lock ([`crate::web::weblock`]).
     WebStack,
     /// The firewall's ruleset.
     Firewall,

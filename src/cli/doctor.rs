@@ -150,11 +150,11 @@ fn control_plane(config: &Config) -> Check {
         Some(ca) => format!("CA {}", ca.display()),
         None => "the system trust store".to_owned(),
     };
-    let tls = match crate::tls::client_config(config) {
+    let tls = match crate::agent::tls::client_config(config) {
         Ok(tls) => tls,
         Err(e) => return Check::new(Outcome::Fail, NAME, e.to_string()),
     };
-    let request = match crate::connection::upgrade_request(config) {
+    let request = match crate::agent::connection::upgrade_request(config) {
         Ok(request) => request,
         Err(e) => return Check::new(Outcome::Fail, NAME, e),
     };
@@ -196,7 +196,7 @@ fn control_plane(config: &Config) -> Check {
 /// The programs jobs run, under `root` like the daemon finds them.
 fn tools(root: &Path) -> Vec<Check> {
     let mut checks = Vec::new();
-    let services = crate::probe::services(root);
+    let services = crate::host::probe::services(root);
     let service = |key: &str, name: &str, missing: Outcome, why: &str| match services.get(key) {
         Some(version) => Check::new(Outcome::Ok, name, format!("version {version}")),
         None => Check::new(missing, name, format!("not installed ({why})")),
@@ -204,7 +204,7 @@ fn tools(root: &Path) -> Vec<Check> {
     checks.push(service("nginx", "nginx", Outcome::Fail, "every app needs it"));
     checks.push(service("apache", "apache2", Outcome::Warn, "needed by the nginx-apache stack only"));
     checks.push(service("mysql", "mariadb", Outcome::Warn, "needed by db.* jobs only"));
-    let runtimes = crate::probe::runtimes(root);
+    let runtimes = crate::host::probe::runtimes(root);
     if runtimes.is_empty() {
         checks.push(Check::new(Outcome::Fail, "php-fpm", "no php-fpmX.Y installed (every PHP app needs one)"));
     }

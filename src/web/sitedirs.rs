@@ -20,9 +20,9 @@ use std::path::Path;
 
 use crate::host::fs::under_root;
 use crate::host::tree::{Dir, TreeError};
-use crate::inventory::Inventory;
 use crate::job::JobError;
-use crate::stack::{LOG_BASE, USERS_DIR};
+use crate::state::inventory::Inventory;
+use crate::web::stack::{LOG_BASE, USERS_DIR};
 
 /// Mode of an app's directories in the home: the user, and the web server through
 /// the user's group.
@@ -89,10 +89,13 @@ pub fn ensure_all_logs(root: &Path, inventory: &Inventory) -> Result<bool, JobEr
     for (name, app) in &inventory.apps {
         // Root's directories, which no user can replace: a plain look is enough to
         // skip the ones that hold.
-        if under_root(root, &crate::stack::log_dir(&app.sysuser, name)).symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        if under_root(root, &crate::web::stack::log_dir(&app.sysuser, name))
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_dir())
+        {
             continue;
         }
-        let Ok(account) = crate::accounts::account(root, &app.sysuser) else { continue };
+        let Ok(account) = crate::web::accounts::account(root, &app.sysuser) else { continue };
         changed |= ensure_logs(root, Owner { uid: account.uid, gid: account.gid }, &app.sysuser, name)?;
     }
     Ok(changed)

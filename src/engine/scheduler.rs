@@ -3,7 +3,7 @@
 //!
 //! Plain data, no I/O, no clock: the engine asks it and does the rest.
 
-use crate::resource::{Resource, Resources};
+use crate::model::resource::{Resource, Resources};
 
 #[derive(Debug)]
 pub struct Scheduler {

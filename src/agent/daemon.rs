@@ -12,19 +12,19 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::agent::connection::{Connection, HelloFn};
+use crate::agent::metrics::Scraper;
 use crate::config::Config;
-use crate::connection::{Connection, HelloFn};
 use crate::engine::Engine;
 use crate::host::fs::ensure_dir;
 use crate::host::System;
-use crate::inventory::InventoryStore;
 use crate::job::Machine;
 use crate::jobs::Catalogue;
-use crate::jobstore::JobStore;
-use crate::metrics::Scraper;
-use crate::outbox::Outbox;
-use crate::protocol::{Hello, HelloSettings, PROTOCOL_VERSION};
-use crate::{probe, shutdown, systemd, tls};
+use crate::model::protocol::{Hello, HelloSettings, PROTOCOL_VERSION};
+use crate::state::inventory::InventoryStore;
+use crate::state::jobstore::JobStore;
+use crate::state::outbox::Outbox;
+use crate::{agent::systemd, agent::tls, host::probe, shutdown};
 
 /// How often events the disk refused are tried again.
 const OUTBOX_RETRY: Duration = Duration::from_secs(5);
@@ -65,7 +65,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (stop_engine, engine_shutdown) = shutdown::channel();
     let (stop_connection, connection_shutdown) = shutdown::channel();
 
-    let renewal = tokio::spawn(crate::renewal::run(
+    let renewal = tokio::spawn(crate::engine::renewal::run(
         machine.inventory.clone(),
         config.root.clone(),
         machine.acme.clone(),

@@ -160,7 +160,7 @@ fn daemon_runtime() -> tokio::runtime::Runtime {
 }
 
 fn run(config_path: PathBuf) -> ExitCode {
-    crate::logging::init();
+    crate::cli::logging::init();
     let config = match load_config(&config_path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -176,7 +176,7 @@ fn run(config_path: PathBuf) -> ExitCode {
 
 #[cfg(feature = "dev")]
 fn dev(options: crate::dev::Options) -> ExitCode {
-    crate::logging::init();
+    crate::cli::logging::init();
     match daemon_runtime().block_on(crate::dev::run(options, signals())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -199,10 +199,10 @@ async fn signals() {
 
 /// Where `apply` and `reconcile` work: the config's state dir and root (or the
 /// defaults when there is no config), `--root` overriding.
-fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<crate::apply::Setup, ExitCode> {
+fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<crate::engine::apply::Setup, ExitCode> {
     let config_path = config_path.or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
     let mut setup = match config_path.map(|path| Config::load(&path)).transpose() {
-        Ok(Some(config)) => crate::apply::Setup {
+        Ok(Some(config)) => crate::engine::apply::Setup {
             state_dir: config.state_dir,
             root: config.root,
             test_jobs: config.test_jobs,
@@ -210,12 +210,12 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             acme: config.acme,
             reboot_command: config.reboot_command,
         },
-        Ok(None) => crate::apply::Setup {
+        Ok(None) => crate::engine::apply::Setup {
             state_dir: PathBuf::from(crate::config::DEFAULT_STATE_DIR),
             root: PathBuf::from("/"),
             test_jobs: false,
             mysql: crate::host::mysql::MysqlSettings::under(std::path::Path::new("/")),
-            acme: crate::acme::AcmeSettings::new(std::path::Path::new(crate::config::DEFAULT_STATE_DIR)),
+            acme: crate::web::acme::AcmeSettings::new(std::path::Path::new(crate::config::DEFAULT_STATE_DIR)),
             reboot_command: crate::config::DEFAULT_REBOOT_COMMAND.map(str::to_owned).to_vec(),
         },
         Err(e) => {
@@ -245,12 +245,12 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn reconcile(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
-    crate::logging::init();
+    crate::cli::logging::init();
     let setup = match local_setup(config_path, root) {
         Ok(setup) => setup,
         Err(code) => return code,
     };
-    let machine = match crate::apply::machine(&setup) {
+    let machine = match crate::engine::apply::machine(&setup) {
         Ok(machine) => machine,
         Err(e) => {
             tracing::error!("{e}");
@@ -258,7 +258,7 @@ fn reconcile(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
         }
     };
     // Job-like work: a panic ends it in an `internal` error, as it would a job.
-    let result = crate::lifecycle::caught(|| crate::reconcile::run(&machine));
+    let result = crate::engine::lifecycle::caught(|| crate::engine::reconcile::run(&machine));
     tracing::debug!(peak_rss_kib = peak_rss_kib(), "reconcile done");
     match result {
         Ok(outcome) => {
@@ -276,12 +276,12 @@ fn reconcile(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
 }
 
 fn apply(config_path: Option<PathBuf>, root: Option<PathBuf>, file: PathBuf) -> ExitCode {
-    crate::logging::init();
+    crate::cli::logging::init();
     let setup = match local_setup(config_path, root) {
         Ok(setup) => setup,
         Err(code) => return code,
     };
-    let jobs = match crate::apply::read_jobs(&file) {
+    let jobs = match crate::engine::apply::read_jobs(&file) {
         Ok(jobs) => jobs,
         Err(e) => {
             tracing::error!("{e}");
@@ -289,11 +289,11 @@ fn apply(config_path: Option<PathBuf>, root: Option<PathBuf>, file: PathBuf) -> 
         }
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let print = |status: &crate::protocol::JobStatus| {
-        let event = crate::protocol::Event::JobStatus(status.clone());
+    let print = |status: &crate::model::protocol::JobStatus| {
+        let event = crate::model::protocol::Event::JobStatus(status.clone());
         println!("{}", serde_json::to_string(&event).expect("statuses serialize"));
     };
-    let result = runtime.block_on(crate::apply::run(&setup, jobs, print));
+    let result = runtime.block_on(crate::engine::apply::run(&setup, jobs, print));
     tracing::debug!(peak_rss_kib = peak_rss_kib(), "apply done");
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -306,8 +306,8 @@ fn apply(config_path: Option<PathBuf>, root: Option<PathBuf>, file: PathBuf) -> 
 }
 
 fn renew(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
-    crate::logging::init();
-    let machine = match local_setup(config_path, root).map(|setup| crate::apply::machine(&setup)) {
+    crate::cli::logging::init();
+    let machine = match local_setup(config_path, root).map(|setup| crate::engine::apply::machine(&setup)) {
         Ok(Ok(machine)) => machine,
         Ok(Err(e)) => {
             tracing::error!("{e}");
@@ -316,20 +316,20 @@ fn renew(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
         Err(code) => return code,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let events = runtime.block_on(crate::renewal::once(&machine));
+    let events = runtime.block_on(crate::engine::renewal::once(&machine));
     tracing::debug!(peak_rss_kib = peak_rss_kib(), "renew done");
     for event in &events {
-        let event = crate::protocol::Event::SslRenewal(event.clone());
+        let event = crate::model::protocol::Event::SslRenewal(event.clone());
         println!("{}", serde_json::to_string(&event).expect("events serialize"));
     }
-    match events.iter().all(|e| e.status == crate::protocol::Status::Success) {
+    match events.iter().all(|e| e.status == crate::model::protocol::Status::Success) {
         true => ExitCode::SUCCESS,
         false => ExitCode::FAILURE,
     }
 }
 
 fn metrics(root: PathBuf) -> ExitCode {
-    let mut scraper = crate::metrics::Scraper::new(&root);
+    let mut scraper = crate::agent::metrics::Scraper::new(&root);
     // CPU usage is the difference of two samples; the first also starts the upgrades count.
     scraper.scrape(crate::time::now());
     std::thread::sleep(Duration::from_millis(250));
@@ -340,7 +340,7 @@ fn metrics(root: PathBuf) -> ExitCode {
 }
 
 fn doctor(config_path: PathBuf) -> ExitCode {
-    let passed = crate::doctor::run(&config_path, |check| println!("{check}"));
+    let passed = crate::cli::doctor::run(&config_path, |check| println!("{check}"));
     if passed {
         ExitCode::SUCCESS
     } else {
@@ -349,12 +349,12 @@ fn doctor(config_path: PathBuf) -> ExitCode {
 }
 
 fn status(config_path: PathBuf, json: bool) -> ExitCode {
-    crate::logging::init();
+    crate::cli::logging::init();
     let config = match load_config(&config_path) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    match crate::status::Report::read(&config.state_dir) {
+    match crate::state::status::Report::read(&config.state_dir) {
         Ok(report) if json => {
             println!("{}", serde_json::to_string(&report).expect("the report serializes"));
             ExitCode::SUCCESS

@@ -13,7 +13,7 @@
 //! daemon). It is released when the guard drops, or when the process dies.
 //!
 //! The lock is short by design: nothing holds it while it waits on the network. The
-//! scheduler's web-stack resource ([`crate::resource::Resource::WebStack`]) is another
+//! scheduler's web-stack resource ([`crate::model::resource::Resource::WebStack`]) is another
 //! thing: it keeps the daemon's web jobs in arrival order, and a job that then waits
 //! on a certificate authority gives it back first ([`crate::job::JobContext::release`]).
 //! Such a job takes this lock again only to install what it got, and checks the app

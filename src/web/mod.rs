@@ -1,0 +1,14 @@
+//! The web stack: where each config file goes and what is in it ([`stack`],
+//! [`templates`]), rendered from state ([`render`]) under one lock ([`weblock`]);
+//! the apps' directories ([`sitedirs`]) and accounts ([`accounts`]); certificates
+//! ([`certs`]) and ACME ([`acme`]). Above `job` (it answers in `JobError`s), below
+//! the job families.
+
+pub mod accounts;
+pub mod acme;
+pub mod certs;
+pub mod render;
+pub mod sitedirs;
+pub mod stack;
+pub mod templates;
+pub mod weblock;
