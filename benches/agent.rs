@@ -22,7 +22,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 const IDLE: Duration = Duration::from_secs(60);
 const DROPS: usize = 10;
 
-#[tokio::main]
+// One thread: the packaged daemon's tokio has no multi-threaded runtime, and this
+// build's features are the binary's too (see Cargo.toml, `dev`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     // The binary under test is this build's: with the default features it carries
     // `berth dev` and the `test.*` kinds, and its figures are not the package's.

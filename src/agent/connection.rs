@@ -33,6 +33,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The websocket's read buffer: the largest plaintext one TLS record carries.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Builds the `hello` of a new session (it looks at the host, so it may block).
 pub type HelloFn = Arc<dyn Fn() -> Hello + Send + Sync>;
@@ -125,7 +127,12 @@ impl Connection {
             Ok(request) => request,
             Err(e) => return failed(e),
         };
+        // tungstenite's default read buffer is 128 KiB, allocated and zeroed up front
+        // and again on every read: resident for the life of the connection, though
+        // the agent's messages are mostly a few hundred bytes. One TLS record's worth
+        // is plenty; a longer frame still grows the buffer to its length.
         let ws_config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(Some(protocol::MAX_MESSAGE_BYTES))
             .max_frame_size(Some(protocol::MAX_MESSAGE_BYTES));
         let connect = tokio_tungstenite::connect_async_tls_with_config(

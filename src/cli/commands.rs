@@ -148,9 +148,19 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-/// The runtime of the long-running commands: two workers (the agent is mostly
-/// idle), and a bounded blocking pool for the jobs' commands and files.
-fn daemon_runtime() -> tokio::runtime::Runtime {
+/// The runtime of `berth run`: one thread (this one) runs the connection, the engine
+/// and the timers, and a bounded blocking pool runs the jobs' commands and files
+/// ([`crate::job::blocking`]). The agent is mostly idle and every job's work is on
+/// the blocking pool, so worker threads would only add their stacks, their malloc
+/// arenas and tokio's work-stealing scheduler to the idle RSS.
+fn agent_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().max_blocking_threads(16).enable_all().build().expect("tokio runtime")
+}
+
+/// The runtime of `berth dev`: two workers (one process serves the REST API, the
+/// control plane and an agent at once), and a bounded blocking pool.
+#[cfg(feature = "dev")]
+fn dev_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
@@ -165,7 +175,7 @@ fn run(config_path: PathBuf) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    match daemon_runtime().block_on(crate::agent::run(config, signals())) {
+    match agent_runtime().block_on(crate::agent::run(config, signals())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -177,7 +187,7 @@ fn run(config_path: PathBuf) -> ExitCode {
 #[cfg(feature = "dev")]
 fn dev(options: crate::dev::Options) -> ExitCode {
     crate::cli::logging::init();
-    match daemon_runtime().block_on(crate::dev::run(options, signals())) {
+    match dev_runtime().block_on(crate::dev::run(options, signals())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
