@@ -267,6 +267,27 @@ fn an_unsupported_release_is_refused() {
     assert_eq!(setup.run(&flags).0, Some(0), "Ubuntu 24.04 is supported");
 }
 
+/// The package's binary, built on Debian 12, needs glibc 2.34 (`__libc_start_main`'s
+/// version); Debian 11 and Ubuntu 20.04 have 2.31, and apt refused the package only
+/// after the installer had started changing the host.
+#[test]
+fn regression_a_release_with_glibc_older_than_2_34_is_refused_before_anything_runs() {
+    let setup = Setup::new();
+    let flags = setup.good_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for (release, shown) in
+        [("ID=debian\nVERSION_ID=\"11\"\n", "debian 11"), ("ID=ubuntu\nVERSION_ID=\"20.04\"\n", "ubuntu 20.04")]
+    {
+        setup.os_release(release);
+        let (code, _, stderr) = setup.run(&flags);
+        assert_eq!(code, Some(1), "{shown}: {stderr}");
+        assert!(stderr.contains(&format!("unsupported system: {shown}: berth needs glibc 2.34")), "{stderr}");
+        assert!(setup.commands().is_empty() && setup.written().is_empty(), "{shown}");
+    }
+    setup.os_release("ID=ubuntu\nVERSION_ID=\"22.04\"\n");
+    assert_eq!(setup.run(&flags).0, Some(0), "Ubuntu 22.04 (glibc 2.35) is supported");
+}
+
 #[test]
 fn a_failing_apt_leaves_no_config_and_says_why() {
     for failing in ["mariadb-server", "--reinstall"] {
