@@ -24,6 +24,31 @@ fn publish(machine: &Machine, user: &str, app: &str, file: &str, content: &str) 
     std::fs::write(&path, content).unwrap();
 }
 
+/// PROTOCOL section 3: listing a domain's `www.` twin as well is allowed and means the
+/// same. berth answered `invalid_params` ("already served as the www. twin").
+#[test]
+fn regression_an_app_may_list_a_domain_and_its_www_twin() {
+    let machine = Machine::start();
+    assert_eq!(machine.job("sysuser.create", json!({"name": "derek"}))["status"], "success");
+    let done = machine.job(
+        "app.create",
+        json!({"name": "myblog", "sysuser": "derek", "runtime": "php8.2",
+               "domains": ["www.myblog.test", "myblog.test"], "stack": "nginx"}),
+    );
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["result"]["domains"], json!(["www.myblog.test", "myblog.test"]), "each name once");
+    publish(&machine, "derek", "myblog", "index.php", "<?php echo 'blog';");
+    assert_eq!(machine.eventually_get("myblog.test", "/", 200), "blog");
+    assert_eq!(machine.get("www.myblog.test", "/"), (200, "blog".into()));
+
+    // The same as leaving the twin out: another app cannot take it.
+    let taken = machine.job(
+        "app.create",
+        json!({"name": "other", "sysuser": "derek", "runtime": "php8.2", "domains": ["www.myblog.test"]}),
+    );
+    assert_eq!(taken["error"]["code"], "conflict", "{taken}");
+}
+
 #[test]
 fn an_nginx_app_serves_php_static_files_and_its_www_twin_and_refuses_dotfiles() {
     let machine = Machine::start();

@@ -286,8 +286,8 @@ pub fn server_name(field: &str, v: &str) -> Result<()> {
 
 /// The domains of an app: non-empty, at most `max` (an error with `field` itself, which
 /// the caller maps to `limit_exceeded`), each a `domain` (errors name `field[i]`), and no
-/// two the same, where `example.com` and `www.example.com` count as the same because the
-/// web servers answer the www. twin of every domain anyway.
+/// two the same. A domain and its `www.` twin may both be listed: the web servers answer
+/// the twin anyway, so listing it means the same as leaving it out (PROTOCOL section 3).
 pub fn domain_list(field: &str, domains: &[&str], max: usize) -> Result<()> {
     if domains.is_empty() {
         return Err(FieldError::new(field, "at least one domain is required"));
@@ -303,18 +303,10 @@ pub fn domain_list(field: &str, domains: &[&str], max: usize) -> Result<()> {
     }
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(domains.len());
     for (i, &d) in domains.iter().enumerate() {
-        let www = format!("www.{d}");
-        let twin = seen.get(www.as_str()).or_else(|| d.strip_prefix("www.").and_then(|bare| seen.get(bare)));
         if let Some(&j) = seen.get(d) {
             return Err(FieldError::new(
                 format!("{field}[{i}]"),
                 format!("duplicate domain {} (same as {field}[{j}])", shown(d)),
-            ));
-        }
-        if let Some(&j) = twin {
-            return Err(FieldError::new(
-                format!("{field}[{i}]"),
-                format!("domain {} is already served as the www. twin of {field}[{j}] {}", shown(d), shown(domains[j])),
             ));
         }
         seen.insert(d, i);
@@ -734,12 +726,9 @@ mod tests {
         assert_eq!(err.field, "domains[2]");
         assert!(err.message.contains("duplicate") && err.message.contains("domains[0]"), "{}", err.message);
 
-        let err = domain_list("domains", &["example.com", "x.org", "www.example.com"], 10).unwrap_err();
-        assert_eq!(err.field, "domains[2]");
-        assert!(err.message.contains("www. twin of domains[0]"), "{}", err.message);
-
-        let err = domain_list("domains", &["www.example.com", "example.com"], 10).unwrap_err();
-        assert_eq!(err.field, "domains[1]");
+        // PROTOCOL: listing the www. twin as well is allowed and means the same.
+        assert_eq!(domain_list("domains", &["example.com", "x.org", "www.example.com"], 10), Ok(()));
+        assert_eq!(domain_list("domains", &["www.myblog.com", "myblog.com"], 10), Ok(()));
     }
 
     #[test]
