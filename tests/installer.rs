@@ -286,6 +286,11 @@ fn regression_a_release_with_glibc_older_than_2_34_is_refused_before_anything_ru
     }
     setup.os_release("ID=ubuntu\nVERSION_ID=\"22.04\"\n");
     assert_eq!(setup.run(&flags).0, Some(0), "Ubuntu 22.04 (glibc 2.35) is supported");
+    // What an earlier berth installed there can still be removed.
+    setup.os_release("ID=debian\nVERSION_ID=\"11\"\n");
+    let (code, stdout, stderr) = setup.run(&["--uninstall", "--purge"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(setup.commands().last().unwrap(), "apt-get -o DPkg::Lock::Timeout=600 purge -y berth");
 }
 
 #[test]
