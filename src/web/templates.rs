@@ -52,17 +52,26 @@ pub struct Templates {
     tera: Tera,
 }
 
-/// The override files' contents when the templates were compiled (`None`: absent or
-/// unreadable, which [`Templates::load`] then reports). Overrides are few and small,
-/// and usually absent: reading them is cheap, compiling is not.
+/// The override files' contents when the templates were compiled (`None`: absent).
+/// Overrides are few and small, and usually absent: reading them is cheap, compiling
+/// is not.
 type Stamp = Vec<Option<Vec<u8>>>;
 
 /// Compiled templates by root, with the overrides they were compiled from.
 type Cache = HashMap<PathBuf, (Stamp, Arc<Templates>)>;
 
-fn stamp(root: &Path) -> Stamp {
+/// The overrides' stamp; `None` when one exists but cannot be read (then
+/// [`Templates::load`] reports it, and nothing is cached).
+fn stamp(root: &Path) -> Option<Stamp> {
     let dir = crate::host::fs::under_root(root, OVERRIDE_DIR);
-    BUILTIN.iter().map(|(name, _)| std::fs::read(dir.join(name)).ok()).collect()
+    BUILTIN
+        .iter()
+        .map(|(name, _)| match std::fs::read(dir.join(name)) {
+            Ok(text) => Some(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+            Err(_) => None,
+        })
+        .collect()
 }
 
 impl Templates {
@@ -70,7 +79,9 @@ impl Templates {
     /// override under `root` changed (a read of each override, not a compile, per call).
     pub fn shared(root: &Path) -> Result<Arc<Templates>, TemplateError> {
         static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
-        let now = stamp(root);
+        let Some(now) = stamp(root) else {
+            return Templates::load(root).map(Arc::new);
+        };
         let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let cache = cache.get_or_insert_with(HashMap::new);
         if let Some((_, templates)) = cache.get(root).filter(|(held, _)| *held == now) {
@@ -209,5 +220,15 @@ mod tests {
         std::fs::remove_file(dir.join("nginx-catchall.conf")).unwrap();
         let builtin = Templates::shared(root.path()).unwrap().render("nginx-catchall.conf", &context);
         assert!(builtin.is_err(), "the built-in catch-all needs more than http_listen: the override is gone");
+    }
+
+    #[test]
+    fn regression_an_override_that_cannot_be_read_is_reported_not_hidden_by_the_cache() {
+        let root = tempfile::tempdir().unwrap();
+        Templates::shared(root.path()).unwrap();
+        // An override that is there but cannot be read (here a directory).
+        std::fs::create_dir_all(root.path().join("etc/berth/templates/nginx-catchall.conf")).unwrap();
+        let err = Templates::shared(root.path()).err().expect("the cached built-ins were served").to_string();
+        assert!(err.contains("nginx-catchall.conf"), "{err}");
     }
 }
