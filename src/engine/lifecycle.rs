@@ -46,15 +46,21 @@ pub fn parse(
     internal: bool,
 ) -> Result<Box<dyn Job>, JobError> {
     crate::model::validate::job_id("job_id", job_id)?;
-    match internal {
+    // A panic in a kind's parser (stored records are parsed again at every start) must
+    // not take the engine down, or the daemon would crash at every start.
+    caught(|| match internal {
         true => catalogue.parse_internal(kind, params),
         false => catalogue.parse(kind, params),
-    }
+    })
 }
 
-/// Runs `job`; a panic anywhere in it ends it in an `internal` error.
+/// Runs `job`; a panic anywhere in it, in making its future or in running it, ends
+/// it in an `internal` error.
 pub async fn run(job: Box<dyn Job>, ctx: JobContext) -> Result<Outcome, JobError> {
-    AssertUnwindSafe(job.run(ctx)).catch_unwind().await.unwrap_or_else(|panic| Err(panicked(panic)))
+    match std::panic::catch_unwind(AssertUnwindSafe(|| job.run(ctx))) {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().await.unwrap_or_else(|panic| Err(panicked(panic))),
+        Err(panic) => Err(panicked(panic)),
+    }
 }
 
 /// Runs job-like work that is no job (`berth reconcile`) the same way: a panic in
@@ -113,6 +119,19 @@ mod tests {
         }
     }
 
+    /// Panics in `run` itself, before it hands back its future.
+    struct PanicsEarly;
+
+    impl Job for PanicsEarly {
+        fn resources(&self) -> Resources {
+            Resources::default()
+        }
+
+        fn run(self: Box<Self>, _ctx: JobContext) -> BoxFuture<Result<Outcome, JobError>> {
+            panic!("before the future")
+        }
+    }
+
     #[test]
     fn the_job_id_rule_comes_before_the_kind() {
         let catalogue = Catalogue::new(false);
@@ -135,8 +154,10 @@ mod tests {
             reboot_command: Vec::new(),
         };
         let ctx = JobContext::new("j1".into(), &machine, Arc::default(), mpsc::channel(1).0);
-        let result = run(Box::new(Panics), ctx).await;
+        let result = run(Box::new(Panics), ctx.clone()).await;
         assert_eq!(result, Err(JobError::Internal("the job panicked: boom".into())));
+        let early = run(Box::new(PanicsEarly), ctx.clone()).await;
+        assert_eq!(early, Err(JobError::Internal("the job panicked: before the future".into())));
         let ended = end("j1", "test.panics", None, result, &Secrets::default());
         assert_eq!((ended.status.status, ended.reboot), (Status::Error, false));
         assert_eq!(ended.status.error.unwrap().code, ErrorCode::Internal);
@@ -148,6 +169,17 @@ mod tests {
         let result: Result<(), JobError> = caught(move || panic!("{owned}"));
         assert_eq!(result, Err(JobError::Internal("the job panicked: owned message".into())));
         assert_eq!(caught(|| Ok(7)), Ok(7));
+    }
+
+    #[test]
+    fn regression_a_panic_in_a_kinds_parser_is_an_error_not_a_dead_engine() {
+        fn panicking_parse(_: &Value) -> Result<Box<dyn Job>, JobError> {
+            panic!("parser bug")
+        }
+        let mut catalogue = Catalogue::new(false);
+        catalogue.register("test.parser-bug", panicking_parse);
+        let err = parse(&catalogue, "j1", "test.parser-bug", &json!({}), false).err().unwrap();
+        assert_eq!(err, JobError::Internal("the job panicked: parser bug".into()));
     }
 
     #[test]
