@@ -154,8 +154,17 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 /// the blocking pool, so worker threads would only add their stacks, their malloc
 /// arenas and tokio's work-stealing scheduler to the idle RSS.
 fn agent_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().max_blocking_threads(16).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
+
+/// The blocking pool's ceiling: `max_parallel_jobs` at its highest (64), and room for
+/// the agent's own blocking work (file writes, name lookups), so a full house of jobs
+/// never makes the connection wait. Threads are made on demand: an idle agent has none.
+const BLOCKING_THREADS: usize = 64 + 8;
 
 /// The runtime of `berth dev`: two workers (one process serves the REST API, the
 /// control plane and an agent at once), and a bounded blocking pool.
@@ -163,7 +172,7 @@ fn agent_runtime() -> tokio::runtime::Runtime {
 fn dev_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(16)
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .expect("tokio runtime")
