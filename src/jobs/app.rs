@@ -237,7 +237,7 @@ fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, J
     outcome.step("directories", changed);
     outcome.step("web server access", grant_web_server(ctx, &app.sysuser)?);
 
-    outcome.applied(&apply_config(ctx, &web, name, &app, Vec::new())?);
+    outcome.applied(&apply_config(ctx, &web, &inventory, name, &app, Vec::new())?);
     let result = json!({
         "web_root": stack::web_root(&app.sysuser, name),
         "log_dir": stack::log_dir(&app.sysuser, name),

@@ -158,7 +158,8 @@ fn install(ctx: &JobContext, name: &AppName, app: &App, files: Files) -> Result<
         Files::Keep => Vec::new(),
         Files::Remove => stack::ssl_changes(root, name, None),
     };
-    let applied = apply_config(ctx, &WebConfig::gather(root)?, name, app, extra)?;
+    let before = ctx.inventory.read(|inv| inv.clone());
+    let applied = apply_config(ctx, &WebConfig::gather(root)?, &before, name, app, extra)?;
     let ssl = app.ssl.clone();
     ctx.record(|inv| inv.apps.get_mut(name).map(|a| a.ssl = ssl))?;
     let mut outcome = Outcome::default();

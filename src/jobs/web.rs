@@ -6,27 +6,27 @@ use crate::host::transaction::{Applied, FileChange};
 use crate::job::{JobContext, JobError, Outcome};
 use crate::model::validate::shown;
 use crate::model::{AppName, DbName};
-use crate::state::inventory::App;
+use crate::state::inventory::{App, Inventory};
 use crate::web::render::{self, WebConfig};
 use crate::web::sitedirs;
 use crate::web::stack::{self, Scope};
 
 /// Renders `app` as `name` (and the default server's old and new app, when that
-/// moves) for the inventory with `app` recorded, adds `extra` (certificate files),
-/// and applies them all as one transaction. `web` was gathered by this job; the
-/// caller holds the web-config lock, read `app` inside it, and records the app
-/// once this returns.
+/// moves) for `before`, the inventory as the caller read it, with `app` recorded;
+/// adds `extra` (certificate files), and applies them all as one transaction. `web`
+/// was gathered by this job; the caller holds the web-config lock, read `app` and
+/// `before` inside it, and records the app once this returns.
 pub(crate) fn apply_config(
     ctx: &JobContext,
     web: &WebConfig,
+    before: &Inventory,
     name: &AppName,
     app: &App,
     extra: Vec<FileChange>,
 ) -> Result<Applied, JobError> {
-    let before = ctx.inventory.read(|inv| inv.clone());
     let mut next = before.clone();
     next.apps.insert(name.to_owned(), app.clone());
-    let (mut changes, skipped) = web.render(&next, Scope::Apps(&render::affected(&before, &next, &[name])))?;
+    let (mut changes, skipped) = web.render(&next, Scope::Apps(&render::affected(before, &next, &[name])))?;
     if skipped.contains(name) {
         return Err(JobError::PreconditionFailed(format!(
             "runtime {} of app {} is not installed",
