@@ -1,4 +1,7 @@
-//! Logs: `tracing`, filtered like `RUST_LOG` (default `info`).
+//! Logs: `tracing`, filtered by `RUST_LOG` (default `info`): a level, or
+//! `target=level` pairs such as `info,berth::engine=debug` (a `Targets` filter: the
+//! same syntax as `EnvFilter` without span and field matching, and without its
+//! regex engine in the daemon's memory).
 //!
 //! Under systemd the journal gets them natively (`tracing-journald`): each field
 //! becomes a journal field of the same name in capitals, so `job_id`, `kind` and
@@ -13,12 +16,12 @@
 //! failed and berth copes; INFO, what the agent did; DEBUG, for developers.
 
 use tracing_journald::{Priority, PriorityMappings};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     let stream = std::env::var("JOURNAL_STREAM").ok();
     let stderr_is_journal = stream.as_deref().is_some_and(stderr_is);
     if stderr_is_journal || std::env::var_os("NOTIFY_SOCKET").is_some() {
@@ -40,15 +43,23 @@ pub fn init() {
             Err(e) => eprintln!("berth: cannot reach the journal ({e}); logging to stderr"),
         }
     }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(false);
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(false);
     if stream.is_some() {
-        builder.without_time().init();
+        tracing_subscriber::registry().with(filter).with(stderr.without_time()).init();
     } else {
-        builder.init();
+        tracing_subscriber::registry().with(filter).with(stderr).init();
+    }
+}
+
+/// `RUST_LOG`'s filter; `info` when it is unset or not understood.
+fn filter(spec: Option<&str>) -> Targets {
+    let info = || Targets::new().with_default(tracing::Level::INFO);
+    match spec.map(str::trim) {
+        None | Some("") => info(),
+        Some(spec) => spec.parse().unwrap_or_else(|e| {
+            eprintln!("berth: RUST_LOG={spec:?} not understood ({e}); logging at info");
+            info()
+        }),
     }
 }
 
@@ -62,6 +73,20 @@ fn stderr_is(stream: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_log_sets_levels_per_target() {
+        use tracing::Level;
+        use tracing_subscriber::filter::LevelFilter;
+        assert_eq!(filter(None).default_level(), Some(LevelFilter::INFO));
+        assert_eq!(filter(Some("not a filter ==")).default_level(), Some(LevelFilter::INFO));
+        let spec = filter(Some("warn,berth::engine::renewal=debug"));
+        assert!(spec.would_enable("berth::engine::renewal", &Level::DEBUG));
+        assert!(!spec.would_enable("berth::engine::renewal", &Level::TRACE));
+        assert!(!spec.would_enable("berth::agent", &Level::INFO));
+        assert!(spec.would_enable("berth::agent", &Level::WARN));
+        assert!(filter(Some("debug")).would_enable("rustls", &Level::DEBUG));
+    }
 
     #[test]
     fn journal_stream_must_name_stderr() {

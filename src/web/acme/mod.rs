@@ -7,6 +7,7 @@
 //! fetches them, and they are removed. Before ordering, [`probe`] asks which names
 //! really reach this server, and [`ledger`] keeps berth inside the CA's rate limits.
 
+mod http;
 pub mod ledger;
 pub mod probe;
 
@@ -221,10 +222,8 @@ async fn load_account(settings: &AcmeSettings) -> Result<Account, AcmeError> {
         directory: settings.directory.clone(),
         message: e.to_string(),
     };
-    let builder = || match &settings.ca_file {
-        Some(ca) => Account::builder_with_root(ca),
-        None => Account::builder(),
-    };
+    let builder =
+        || http::Http1::new(settings.ca_file.as_deref()).map(|client| Account::builder_with_http(Box::new(client)));
     let dir = dir(settings);
     let path = dir.join(account_file(settings));
     let io = |source| AcmeError::Io { path: path.clone(), source };
