@@ -38,7 +38,7 @@ fn regression_an_app_may_list_a_domain_and_its_www_twin() {
     assert_eq!(done["status"], "success", "{done}");
     assert_eq!(done["result"]["domains"], json!(["www.myblog.test", "myblog.test"]), "each name once");
     publish(&machine, "derek", "myblog", "index.php", "<?php echo 'blog';");
-    assert_eq!(machine.eventually_get("myblog.test", "/", 200), "blog");
+    assert_eq!(machine.at_once_get("myblog.test", "/", 200), "blog");
     assert_eq!(machine.get("www.myblog.test", "/"), (200, "blog".into()));
 
     // The same as leaving the twin out: another app cannot take it.
@@ -69,7 +69,7 @@ fn an_nginx_app_serves_php_static_files_and_its_www_twin_and_refuses_dotfiles() 
     publish(&machine, "derek", "gallery", "hello.txt", "static hello");
     publish(&machine, "derek", "gallery", ".env", "SECRET=1");
 
-    assert_eq!(machine.eventually_get("gallery.test", "/index.php", 200), "php ok as derek");
+    assert_eq!(machine.at_once_get("gallery.test", "/index.php", 200), "php ok as derek");
     assert_eq!(machine.get("www.gallery.test", "/").1, "php ok as derek", "the www. twin, and index.php as index");
     assert_eq!(machine.get("gallery.test", "/hello.txt"), (200, "static hello".into()));
     assert_eq!(machine.get("gallery.test", "/.env").0, 403, "dotfiles are refused");
@@ -117,11 +117,7 @@ fn an_nginx_apache_app_honours_htaccess_and_runs_php_as_its_user() {
     publish(&machine, "derek", "blog", "page.php", "<?php echo 'page as ', posix_getpwuid(posix_geteuid())['name'];");
     publish(&machine, "derek", "blog", ".htaccess", "RewriteEngine On\nRewriteRule ^pretty$ page.php [L]\n");
     publish(&machine, "derek", "blog", "logo.txt", "static from nginx");
-    assert_eq!(
-        machine.eventually_get("blog.test", "/pretty", 200),
-        "page as derek",
-        ".htaccess rewrite through Apache"
-    );
+    assert_eq!(machine.at_once_get("blog.test", "/pretty", 200), "page as derek", ".htaccess rewrite through Apache");
     assert_eq!(machine.get("blog.test", "/page.php").1, "page as derek");
     assert_eq!(machine.get("blog.test", "/logo.txt").1, "static from nginx");
     assert_eq!(machine.get("blog.test", "/.htaccess").0, 403);
@@ -134,13 +130,13 @@ fn update_moves_domains_refuses_missing_runtimes_and_domains_stay_with_one_app()
     machine.job("sysuser.create", json!({"name": "derek"}));
     create(&machine, "derek", "shop", &["shop.test"], "nginx");
     publish(&machine, "derek", "shop", "index.html", "the shop");
-    machine.eventually_get("shop.test", "/", 200);
+    machine.at_once_get("shop.test", "/", 200);
 
     let moved = machine.job("app.update", json!({"name": "shop", "domains": ["store.test", "shop.example.org"]}));
     assert_eq!((moved["status"].as_str(), moved["changed"].as_bool()), (Some("success"), Some(true)), "{moved}");
-    assert_eq!(machine.eventually_get("www.store.test", "/", 200), "the shop");
+    assert_eq!(machine.at_once_get("www.store.test", "/", 200), "the shop");
     assert_eq!(machine.get("shop.example.org", "/").1, "the shop");
-    assert_eq!(machine.eventually_get("shop.test", "/", 0), "", "the old domain is no longer served");
+    assert_eq!(machine.at_once_get("shop.test", "/", 0), "", "the old domain is no longer served");
 
     let vhost = std::fs::read_to_string(machine.path("/etc/nginx/berth.d/shop.conf")).unwrap();
     let missing = machine.job("app.update", json!({"name": "shop", "runtime": "php7.4"}));
@@ -166,7 +162,7 @@ fn delete_leaves_no_file_pool_or_vhost_and_sysuser_delete_takes_the_apps_along()
     create(&machine, "derek", "gone", &["gone.test"], "nginx-apache");
     create(&machine, "derek", "stays", &["stays.test"], "nginx");
     publish(&machine, "derek", "stays", "index.html", "still here");
-    machine.eventually_get("stays.test", "/", 200);
+    machine.at_once_get("stays.test", "/", 200);
     assert!(
         machine.run("/bin/sh", &["-c", "test -S /run/php/berth-gone-8.2.sock"]).status.success(),
         "the pool listens"
@@ -190,7 +186,7 @@ fn delete_leaves_no_file_pool_or_vhost_and_sysuser_delete_takes_the_apps_along()
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "the pool's socket is gone after the reload");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(machine.eventually_get("gone.test", "/", 0), "");
+    assert_eq!(machine.at_once_get("gone.test", "/", 0), "");
     assert_eq!(machine.get("stays.test", "/").1, "still here");
     let again = machine.job("app.delete", json!({"name": "gone"}));
     assert_eq!((again["status"].as_str(), again["changed"].as_bool()), (Some("success"), Some(false)));
@@ -210,7 +206,7 @@ fn a_broken_template_override_is_config_invalid_and_the_other_apps_still_answer(
     machine.job("sysuser.create", json!({"name": "derek"}));
     create(&machine, "derek", "first", &["first.test"], "nginx");
     publish(&machine, "derek", "first", "index.html", "first app");
-    machine.eventually_get("first.test", "/", 200);
+    machine.at_once_get("first.test", "/", 200);
     let overrides = machine.path("/etc/berth/templates");
     std::fs::create_dir_all(&overrides).unwrap();
     let builtin = include_str!("../templates/nginx-vhost.conf");
@@ -249,7 +245,7 @@ fn users_and_apps_are_isolated_from_each_other() {
     publish(&machine, "derek", "dapp", "peek.php", peek);
 
     let derek_secret = "/srv/users/derek/apps/dapp/public/secret.php";
-    assert_eq!(machine.eventually_get("mapp.test", &format!("/peek.php?f={derek_secret}"), 200), "denied");
+    assert_eq!(machine.at_once_get("mapp.test", &format!("/peek.php?f={derek_secret}"), 200), "denied");
     assert_eq!(
         machine.get("dapp.test", &format!("/peek.php?f={derek_secret}")).1,
         "READ",
@@ -356,7 +352,7 @@ fn reconcile_changes_nothing_when_all_holds_and_carries_template_edits_to_every_
         create(&machine, "derek", app, &[&format!("{app}.test")], "nginx");
         publish(&machine, "derek", app, "index.php", &format!("<?php echo '{app} ok';"));
     }
-    machine.eventually_get("two.test", "/", 200);
+    machine.at_once_get("two.test", "/", 200);
 
     let (code, report) = machine.reconcile();
     assert_eq!(code, Some(0), "{report}");
@@ -384,7 +380,7 @@ fn reconcile_changes_nothing_when_all_holds_and_carries_template_edits_to_every_
         assert!(pool.contains("pm.max_children = 7"), "the template edit reached {app}");
     }
     assert_eq!(std::fs::read_to_string(&vhost).unwrap(), pristine, "the hand edit is undone");
-    assert_eq!(machine.eventually_get("one.test", "/", 200), "one ok");
+    assert_eq!(machine.at_once_get("one.test", "/", 200), "one ok");
     assert_eq!(machine.get("two.test", "/").1, "two ok");
 }
 
@@ -395,7 +391,7 @@ fn update_moves_the_pool_to_the_new_runtime() {
     machine.job("sysuser.create", json!({"name": "derek"}));
     create(&machine, "derek", "mover", &["mover.test"], "nginx");
     publish(&machine, "derek", "mover", "index.php", "<?php echo posix_getppid();");
-    machine.eventually_get("mover.test", "/", 200);
+    machine.at_once_get("mover.test", "/", 200);
 
     let moved = machine.job("app.update", json!({"name": "mover", "runtime": "php8.9"}));
     assert_eq!((moved["status"].as_str(), moved["changed"].as_bool()), (Some("success"), Some(true)), "{moved}");

@@ -21,7 +21,7 @@ fn app(machine: &Machine, name: &str, stack: &str) {
     );
     let index = machine.path(&format!("/srv/users/derek/apps/{name}/public/index.html"));
     std::fs::write(index, format!("this is {name}")).unwrap();
-    machine.eventually_get(&format!("{name}.test"), "/", 200);
+    machine.at_once_get(&format!("{name}.test"), "/", 200);
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn unknown_domains_are_refused_or_served_by_the_default_app() {
     let off = ok(&machine, "server.update", json!({"deny_unknown_domains": false}));
     assert_eq!(off["changed"], true, "{off}");
     assert_eq!(off["result"]["default_app"], "first", "{off}");
-    assert_eq!(machine.eventually_get("unknown.test", "/", 200), "this is first", "the first app created");
+    assert_eq!(machine.at_once_get("unknown.test", "/", 200), "this is first", "the first app created");
     assert_eq!(machine.get("second.test", "/").1, "this is second", "known domains keep their app");
     let again = ok(&machine, "server.update", json!({"deny_unknown_domains": false}));
     assert_eq!(again["changed"], false, "{again}");
@@ -57,7 +57,7 @@ fn unknown_domains_are_refused_or_served_by_the_default_app() {
 
     let on = ok(&machine, "server.update", json!({"deny_unknown_domains": true}));
     assert_eq!(on["changed"], true, "{on}");
-    assert_eq!(machine.eventually_get("unknown.test", "/", 0), "", "refused again");
+    assert_eq!(machine.at_once_get("unknown.test", "/", 0), "", "refused again");
     assert_eq!(machine.get("first.test", "/").1, "this is first");
     let inventory: Value =
         serde_json::from_slice(&std::fs::read(machine.dir.path().join("state/inventory.json")).unwrap()).unwrap();
@@ -92,7 +92,7 @@ fn service_restart_restarts_the_running_servers_and_says_they_run_again() {
         "<?php echo 'php as ', posix_getpwuid(posix_geteuid())['name'];",
     )
     .unwrap();
-    machine.eventually_get("blog.test", "/who.php", 200);
+    machine.at_once_get("blog.test", "/who.php", 200);
 
     for (service, pid_file, unit) in [
         ("nginx", "/run/nginx.pid", "nginx"),
@@ -107,7 +107,7 @@ fn service_restart_restarts_the_running_servers_and_says_they_run_again() {
         let after = pid(&machine, pid_file);
         assert!(!after.is_empty() && after != before, "{service}: a new master ({before} -> {after})");
         assert_eq!(
-            machine.eventually_get("blog.test", "/who.php", 200),
+            machine.at_once_get("blog.test", "/who.php", 200),
             "php as derek",
             "served again after the {service} restart"
         );
@@ -116,10 +116,10 @@ fn service_restart_restarts_the_running_servers_and_says_they_run_again() {
     // A server that is not running is started.
     let stopped = machine.run("/usr/sbin/nginx", &["-s", "stop"]);
     assert!(stopped.status.success());
-    machine.eventually_get("blog.test", "/", 0);
+    machine.at_once_get("blog.test", "/", 0);
     let done = ok(&machine, "service.restart", json!({"service": "nginx"}));
     assert_eq!(done["result"]["services"][0]["running"], true, "{done}");
-    assert_eq!(machine.eventually_get("blog.test", "/", 200), "this is blog");
+    assert_eq!(machine.at_once_get("blog.test", "/", 200), "this is blog");
 }
 
 #[test]

@@ -32,7 +32,7 @@ fn machine_with_app(app: &str, domains: &[&str]) -> Machine {
     assert_eq!(done["status"], "success", "{done}");
     std::fs::write(machine.path(&format!("/srv/users/derek/apps/{app}/public/index.html")), format!("{app} home"))
         .unwrap();
-    machine.eventually_get(domains[0], "/index.html", 200);
+    machine.at_once_get(domains[0], "/index.html", 200);
     machine
 }
 
@@ -52,17 +52,13 @@ fn der_b64(pem: &str) -> String {
         .collect()
 }
 
-/// Waits until `check` holds (a reload reaches nginx's workers asynchronously).
-fn eventually<T: std::fmt::Debug>(what: &str, mut probe: impl FnMut() -> T, check: impl Fn(&T) -> bool) -> T {
-    let started = std::time::Instant::now();
-    loop {
-        let got = probe();
-        if check(&got) {
-            return got;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(15), "{what}: {got:?}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+/// `probe`, once, must satisfy `check`: a job that reloads nginx ends only when the
+/// new config serves (issue 14: the first handshake after `success` used to get the
+/// old certificate), so nothing here waits or retries.
+fn at_once<T: std::fmt::Debug>(what: &str, probe: impl FnOnce() -> T, check: impl Fn(&T) -> bool) -> T {
+    let got = probe();
+    assert!(check(&got), "{what}, at once after the job: {got:?}");
+    got
 }
 
 fn stat(machine: &Machine, path: &str) -> String {
@@ -90,7 +86,7 @@ fn a_custom_certificate_is_served_over_https_with_its_chain_and_http_keeps_worki
     assert!(!done.to_string().contains(der_b64(&key).get(..40).unwrap()), "the key is in no status");
 
     let (code, body, version) =
-        eventually("HTTPS", || machine.https_get("gallery.test", "/index.html", &root_file), |r| r.0 != 0);
+        at_once("HTTPS", || machine.https_get("gallery.test", "/index.html", &root_file), |r| r.0 != 0);
     assert_eq!(
         (code, body.as_str(), version.as_str()),
         (200, "gallery home", "2"),
@@ -117,7 +113,7 @@ fn a_custom_certificate_is_served_over_https_with_its_chain_and_http_keeps_worki
         let cert = root.leaf_with_key(&["gallery.test"], Validity::normal(), &key);
         let done = machine.job("ssl.install", json!({"app": "gallery", "key": key, "cert": cert}));
         assert_eq!(done["status"], "success", "{kind:?}: {done}");
-        let served = eventually(
+        let served = at_once(
             "the new certificate",
             || machine.served_cert("gallery.test"),
             |c| c.as_deref().map(der_b64) == Some(der_b64(&cert)),
@@ -192,7 +188,7 @@ fn autossl_issues_from_pebble_for_the_domains_that_reach_and_lists_the_others() 
     assert_eq!(done["result"]["unreachable"]["stray.invalid"], "does not resolve", "{done}");
 
     let roots = pebble.issuance_roots_file();
-    let got = eventually("HTTPS", || machine.https_get("shop.test", "/index.html", &roots), |r| r.0 != 0);
+    let got = at_once("HTTPS", || machine.https_get("shop.test", "/index.html", &roots), |r| r.0 != 0);
     assert_eq!(got, (200, "shop home".into(), "2".into()), "pebble's chain verifies");
     assert_eq!(machine.https_get("www.shop.test", "/index.html", &roots).0, 200);
     let (code, why, _) = machine.https_get("shop.test", "/index.html", &pebble.ca_file());
@@ -222,7 +218,7 @@ fn autossl_issues_from_pebble_for_the_domains_that_reach_and_lists_the_others() 
         ["shop.test", "www.shop.test", "new.test", "www.new.test"]
     );
     let got =
-        eventually("HTTPS for the new domain", || machine.https_get("new.test", "/index.html", &roots), |r| r.0 != 0);
+        at_once("HTTPS for the new domain", || machine.https_get("new.test", "/index.html", &roots), |r| r.0 != 0);
     assert_eq!(got.0, 200, "the new domain is covered: {got:?}");
 }
 
@@ -236,7 +232,7 @@ fn forcessl_redirects_all_but_acme_challenges_and_delete_goes_back_to_http() {
     let forced = machine.job("ssl.force", json!({"app": "blog", "force": true}));
     assert_eq!((forced["status"].as_str(), forced["changed"].as_bool()), (Some("success"), Some(true)), "{forced}");
     let (code, headers, _) =
-        eventually("the redirect", || machine.http_get_full("blog.test", "/some/page?x=1"), |r| r.0 == 301);
+        at_once("the redirect", || machine.http_get_full("blog.test", "/some/page?x=1"), |r| r.0 == 301);
     assert_eq!((code, header(&headers, "location")), (301, Some("https://blog.test/some/page?x=1")));
     let (code, headers, _) = machine.http_get_full("www.blog.test", "/");
     assert_eq!((code, header(&headers, "location")), (301, Some("https://www.blog.test/")));
@@ -251,9 +247,9 @@ fn forcessl_redirects_all_but_acme_challenges_and_delete_goes_back_to_http() {
 
     let deleted = machine.job("ssl.delete", json!({"app": "blog"}));
     assert_eq!((deleted["status"].as_str(), deleted["changed"].as_bool()), (Some("success"), Some(true)), "{deleted}");
-    eventually("no HTTPS for the app any more", || machine.served_cert("blog.test"), Option::is_none);
+    at_once("no HTTPS for the app any more", || machine.served_cert("blog.test"), Option::is_none);
     assert!(!machine.path("/etc/berth/ssl/blog").exists(), "its files are gone");
-    machine.eventually_get("blog.test", "/index.html", 200);
+    machine.at_once_get("blog.test", "/index.html", 200);
     assert_eq!(machine.get("blog.test", "/index.html").1, "blog home", "plain HTTP, no redirect");
     let force = machine.job("ssl.force", json!({"app": "blog", "force": true}));
     assert_eq!(force["error"]["code"], "precondition_failed", "ForceSSL went with SSL: {force}");
@@ -293,7 +289,7 @@ fn a_certificate_near_expiry_is_renewed_once_and_a_failed_renewal_keeps_it_and_f
     let renewed = std::fs::read_to_string(&cert_path).unwrap();
     assert_ne!(der_b64(&renewed), der_b64(&near_expiry));
     let roots = pebble.issuance_roots_file();
-    eventually(
+    at_once(
         "the renewed certificate",
         || machine.served_cert("news.test"),
         |c| c.as_deref().map(der_b64) == Some(der_b64(&renewed)),
@@ -326,21 +322,21 @@ fn with_deny_unknown_domains_off_the_default_app_answers_unknown_names_over_http
     let machine = machine_with_app("main", &["main.test"]);
     let (cert, key) = TestCa::new("berth test CA").leaf(&["main.test", "www.main.test"], Validity::normal());
     assert_eq!(machine.job("ssl.install", json!({"app": "main", "key": key, "cert": cert}))["status"], "success");
-    eventually("the app's certificate", || machine.served_cert("main.test"), Option::is_some);
+    at_once("the app's certificate", || machine.served_cert("main.test"), Option::is_some);
     assert_eq!(machine.served_cert("unknown.test"), None, "deny_unknown_domains is on: the handshake is refused");
 
     let open = machine.job("server.update", json!({"deny_unknown_domains": false}));
     assert_eq!(open["status"], "success", "{open}");
-    let served = eventually("the default app on 443", || machine.served_cert("unknown.test"), Option::is_some);
+    let served = at_once("the default app on 443", || machine.served_cert("unknown.test"), Option::is_some);
     assert_eq!(der_b64(&served.unwrap()), der_b64(&cert), "the default app's certificate answers an unknown name");
-    eventually("the default app on 80", || machine.get("unknown.test", "/index.html"), |r| r.0 == 200);
+    at_once("the default app on 80", || machine.get("unknown.test", "/index.html"), |r| r.0 == 200);
 
     // Its certificate gone, the catch-all refuses unknown names on 443 again.
     assert_eq!(machine.job("ssl.delete", json!({"app": "main"}))["status"], "success");
-    eventually("no certificate for an unknown name", || machine.served_cert("unknown.test"), Option::is_none);
+    at_once("no certificate for an unknown name", || machine.served_cert("unknown.test"), Option::is_none);
     let closed = machine.job("server.update", json!({"deny_unknown_domains": true}));
     assert_eq!(closed["status"], "success", "{closed}");
-    eventually("unknown Hosts refused", || machine.get("unknown.test", "/index.html"), |r| r.0 == 0);
+    at_once("unknown Hosts refused", || machine.get("unknown.test", "/index.html"), |r| r.0 == 0);
 }
 
 /// `job.status` events until `job_id` reaches a final status, waiting up to `wait`
@@ -433,7 +429,7 @@ async fn while_a_ca_stalls_for_30_s_another_app_is_created_in_seconds() {
     assert!(stalled.elapsed() < STALL, "app.create finished while the CA stalled");
     assert!(create_took < Duration::from_secs(10), "app.create took {create_took:?} while the CA stalled");
     std::fs::write(machine.path("/srv/users/derek/apps/other/public/index.html"), "other home").unwrap();
-    machine.eventually_get("other.test", "/index.html", 200);
+    machine.at_once_get("other.test", "/index.html", 200);
 
     // Then the certificate comes, and is served.
     let events = until_final_within(&mut session, "auto-shop", STALL * 3).await;
@@ -445,7 +441,7 @@ async fn while_a_ca_stalls_for_30_s_another_app_is_created_in_seconds() {
         "ssl.auto took {auto_took:.1?} (a CA stalled for {STALL:?}); app.create meanwhile took {create_took:.1?}"
     );
     let roots = pebble.issuance_roots_file();
-    let got = eventually("HTTPS", || machine.https_get("shop.test", "/index.html", &roots), |r| r.0 != 0);
+    let got = at_once("HTTPS", || machine.https_get("shop.test", "/index.html", &roots), |r| r.0 != 0);
     assert_eq!(got, (200, "shop home".into(), "2".into()), "pebble's chain verifies");
     assert_eq!(machine.get("other.test", "/index.html"), (200, "other home".into()), "the other app still answers");
     drop(pebble);

@@ -10,6 +10,7 @@
 
 pub mod cmd;
 pub mod fs;
+pub mod generation;
 pub mod mysql;
 pub mod nft;
 pub mod probe;
@@ -21,6 +22,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::host::generation::Generation;
+use crate::host::services::{Service, Services};
 use crate::model::Secret;
 
 /// How long a host command may run before it is killed.
@@ -125,7 +128,17 @@ pub trait Host: Send + Sync + 'static {
     fn root(&self) -> &Path;
     /// Runs `cmd`; on success, what it printed (stdout then stderr).
     fn run(&self, cmd: &Cmd) -> Result<String, HostError>;
+    /// What serves `service`'s connections now ([`generation`]).
+    fn generation(&self, services: &Services, service: &Service) -> Generation;
+    /// After a reload or start: waits until the generation that replaced `before`
+    /// serves new connections, up to [`LIVE_PATIENCE`] (then warns and goes on:
+    /// the config is in place, and an old worker busy with a long request, as
+    /// Apache's prefork keeps one, must not fail the job).
+    fn until_live(&self, services: &Services, service: &Service, before: &Generation);
 }
+
+/// How long a reloaded server gets to serve its new config.
+pub const LIVE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The real machine.
 #[derive(Debug, Clone)]
@@ -156,6 +169,26 @@ impl Host for System {
             return Err(HostError::Failed { command: cmd.to_string(), status: output.status.to_string(), stderr });
         }
         Ok(printed)
+    }
+
+    fn generation(&self, services: &Services, service: &Service) -> Generation {
+        services.generation(service)
+    }
+
+    fn until_live(&self, services: &Services, service: &Service, before: &Generation) {
+        let started = std::time::Instant::now();
+        let sockets = services.sockets(service);
+        let mut pause = Duration::from_millis(1);
+        while !services.live(service, before, &sockets) {
+            if started.elapsed() > LIVE_PATIENCE {
+                tracing::warn!(service = %service, waited_secs = LIVE_PATIENCE.as_secs(),
+                    "reloaded, but the old processes still hold the listening sockets");
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        tracing::debug!(service = %service, waited_ms = started.elapsed().as_millis() as u64, "new configuration serving");
     }
 }
 
@@ -201,6 +234,15 @@ pub mod fake {
                 }
                 None => Ok(String::new()),
             }
+        }
+
+        fn generation(&self, _: &Services, _: &Service) -> Generation {
+            Generation::default()
+        }
+
+        /// Recorded as `live SERVICE`, so a test sees it follow the reload.
+        fn until_live(&self, _: &Services, service: &Service, _: &Generation) {
+            self.ran.lock().unwrap().push(format!("live {service}"));
         }
     }
 }

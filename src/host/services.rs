@@ -6,9 +6,11 @@
 //! the config under `root`: `nginx -c`, `apache2ctl` with `APACHE_CONFDIR`,
 //! `php-fpmX.Y -y`, and `start-stop-daemon` to send PHP-FPM its reload signal.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::host::generation::{self, Generation, Kind};
 use crate::host::Cmd;
 
 /// A service whose config berth writes.
@@ -171,6 +173,41 @@ impl Services {
         }
         let pid = std::fs::read_to_string(self.pid_file(service)).unwrap_or_default();
         pid.trim().parse::<u32>().is_ok_and(|pid| pid > 0 && Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    /// What serves `service` now ([`generation::observe`] through its pid file).
+    pub fn generation(&self, service: &Service) -> Generation {
+        match service {
+            Service::Mysql(_) => Generation::default(),
+            _ => generation::observe(&self.pid_file(service)),
+        }
+    }
+
+    /// The unix sockets the new config must listen on: PHP-FPM's pool sockets
+    /// (read once per reload: a thousand pool files are not read every poll).
+    pub fn sockets(&self, service: &Service) -> Vec<String> {
+        match service {
+            Service::PhpFpm(version) => {
+                generation::pool_sockets(&self.root.join(format!("etc/php/{version}/fpm/pool.d")))
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the generation that replaced `before` serves `service`'s new
+    /// connections, listening on `sockets` (a MySQL reload has nothing to wait for).
+    pub fn live(&self, service: &Service, before: &Generation, sockets: &[String]) -> bool {
+        let now = self.generation(service);
+        match service {
+            Service::Nginx | Service::Apache => {
+                generation::replaced(Kind::Workers, before, &now, &BTreeSet::new(), &[])
+            }
+            Service::PhpFpm(_) => {
+                let listening = now.master.map(generation::unix_listeners).unwrap_or_default();
+                generation::replaced(Kind::Reexec, before, &now, &listening, sockets)
+            }
+            Service::Mysql(_) => true,
+        }
     }
 
     /// Where the server writes its master's pid (outside systemd).

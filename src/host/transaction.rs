@@ -5,8 +5,10 @@
 //! own check (`nginx -t`, `apachectl -t`, `php-fpm -t`). A failed check puts every
 //! previous file back exactly, and the job ends in `config_invalid` with the
 //! tool's words, so the other sites never see the broken config. Otherwise each
-//! affected service reloads once (or starts, if it was not running). Files whose
-//! content already holds change nothing and reload nothing.
+//! affected service reloads once (or starts, if it was not running), and the
+//! transaction returns only when the new config serves new connections
+//! ([`crate::host::generation`]): a job's `success` means live. Files whose content
+//! already holds change nothing and reload nothing.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -115,9 +117,13 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         }
     }
     let (mut reloaded, mut restarted) = (Vec::new(), Vec::new());
+    // Every server is signalled first, then waited for: their reloads overlap.
+    let mut waiting = Vec::new();
     for service in affected {
+        let before = host.generation(services, &service);
         if restart.contains(&service) {
             host.run(&services.restart(&service))?;
+            waiting.push((service.clone(), before));
             restarted.push(service);
             continue;
         }
@@ -129,7 +135,11 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
                 start: start.to_string(),
             })?;
         }
+        waiting.push((service.clone(), before));
         reloaded.push(service);
+    }
+    for (service, before) in &waiting {
+        host.until_live(services, service, before);
     }
     Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded, restarted })
 }
@@ -191,6 +201,12 @@ mod tests {
         assert_eq!(ran.iter().filter(|c| c.contains("nginx") && c.contains("-t")).count(), 1);
         assert_eq!(ran.iter().filter(|c| c.contains("-s reload")).count(), 1, "{ran:?}");
         assert!(ran.iter().position(|c| c.contains("-t")) < ran.iter().position(|c| c.contains("reload")));
+        let signalled = ran.iter().rposition(|c| c.contains("reload") || c.contains("USR2")).unwrap();
+        assert_eq!(
+            ran[signalled + 1..],
+            ["live nginx", "live php8.2-fpm"],
+            "every server signalled, then each waited for until its new config serves: {ran:?}"
+        );
     }
 
     #[test]
@@ -260,7 +276,9 @@ mod tests {
             [
                 "/usr/bin/systemctl daemon-reload",
                 "/usr/bin/systemctl restart nginx",
-                "/usr/bin/systemctl reload-or-restart php8.2-fpm"
+                "/usr/bin/systemctl reload-or-restart php8.2-fpm",
+                "live nginx",
+                "live php8.2-fpm"
             ],
             "{ran:?}"
         );
@@ -273,7 +291,9 @@ mod tests {
         host.fail_when("-s reload", "nginx: [error] invalid PID number \"\"");
         let applied = apply(&host, &Services::detect(dir.path()), &[nginx_file(dir.path(), "a.conf", "x")]).unwrap();
         assert_eq!(applied.reloaded, [Service::Nginx]);
-        let last = host.commands().pop().unwrap();
-        assert!(last.ends_with(&format!("-p {}/etc/nginx", dir.path().display())), "started: {last}");
+        let mut ran = host.commands();
+        assert_eq!(ran.pop().unwrap(), "live nginx", "a start is waited for too");
+        let start = ran.pop().unwrap();
+        assert!(start.ends_with(&format!("-p {}/etc/nginx", dir.path().display())), "started: {start}");
     }
 }

@@ -260,7 +260,14 @@ impl Machine {
         (code, body)
     }
 
-    /// Waits until `host` answers `path` with `code` (reloads take effect asynchronously).
+    /// GET once: the answer must be `code` now (after a job: `success` means live).
+    pub fn at_once_get(&self, host: &str, path: &str, code: u16) -> String {
+        let (got, body) = self.get(host, path);
+        assert_eq!(got, code, "{host}{path}, at once: {body}");
+        body
+    }
+
+    /// Waits until `host` answers `path` with `code` (for what no job waited on).
     pub fn eventually_get(&self, host: &str, path: &str, code: u16) -> String {
         let started = std::time::Instant::now();
         loop {
