@@ -367,14 +367,43 @@ fn an_action_the_agent_refuses_shows_error_with_the_agents_message() {
         message.contains("'php9.9' is not installed") && message.contains("php8.2"),
         "the agent's own words: {message}"
     );
-    let (status, _) = dev.api("GET", &format!("/apps/{}", app["id"].as_str().unwrap()), Value::Null);
-    assert_eq!(status, 404, "a create that failed is taken back");
-    let (_, retry) = dev.change(
+    // Issue 14: the app stayed, with the action's error, until deleted or retried.
+    let app_id = app["id"].as_str().unwrap();
+    let (status, kept) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
+    assert_eq!(status, 200, "a create that failed keeps its record: {kept}");
+    assert_eq!(kept["data"]["failed_action"]["id"], action, "{kept}");
+    assert_eq!(kept["data"]["failed_action"]["error"]["code"], "precondition_failed", "{kept}");
+    let (status, listed) = dev.api("GET", "/apps", Value::Null);
+    assert_eq!((status, listed["data"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
+    // A retry: the same create again takes the record (same id) and sends the job anew.
+    let (retried, retry) = dev.change(
         "POST",
         "/apps",
         json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"]}),
     );
+    assert_eq!(retried["id"], app_id, "{retried}");
     dev.succeeds(&retry);
+    let (_, now) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
+    assert!(now["data"].get("failed_action").is_none(), "{now}");
+    assert_eq!(now["data"]["runtime"], "php8.2", "{now}");
+    // A second create of a live app is still a conflict.
+    let (status, _) = dev.api(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"]}),
+    );
+    assert_eq!(status, 409);
+    // A failed create deleted: gone from the API, and the agent's delete is a no-op.
+    let (failed, failing) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "bad", "sysuserid": user["id"], "runtime": "php9.9", "domains": ["bad.test"]}),
+    );
+    let failed_id = failed["id"].as_str().unwrap().to_owned();
+    assert_eq!(dev.settled(&failing)["status"], "error");
+    let (_, delete) = dev.change("DELETE", &format!("/apps/{failed_id}"), Value::Null);
+    dev.succeeds(&delete);
+    assert_eq!(dev.api("GET", &format!("/apps/{failed_id}"), Value::Null).0, 404);
 }
 
 #[test]

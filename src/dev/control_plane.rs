@@ -222,8 +222,9 @@ pub fn record_event(w: &mut Writer, seq: u64, event: &Value) -> u64 {
 }
 
 /// The action's state after a `job.status`: a receipt drops the job's params (their
-/// secrets are the agent's now); a final status sets `success` or `error`, and a
-/// create that failed takes its resource back out.
+/// secrets are the agent's now); a final status sets `success` or `error`. A create
+/// that failed leaves its resource in place, marked with the action and its error
+/// (`failed_action`), until the user deletes it or creates it again (a retry).
 fn apply_status(w: &mut Writer, action: &mut Value, event: &Value) {
     if action["status"] != "open" {
         return;
@@ -239,8 +240,12 @@ fn apply_status(w: &mut Writer, action: &mut Value, event: &Value) {
             object.insert("status".into(), json!("error"));
             object
                 .insert("error".into(), json!({"code": event["error"]["code"], "message": event["error"]["message"]}));
+            let failed = json!({"id": object.get("id"), "error": object.get("error")});
             if let Some((kind, id)) = object.get("creates").and_then(Value::as_str).and_then(|c| c.split_once('/')) {
-                w.delete(kind, id);
+                if let Some(mut resource) = w.get(kind, id) {
+                    resource["failed_action"] = failed;
+                    w.put(kind, &resource);
+                }
             }
         }
         _ => {}
@@ -302,7 +307,9 @@ mod tests {
         let (action, app) = store.read(|w| (w.get("action", "J1").unwrap(), w.get("app", "A1"))).unwrap();
         assert_eq!(action["status"], "error");
         assert_eq!(action["error"]["message"], "runtime php9.9 is not installed");
-        assert_eq!(app, None, "a create that failed takes its resource back");
+        let app = app.expect("a create that failed keeps its resource");
+        assert_eq!(app["failed_action"]["id"], "J1");
+        assert_eq!(app["failed_action"]["error"]["code"], "precondition_failed", "{app}");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! the API can never accept what the agent would refuse), the records it keeps, and
 //! the one job (`job_id` = action id) a change becomes.
 //!
-//! Resources take their new shape at once, as in ServerPilot; a create whose job
-//! ends in `error` is taken back out by the control plane. Passwords and keys go
-//! into the pending job's params only, never into a resource.
+//! Resources take their new shape at once, as in ServerPilot. A create whose job
+//! ends in `error` stays, with `failed_action` (the action's id and error), until
+//! the user deletes it or retries: the same create again reuses the record (its id)
+//! and sends the job anew. Passwords and keys go into the pending job's params only,
+//! never into a resource.
 
 use serde_json::{json, Map, Value};
 
@@ -61,6 +63,16 @@ fn immutable(record: &Value, body: &Value, fields: &[&str]) -> Result<(), ApiErr
         }
     }
     Ok(())
+}
+
+/// The record of `kind` whose `field` is `value`: `Ok(None)` when there is none,
+/// `Ok(Some(id))` when its create failed (a retry takes its id), 409 otherwise.
+fn taken(w: &Writer, kind: &str, field: &str, value: &Value, what: &str) -> Result<Option<String>, ApiError> {
+    let Some(record) = w.list(kind).into_iter().find(|r| &r[field] == value) else { return Ok(None) };
+    if record.get("failed_action").is_some() {
+        return Ok(record["id"].as_str().map(str::to_owned));
+    }
+    Err(ApiError::conflict(format!("{field}: {what} named {value} exists")))
 }
 
 fn new_id() -> String {
@@ -179,10 +191,7 @@ pub fn create_sysuser(shared: &Shared, body: &Value) -> Result<Value, ApiError> 
     check(shared, "sysuser.create", &params)?;
     change(shared, |w| {
         let name = &params["name"];
-        if w.list("sysuser").iter().any(|u| &u["name"] == name) {
-            return Err(ApiError::conflict(format!("name: a system user named {name} exists")));
-        }
-        let id = new_id();
+        let id = taken(w, "sysuser", "name", name, "a system user")?.unwrap_or_else(new_id);
         let user = json!({"id": id, "serverid": shared.server_id, "name": name, "datecreated": super::now_secs()});
         w.put("sysuser", &user);
         Ok((action(w, shared, "sysuser.create", params.clone(), Some(format!("sysuser/{id}"))), user))
@@ -240,11 +249,8 @@ pub fn create_app(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
             params["domains"] = json!([]);
         }
         check(shared, "app.create", &params)?;
-        if w.list("app").iter().any(|a| a["name"] == params["name"]) {
-            return Err(ApiError::conflict(format!("name: an app named {} exists", params["name"])));
-        }
-        domains_free(w, &params["domains"], "")?;
-        let id = new_id();
+        let id = taken(w, "app", "name", &params["name"], "an app")?.unwrap_or_else(new_id);
+        domains_free(w, &params["domains"], &id)?;
         let app = json!({"id": id, "name": params["name"], "sysuserid": user["id"], "serverid": shared.server_id,
             "runtime": params["runtime"], "domains": params["domains"], "stack": params["stack"].as_str().unwrap_or("nginx-apache"),
             "ssl": null, "autossl": {"available": true}, "datecreated": super::now_secs()});
@@ -344,17 +350,15 @@ pub fn create_db(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
         let mut params = pick(body, &["name", "user"]);
         params["app"] = app["name"].clone();
         check(shared, "db.create", &params)?;
+        let retry = taken(w, "db", "name", &params["name"], "a database")?;
         let dbs = w.list("db");
-        if dbs.iter().any(|d| d["name"] == params["name"]) {
-            return Err(ApiError::conflict(format!("name: a database named {} exists", params["name"])));
-        }
-        if dbs.iter().any(|d| d["user"]["name"] == params["user"]["name"]) {
+        if dbs.iter().any(|d| d["user"]["name"] == params["user"]["name"] && d["id"].as_str() != retry.as_deref()) {
             return Err(ApiError::conflict(format!(
                 "user.name: a database user named {} exists",
                 params["user"]["name"]
             )));
         }
-        let id = new_id();
+        let id = retry.unwrap_or_else(new_id);
         let db = json!({"id": id, "name": params["name"], "appid": app["id"], "serverid": shared.server_id,
             "user": {"id": new_id(), "name": params["user"]["name"]}, "datecreated": super::now_secs()});
         w.put("db", &db);
