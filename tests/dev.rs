@@ -186,6 +186,8 @@ fn the_readme_walk_through_serves_an_app_with_two_domains_and_a_database() {
     assert!(server["available_runtimes"].as_array().unwrap().contains(&json!("php8.2")), "{server}");
     assert_eq!(server["lastaddress"], "127.0.0.1");
     assert!(server["lastconn"].as_u64().unwrap() > 0 && server["reboot_required"].is_boolean(), "{server}");
+    assert_eq!(server["plan"], "economy", "ServerPilot's server fields: {server}");
+    assert!(server["datecreated"].as_u64().unwrap() <= server["lastconn"].as_u64().unwrap(), "{server}");
 
     let (user, action) = dev.change(
         "POST",
@@ -341,8 +343,8 @@ fn every_error_status_comes_back_with_a_message() {
         dev.api("POST", &format!("/sysusers/{uid}"), json!({"name": "other", "password": "long-enough-1"}));
     assert_eq!(status, 403);
     // 409: a custom certificate while AutoSSL is on.
-    let (ssl_app, _) = dev.change("POST", &format!("/apps/{app_id}/ssl"), json!({"auto": true}));
-    assert_eq!(ssl_app["ssl"]["auto"], true, "{ssl_app}");
+    let (ssl, _) = dev.change("POST", &format!("/apps/{app_id}/ssl"), json!({"auto": true}));
+    assert_eq!(ssl["auto"], true, "the SSL object, not the app: {ssl}");
     let (status, answer) = dev.api("POST", &format!("/apps/{app_id}/ssl"), json!({"key": "k", "cert": "c"}));
     assert_eq!(status, 409, "{answer}");
     assert!(message(&answer).contains("AutoSSL"));
@@ -354,56 +356,60 @@ fn an_action_the_agent_refuses_shows_error_with_the_agents_message() {
     let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
     let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
     dev.succeeds(&action);
-    let (app, action) = dev.change(
+    // Issue 14: a runtime the server does not have is the API's 400, naming the field
+    // and what the server has (the agent's hello said which).
+    let (status, answer) = dev.api(
         "POST",
         "/apps",
         json!({"name": "shop", "sysuserid": user["id"], "runtime": "php9.9", "domains": ["shop.test"]}),
     );
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("runtime: ") && message.contains("php8.2"), "{message}");
+
+    // What only the agent can see: a link planted where the app's directory goes.
+    let planted = machine.path("/srv/users/derek/apps/shop");
+    std::os::unix::fs::symlink("/etc", &planted).unwrap();
+    let body = json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"]});
+    let (app, action) = dev.change("POST", "/apps", body.clone());
     let done = dev.settled(&action);
     assert_eq!(done["status"], "error", "{done}");
-    assert_eq!(done["error"]["code"], "precondition_failed", "{done}");
+    assert_eq!(done["error"]["code"], "conflict", "{done}");
     let message = done["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("'php9.9' is not installed") && message.contains("php8.2"),
-        "the agent's own words: {message}"
-    );
+    assert!(message.contains("/srv/users/derek/apps/shop"), "the agent's own words: {message}");
+
     // Issue 14: the app stayed, with the action's error, until deleted or retried.
     let app_id = app["id"].as_str().unwrap();
     let (status, kept) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
     assert_eq!(status, 200, "a create that failed keeps its record: {kept}");
     assert_eq!(kept["data"]["failed_action"]["id"], action, "{kept}");
-    assert_eq!(kept["data"]["failed_action"]["error"]["code"], "precondition_failed", "{kept}");
+    assert_eq!(kept["data"]["failed_action"]["error"]["code"], "conflict", "{kept}");
     let (status, listed) = dev.api("GET", "/apps", Value::Null);
     assert_eq!((status, listed["data"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
-    // A retry: the same create again takes the record (same id) and sends the job anew.
-    let (retried, retry) = dev.change(
-        "POST",
-        "/apps",
-        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"]}),
-    );
+    // The cause removed, a retry: the same create again takes the record (same id)
+    // and sends the job anew.
+    std::fs::remove_file(&planted).unwrap();
+    let (retried, retry) = dev.change("POST", "/apps", body.clone());
     assert_eq!(retried["id"], app_id, "{retried}");
     dev.succeeds(&retry);
     let (_, now) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
     assert!(now["data"].get("failed_action").is_none(), "{now}");
-    assert_eq!(now["data"]["runtime"], "php8.2", "{now}");
     // A second create of a live app is still a conflict.
-    let (status, _) = dev.api(
-        "POST",
-        "/apps",
-        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"]}),
-    );
-    assert_eq!(status, 409);
+    assert_eq!(dev.api("POST", "/apps", body).0, 409);
+
     // A failed create deleted: gone from the API, and the agent's delete is a no-op.
+    std::os::unix::fs::symlink("/etc", machine.path("/srv/users/derek/apps/bad")).unwrap();
     let (failed, failing) = dev.change(
         "POST",
         "/apps",
-        json!({"name": "bad", "sysuserid": user["id"], "runtime": "php9.9", "domains": ["bad.test"]}),
+        json!({"name": "bad", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["bad.test"]}),
     );
-    let failed_id = failed["id"].as_str().unwrap().to_owned();
     assert_eq!(dev.settled(&failing)["status"], "error");
+    let failed_id = failed["id"].as_str().unwrap().to_owned();
     let (_, delete) = dev.change("DELETE", &format!("/apps/{failed_id}"), Value::Null);
-    dev.succeeds(&delete);
-    assert_eq!(dev.api("GET", &format!("/apps/{failed_id}"), Value::Null).0, 404);
+    let deleted = dev.settled(&delete);
+    assert_eq!(dev.api("GET", &format!("/apps/{failed_id}"), Value::Null).0, 404, "{deleted}");
+    assert!(machine.path("/etc/passwd").exists(), "the link's target is untouched");
 }
 
 #[test]
@@ -444,4 +450,54 @@ fn a_restart_on_the_same_dir_keeps_ids_actions_and_credentials() {
     let (_, action) = dev.change("DELETE", &format!("/sysusers/{}", user["id"].as_str().unwrap()), Value::Null);
     dev.succeeds(&action);
     assert!(!std::fs::read_to_string(dir.path().join("dev/root/etc/passwd")).unwrap().contains("derek:"));
+}
+
+/// Issue 14: the SSL routes answer as ServerPilot's do: the SSL object (the key never
+/// shown) for `POST /apps/:id/ssl`, `{}` for `DELETE`; AutoSSL over a custom
+/// certificate and ForceSSL without any certificate are refused by the API itself;
+/// `autossl` details only on the single-app route.
+#[test]
+fn ssl_routes_answer_with_serverpilots_ssl_object() {
+    let machine = Machine::start();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"], "stack": "nginx"}),
+    );
+    dev.succeeds(&action);
+    let app_id = app["id"].as_str().unwrap();
+    let ssl_route = format!("/apps/{app_id}/ssl");
+
+    let (status, answer) = dev.api("POST", &ssl_route, json!({"force": true}));
+    assert_eq!(status, 409, "ForceSSL without a certificate: {answer}");
+
+    let (cert, key) = support::pki::TestCa::new("dev CA").leaf(&["shop.test"], support::pki::Validity::normal());
+    let (ssl, action) = dev.change("POST", &ssl_route, json!({"key": key, "cert": cert}));
+    dev.succeeds(&action);
+    assert_eq!(
+        (ssl["key"].clone(), ssl["cert"].clone(), ssl["auto"].clone()),
+        (Value::Null, json!(cert), json!(false))
+    );
+    assert!(!ssl.to_string().contains("PRIVATE KEY"), "the key is never shown: {ssl}");
+
+    let (status, answer) = dev.api("POST", &ssl_route, json!({"auto": true}));
+    assert_eq!(status, 409, "AutoSSL over a custom certificate: {answer}");
+
+    let (ssl, action) = dev.change("POST", &ssl_route, json!({"force": true}));
+    assert_eq!(ssl["force"], true, "{ssl}");
+    dev.succeeds(&action);
+    let (_, one) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
+    assert_eq!(one["data"]["ssl"]["force"], true, "{one}");
+    assert!(one["data"].get("autossl").is_some(), "the single-app route has autossl: {one}");
+    let (_, all) = dev.api("GET", "/apps", Value::Null);
+    assert!(all["data"][0].get("autossl").is_none(), "the list has no autossl: {all}");
+
+    let (gone, action) = dev.change("DELETE", &ssl_route, Value::Null);
+    assert_eq!(gone, json!({}));
+    dev.succeeds(&action);
+    let (_, one) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
+    assert_eq!(one["data"]["ssl"], Value::Null, "{one}");
 }

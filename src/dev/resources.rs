@@ -104,8 +104,18 @@ fn change(
     Ok(json!({"actionid": actionid, "data": data}))
 }
 
+/// A list; apps without their `autossl` details, which ServerPilot gives on the
+/// single-app route only.
 pub fn list(shared: &Shared, kind: &str) -> Result<Value, ApiError> {
-    Ok(json!({"data": shared.store.read(|w| w.list(kind))?}))
+    let mut records = shared.store.read(|w| w.list(kind))?;
+    if kind == "app" {
+        for app in &mut records {
+            if let Some(app) = app.as_object_mut() {
+                app.remove("autossl");
+            }
+        }
+    }
+    Ok(json!({"data": records}))
 }
 
 pub fn get(shared: &Shared, kind: &str, id: &str) -> Result<Value, ApiError> {
@@ -240,6 +250,21 @@ fn domains_free(w: &Writer, domains: &Value, app_id: &str) -> Result<(), ApiErro
     Ok(())
 }
 
+/// 400 unless `runtime` is one of the server's `available_runtimes` (once the agent
+/// has said which: before its first hello the agent's own check decides).
+fn runtime_available(w: &Writer, shared: &Shared, runtime: &Value) -> Result<(), ApiError> {
+    let server = w.get("server", &shared.server_id).unwrap_or(Value::Null);
+    let Some(available) = server["available_runtimes"].as_array().filter(|a| !a.is_empty()) else { return Ok(()) };
+    if runtime.is_null() || available.contains(runtime) {
+        return Ok(());
+    }
+    let names: Vec<&str> = available.iter().filter_map(Value::as_str).collect();
+    Err(ApiError::bad_request(format!(
+        "runtime: {runtime} is not available on this server (available: {})",
+        names.join(", ")
+    )))
+}
+
 pub fn create_app(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
     change(shared, |w| {
         let user = reference(w, body, "sysuserid", "sysuser")?;
@@ -249,6 +274,7 @@ pub fn create_app(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
             params["domains"] = json!([]);
         }
         check(shared, "app.create", &params)?;
+        runtime_available(w, shared, &params["runtime"])?;
         let id = taken(w, "app", "name", &params["name"], "an app")?.unwrap_or_else(new_id);
         domains_free(w, &params["domains"], &id)?;
         let app = json!({"id": id, "name": params["name"], "sysuserid": user["id"], "serverid": shared.server_id,
@@ -266,6 +292,7 @@ pub fn update_app(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiE
         let mut params = pick(body, &["runtime", "domains"]);
         params["name"] = app["name"].clone();
         check(shared, "app.update", &params)?;
+        runtime_available(w, shared, &params["runtime"])?;
         domains_free(w, &params["domains"], id)?;
         for key in ["runtime", "domains"] {
             if !params[key].is_null() {
@@ -299,6 +326,7 @@ pub fn set_ssl(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiErro
     change(shared, |w| {
         let mut app = found(w, "app", id)?;
         let ssl = app["ssl"].clone();
+        let custom = !ssl.is_null() && ssl["auto"] != true;
         let (kind, params, new_ssl) = if !body["key"].is_null() || !body["cert"].is_null() {
             if ssl["auto"] == true {
                 return Err(ApiError::conflict("AutoSSL is on for this app: turn it off (DELETE /apps/:id/ssl) before installing a custom certificate"));
@@ -311,9 +339,17 @@ pub fn set_ssl(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiErro
             if body["auto"] != true {
                 return Err(ApiError::bad_request("auto: must be true (DELETE /apps/:id/ssl turns AutoSSL off)"));
             }
+            if custom {
+                return Err(ApiError::conflict("auto: a custom certificate is installed: remove it (DELETE /apps/:id/ssl) before turning AutoSSL on"));
+            }
             let view = json!({"key": null, "cert": null, "cacerts": null, "auto": true, "force": ssl["force"] == true});
             ("ssl.auto", json!({"app": app["name"]}), view)
         } else if !body["force"].is_null() {
+            if ssl.is_null() && body["force"] == true {
+                return Err(ApiError::conflict(
+                    "force: the app has no certificate: install one or turn AutoSSL on first",
+                ));
+            }
             let mut view = if ssl.is_null() {
                 json!({"key": null, "cert": null, "cacerts": null, "auto": false})
             } else {
@@ -327,18 +363,21 @@ pub fn set_ssl(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiErro
             ));
         };
         check(shared, kind, &params)?;
-        app["ssl"] = new_ssl;
+        app["ssl"] = new_ssl.clone();
         w.put("app", &app);
-        Ok((action(w, shared, kind, params, None), app))
+        // ServerPilot answers with the SSL object (the key never shown), not the app.
+        Ok((action(w, shared, kind, params, None), new_ssl))
     })
 }
 
+/// `DELETE /apps/:id/ssl`: the certificate (custom or AutoSSL) and ForceSSL go;
+/// ServerPilot answers `{}`.
 pub fn delete_ssl(shared: &Shared, id: &str) -> Result<Value, ApiError> {
     change(shared, |w| {
         let mut app = found(w, "app", id)?;
         app["ssl"] = Value::Null;
         w.put("app", &app);
-        Ok((action(w, shared, "ssl.delete", json!({"app": app["name"]}), None), app))
+        Ok((action(w, shared, "ssl.delete", json!({"app": app["name"]}), None), json!({})))
     })
 }
 
