@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::machine::Machine;
-use support::pki::{TestCa, Validity};
+use support::pki::{der_b64, TestCa, Validity};
 
 /// Rounds of the whole cycle: a race that loses one time in a few shows up.
 const ROUNDS: usize = 4;
@@ -17,14 +17,6 @@ fn ok(machine: &Machine, kind: &str, params: Value) -> Value {
     let done = machine.job(kind, params);
     assert_eq!(done["status"], "success", "{kind}: {done}");
     done
-}
-
-fn der_b64(pem: &str) -> String {
-    pem.lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect()
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::machine::Machine;
 use support::pebble::Pebble;
-use support::pki::{key_pem, KeyKind, TestCa, Validity};
+use support::pki::{der_b64, key_pem, KeyKind, TestCa, Validity};
 use support::probes::header;
 use support::stall::Stall;
 use support::{ControlPlane, Session, API_KEY, SERVER_ID};
@@ -41,15 +41,6 @@ fn file(machine: &Machine, name: &str, pem: &str) -> PathBuf {
     let path = machine.dir.path().join(name);
     std::fs::write(&path, pem).unwrap();
     path
-}
-
-/// The base64 body of the first PEM block, to compare certificates.
-fn der_b64(pem: &str) -> String {
-    pem.lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect()
 }
 
 /// `probe`, once, must satisfy `check`: a job that reloads nginx ends only when the

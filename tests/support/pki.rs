@@ -67,6 +67,15 @@ pub enum KeyKind {
 }
 
 /// A fresh private key in the PEM flavour `kind`.
+/// The base64 body of the first PEM block, to compare certificates.
+pub fn der_b64(pem: &str) -> String {
+    pem.lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect()
+}
+
 pub fn key_pem(kind: KeyKind) -> String {
     match kind {
         KeyKind::Pkcs8Ec => KeyPair::generate().unwrap().serialize_pem(),
