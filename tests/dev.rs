@@ -501,3 +501,42 @@ fn ssl_routes_answer_with_serverpilots_ssl_object() {
     let (_, one) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
     assert_eq!(one["data"]["ssl"], Value::Null, "{one}");
 }
+
+/// Issue 14: a third-party ServerPilot client from PyPI (rwsp 1.0.1, installed by
+/// tests/run.sh into target/rwsp) drives `berth dev` through users, apps, SSL,
+/// databases and actions, and gets what it expects (tests/rwsp_client.py asserts).
+#[test]
+fn a_third_party_serverpilot_client_drives_berth_dev() {
+    let rwsp = concat!(env!("CARGO_MANIFEST_DIR"), "/target/rwsp");
+    assert!(
+        Path::new(rwsp).join("serverpilot/serverpilot.py").exists(),
+        "rwsp is missing from {rwsp}: tests/run.sh installs it (python3 -m pip install --target {rwsp} rwsp==1.0.1)"
+    );
+    let machine = Machine::start();
+    machine.start_mariadb();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    dev.server_when_connected();
+    let (cert, key) = support::pki::TestCa::new("rwsp CA").leaf(&["myblog.test"], support::pki::Validity::normal());
+    let (cert_file, key_file) = (machine.dir.path().join("cert.pem"), machine.dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rwsp_client.py");
+    let out = machine.run(
+        "/usr/bin/env",
+        &[
+            &format!("PYTHONPATH={rwsp}"),
+            "/usr/bin/python3",
+            script,
+            &dev.url,
+            "dev",
+            &dev.password,
+            cert_file.to_str().unwrap(),
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the client failed:\n{stdout}\n{stderr}\n{}", dev.log());
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("no summary: {stdout}"));
+    assert_eq!((seen["ok"].clone(), seen["server"].clone()), (json!(true), json!(dev.server_id)), "{seen}");
+    assert!(!dev.log().contains("hunter2"), "no password in berth dev's log");
+}

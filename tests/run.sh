@@ -33,6 +33,8 @@ needs=(
   "/usr/bin/strip:binutils"
   "/usr/bin/cc:gcc"
   "/usr/bin/perl:perl"
+  "/usr/bin/python3:python3"
+  "/usr/lib/python3/dist-packages/requests:python3-requests"
 )
 missing=()
 for need in "${needs[@]}"; do
@@ -55,6 +57,17 @@ cargo_deb_version=3.8.0
 if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
   echo "installing cargo-deb $cargo_deb_version"
   cargo install cargo-deb --locked --version "$cargo_deb_version"
+fi
+
+# tests/dev.rs drives `berth dev` with a third-party ServerPilot client from PyPI
+# (pure Python, run by Debian's python3 with python3-requests, both above).
+rwsp_dir=target/rwsp
+if [ ! -f "$rwsp_dir/serverpilot/serverpilot.py" ]; then
+  echo "installing rwsp 1.0.1 into $rwsp_dir"
+  if python3 -m pip --version >/dev/null 2>&1; then pip=(python3 -m pip); else
+    apt-get install -y -qq --no-install-recommends python3-pip >/dev/null; pip=(/usr/bin/python3 -m pip --break-system-packages)
+  fi
+  "${pip[@]}" install --quiet --disable-pip-version-check --no-deps --target "$rwsp_dir" rwsp==1.0.1
 fi
 
 cargo fmt --check
