@@ -131,15 +131,7 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
     let secret = || std::iter::repeat_with(fastrand::alphanumeric).take(24).collect::<String>();
     let (server_id, agent_key, api_password) = store.write(|w| {
         let server_id = w.meta_or("server_id", || std::iter::repeat_with(fastrand::alphanumeric).take(16).collect());
-        // The server exists from the start, in ServerPilot's shape; its name and
-        // runtimes come with the agent's first hello.
-        if w.get("server", &server_id).is_none() {
-            w.put(
-                "server",
-                &serde_json::json!({"id": server_id, "name": "berth-dev", "plan": "economy",
-                "datecreated": now_secs(), "available_runtimes": []}),
-            );
-        }
+        resources::first_start(w, &server_id);
         (server_id, w.meta_or("agent_key", secret), w.meta_or("api_password", secret))
     })?;
     let root = match options.root {

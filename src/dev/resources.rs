@@ -81,10 +81,35 @@ fn new_id() -> String {
 
 /// Records an open action for one job; returns its id (the job's `job_id`).
 fn action(w: &mut Writer, shared: &Shared, kind: &str, params: Value, creates: Option<String>) -> String {
+    action_for(w, &shared.server_id, kind, params, creates)
+}
+
+/// The first start of a store: the server in ServerPilot's shape (its name and
+/// runtimes come with the agent's first hello) and, as on every ServerPilot server,
+/// the system user `serverpilot` (password login locked), whose create is the
+/// first job the agent gets.
+pub fn first_start(w: &mut Writer, server_id: &str) {
+    if w.get("server", server_id).is_some() {
+        return;
+    }
+    w.put(
+        "server",
+        &json!({"id": server_id, "name": "berth-dev", "plan": "economy", "datecreated": super::now_secs(),
+            "available_runtimes": []}),
+    );
+    let id = new_id();
+    w.put(
+        "sysuser",
+        &json!({"id": id, "serverid": server_id, "name": "serverpilot", "datecreated": super::now_secs()}),
+    );
+    action_for(w, server_id, "sysuser.create", json!({"name": "serverpilot"}), Some(format!("sysuser/{id}")));
+}
+
+fn action_for(w: &mut Writer, server_id: &str, kind: &str, params: Value, creates: Option<String>) -> String {
     let id = new_id();
     let seq: u64 = w.meta("action_seq").and_then(|s| s.parse().ok()).unwrap_or(0) + 1;
     w.set_meta("action_seq", &seq.to_string());
-    let mut record = json!({"id": id, "serverid": shared.server_id, "status": "open", "datecreated": super::now_secs(),
+    let mut record = json!({"id": id, "serverid": server_id, "status": "open", "datecreated": super::now_secs(),
         "kind": kind, "params": params, "queued": false, "seq": seq});
     if let Some(creates) = creates {
         record["creates"] = json!(creates);
