@@ -382,3 +382,97 @@ fn without_stand_ins_the_test_root_runs_nothing_on_the_host() {
     assert!(stdout.contains("(--root: not run) apt-get -o DPkg::Lock::Timeout=600 install"), "{stdout}");
     assert!(stdout.contains("(--root: not run) systemctl restart berth.service"), "{stdout}");
 }
+
+/// Issue 14: a server joins `berth dev` as in ServerPilot. `POST /servers` answers
+/// its id, API key and installer line; the installer, run with exactly those flags,
+/// writes the config a second agent (its own state and root) starts with; that
+/// agent connects, makes ServerPilot's default `serverpilot` user and takes a job
+/// through the API, in its own root only; `DELETE /servers/:id` revokes its key.
+#[test]
+fn a_second_server_joins_berth_dev_with_the_installers_flags_and_takes_a_job() {
+    use serde_json::{json, Value};
+    use support::dev::Dev;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::on_host(&dir.path().join("dev"));
+    dev.server_when_connected();
+    let (server, created) = dev.change("POST", "/servers", json!({"name": "web2"}));
+    let id = server["id"].as_str().unwrap().to_owned();
+    assert_eq!((server["name"].as_str(), server["plan"].as_str()), (Some("web2"), Some("economy")), "{server}");
+    let apikey = server["apikey"].as_str().unwrap();
+    let install = server["install"].as_str().unwrap();
+    assert!(install.starts_with("installer --server-id=") && install.contains(apikey), "{install}");
+    assert_eq!(dev.api("POST", "/servers", json!({"name": "web2"})).0, 409, "names are unique");
+    let (_, listed) = dev.api("GET", "/servers", Value::Null);
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
+    assert!(dev.api("GET", &format!("/servers/{id}"), Value::Null).1["data"].get("apikey").is_none(), "shown once");
+
+    // The installer, with the line's flags (and a package and no stack: a test root).
+    let setup = Setup::new();
+    let mut args: Vec<String> = install.split_whitespace().skip(1).map(str::to_owned).collect();
+    args.extend([setup.package(), "--no-stack".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = setup.run(&args);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+
+    // Its config, paths under the test root, and a sandbox root of its own.
+    let root = setup.path("server-root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    for file in ["passwd", "group", "shadow", "gshadow", "login.defs"] {
+        std::fs::copy(Path::new("/etc").join(file), root.join("etc").join(file)).unwrap();
+    }
+    let text = std::fs::read_to_string(setup.file("/etc/berth/agent.toml")).unwrap();
+    let rooted = text
+        .replace("\"/etc/berth/", &format!("\"{}/etc/berth/", setup.root().display()))
+        .replace("state_dir = \"/var/lib/berth\"", &format!("state_dir = \"{}/var/lib/berth\"", setup.root().display()))
+        .replace("root = \"/\"", &format!("root = \"{}\"", root.display()));
+    let config = setup.path("agent-rooted.toml");
+    std::fs::write(&config, rooted).unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    let stderr = agent.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[web2] {line}");
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+
+    // It connects, and its first job is ServerPilot's default user, in its root.
+    dev.succeeds(&created);
+    let (_, web2) = dev.api("GET", &format!("/servers/{id}"), Value::Null);
+    assert_eq!(web2["data"]["connection_status"], "connected", "{web2}");
+    assert!(web2["data"]["available_runtimes"].is_array(), "{web2}");
+    let (user, action) = dev.change("POST", "/sysusers", json!({"serverid": id, "name": "derek"}));
+    dev.succeeds(&action);
+    assert_eq!(user["serverid"], id.as_str());
+    let passwd = |root: &Path| std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(passwd(&root).contains("\nderek:") && passwd(&root).contains("\nserverpilot:"), "web2's own root");
+    assert!(!passwd(&dir.path().join("dev/root")).contains("\nderek:"), "not the local server's");
+    // The same name on the local server is another user, not a conflict.
+    let (_, local) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
+    dev.succeeds(&local);
+
+    // Deleted: its resources go, its session ends and its key is refused from then on.
+    let (status, gone) = dev.api("DELETE", &format!("/servers/{id}"), Value::Null);
+    assert_eq!((status, gone["data"].clone()), (200, json!({})), "{gone}");
+    assert_eq!(dev.api("GET", &format!("/servers/{id}"), Value::Null).0, 404);
+    let (_, users) = dev.api("GET", "/sysusers", Value::Null);
+    assert!(users["data"].as_array().unwrap().iter().all(|u| u["serverid"] != id.as_str()), "{users}");
+    let started = std::time::Instant::now();
+    while !log.lock().unwrap().contains("401") {
+        assert!(started.elapsed() < support::PATIENCE, "the agent was not refused:\n{}", log.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+}

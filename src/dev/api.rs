@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::resources as r;
+use super::servers;
 use super::Shared;
 use crate::shutdown::Shutdown;
 
@@ -168,10 +169,11 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         return Err(ApiError::not_found(format!("no such route: {method} {}", crate::model::validate::shown(path))));
     };
     match (method.as_str(), parts) {
-        ("GET", ["servers"]) => r::list_servers(shared),
-        ("GET", ["servers", id]) => r::get_server(shared, id),
-        ("POST", ["servers", id]) => r::update_server(shared, id, &body),
-        ("DELETE", ["servers", id]) => r::delete_server(shared, id),
+        ("GET", ["servers"]) => servers::list(shared),
+        ("POST", ["servers"]) => servers::create(shared, &body),
+        ("GET", ["servers", id]) => servers::get(shared, id),
+        ("POST", ["servers", id]) => servers::update(shared, id, &body),
+        ("DELETE", ["servers", id]) => servers::delete(shared, id),
         ("GET", ["sysusers"]) => r::list(shared, "sysuser"),
         ("POST", ["sysusers"]) => r::create_sysuser(shared, &body),
         ("GET", ["sysusers", id]) => r::get(shared, "sysuser", id),
@@ -212,15 +214,14 @@ mod tests {
 
     async fn start(limits: Limits) -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let shared = Arc::new(Shared {
-            store: super::super::store::Store::open(&dir.path().join("dev.redb")).unwrap(),
-            live: Default::default(),
-            wake: tokio::sync::Notify::new(),
-            server_id: "S1".into(),
-            agent_key: crate::config::Secret::new("agent-key"),
-            api_password: crate::config::Secret::new("api-password"),
-            catalogue: crate::jobs::Catalogue::new(false),
-        });
+        let shared = Arc::new(Shared::new(
+            super::super::store::Store::open(&dir.path().join("dev.redb")).unwrap(),
+            "S1".into(),
+            crate::config::Secret::new("agent-key"),
+            crate::config::Secret::new("api-password"),
+            "wss://127.0.0.1:1/agent".into(),
+            dir.path().join("ca.pem"),
+        ));
         let authorization = shared.api_authorization();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,11 +1,14 @@
 //! The control plane of `berth dev`: a wss server on 127.0.0.1 that speaks
 //! PROTOCOL.md exactly, a reference implementation of the control plane's side.
 //!
-//! The upgrade must carry the agent's Basic credentials and the `berth.v1`
-//! subprotocol. Then: `hello`, answered by `welcome` whose `acked_seq` is the highest
-//! event `seq` stored; every sequenced event is stored (with what it means for its
-//! action) before it is acked; and after every `welcome`, and whenever the API adds
-//! one, each action whose job has no `queued` event yet is sent (PROTOCOL 2.3).
+//! The upgrade must carry a server's Basic credentials (its id and API key: the
+//! local server's, or one `POST /servers` made) and the `berth.v1` subprotocol.
+//! Then: `hello`, answered by `welcome` whose `acked_seq` is the highest event `seq`
+//! stored for that server; every sequenced event is stored (with what it means for
+//! its action) before it is acked; and after every `welcome`, and whenever the API
+//! adds one, each of that server's actions whose job has no `queued` event yet is
+//! sent (PROTOCOL 2.3). A server deleted through the API loses its session and its
+//! key: the agent gets 401 from then on.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -58,17 +61,29 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Sha
     }
 }
 
-/// Whether the upgrade request carries these credentials and offers `berth.v1`.
-fn check_upgrade(request: &Request, expected_auth: &str) -> Result<(), (StatusCode, &'static str)> {
-    let auth = request.headers().get("authorization").map(HeaderValue::as_bytes).unwrap_or_default();
-    if !super::same_secret(auth, expected_auth.as_bytes()) {
-        return Err((StatusCode::UNAUTHORIZED, "credentials rejected"));
+/// Which server the upgrade request's Basic credentials are, by `key_of` (a
+/// server's API key), when it also offers `berth.v1`.
+fn check_upgrade(
+    request: &Request,
+    key_of: impl Fn(&str) -> Option<String>,
+) -> Result<String, (StatusCode, &'static str)> {
+    let rejected = (StatusCode::UNAUTHORIZED, "credentials rejected");
+    let auth = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let decoded = auth
+        .strip_prefix("Basic ")
+        .and_then(|b64| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(rejected)?;
+    let (server, key) = decoded.split_once(':').ok_or(rejected)?;
+    let expected = key_of(server).ok_or(rejected)?;
+    if !super::same_secret(key.as_bytes(), expected.as_bytes()) {
+        return Err(rejected);
     }
     let offered = request.headers().get_all("sec-websocket-protocol").iter().filter_map(|v| v.to_str().ok());
     if !offered.flat_map(|v| v.split(',')).any(|p| p.trim() == SUBPROTOCOL) {
         return Err((StatusCode::BAD_REQUEST, "the berth.v1 subprotocol is required"));
     }
-    Ok(())
+    Ok(server.to_owned())
 }
 
 // The handshake callback's error type is tungstenite's HTTP response, not ours to shrink.
@@ -81,10 +96,12 @@ async fn session(
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
     let tls = acceptor.accept(tcp).await.map_err(|e| format!("TLS: {e}"))?;
-    let expected = shared.agent_authorization();
+    let authenticated: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let (lookup, found) = (shared.clone(), authenticated.clone());
     let callback = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
-        match check_upgrade(request, &expected) {
-            Ok(()) => {
+        match check_upgrade(request, |server| lookup.agent_key(server).map(|k| k.expose().to_owned())) {
+            Ok(server) => {
+                *found.lock().expect("session") = Some(server);
                 response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
                 Ok(response)
             }
@@ -99,6 +116,8 @@ async fn session(
     let mut ws = tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config))
         .await
         .map_err(|e| format!("upgrade: {e}"))?;
+    let server = authenticated.lock().expect("session").take().ok_or("no credentials")?;
+    let mut wake = shared.wake.subscribe();
     let mut sent: HashSet<String> = HashSet::new();
     let mut connected: Option<Connected> = None;
     loop {
@@ -116,21 +135,27 @@ async fn session(
                 };
                 let replies = match (connected.is_some(), message["type"].as_str()) {
                     (false, Some("hello")) => {
-                        let welcome = hello(&shared, &message, peer)?;
-                        connected = Some(Connected::new(&shared));
+                        let welcome = hello(&shared, &server, &message, peer)?;
+                        connected = Some(Connected::new(&shared, &server));
                         welcome
                     }
                     (false, _) => return Err("the first message was not hello".into()),
-                    (true, _) => incoming(&shared, &message)?,
+                    (true, _) => incoming(&shared, &server, &message)?,
                 };
                 for reply in replies {
                     ws.send(Message::text(reply.to_string())).await.map_err(|e| format!("send: {e}"))?;
                 }
                 if connected.is_some() {
-                    send_pending(&shared, &mut ws, &mut sent).await?;
+                    send_pending(&shared, &server, &mut ws, &mut sent).await?;
                 }
             }
-            _ = shared.wake.notified(), if connected.is_some() => send_pending(&shared, &mut ws, &mut sent).await?,
+            _ = wake.changed(), if connected.is_some() => {
+                if shared.agent_key(&server).is_none() {
+                    let _ = ws.close(Some(CloseFrame { code: CloseCode::Policy, reason: "server deleted".into() })).await;
+                    return Err("the server was deleted".into());
+                }
+                send_pending(&shared, &server, &mut ws, &mut sent).await?;
+            }
             _ = shutdown.wait() => {
                 let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "berth dev stopping".into() })).await;
                 return Ok(());
@@ -139,37 +164,43 @@ async fn session(
     }
 }
 
-/// Counts a session past `hello` in [`Live::sessions`] for as long as it lives.
-struct Connected<'a>(&'a Shared);
+/// Counts a session past `hello` in its server's [`Live::sessions`] for as long as
+/// it lives.
+struct Connected<'a>(&'a Shared, String);
 
 impl<'a> Connected<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        shared.live.lock().expect("live state").sessions += 1;
-        Connected(shared)
+    fn new(shared: &'a Shared, server: &str) -> Self {
+        shared.live.lock().expect("live state").entry(server.to_owned()).or_default().sessions += 1;
+        Connected(shared, server.to_owned())
     }
 }
 
 impl Drop for Connected<'_> {
     fn drop(&mut self) {
-        self.0.live.lock().expect("live state").sessions -= 1;
+        if let Some(live) = self.0.live.lock().expect("live state").get_mut(&self.1) {
+            live.sessions -= 1;
+        }
     }
 }
 
 /// Takes `hello`: keeps it, records when and from where, answers `welcome`.
-fn hello(shared: &Shared, hello: &Value, peer: SocketAddr) -> Result<Vec<Value>, String> {
-    if hello["server_id"].as_str() != Some(shared.server_id.as_str()) {
-        return Err("hello from another server_id".into());
+fn hello(shared: &Shared, server_id: &str, hello: &Value, peer: SocketAddr) -> Result<Vec<Value>, String> {
+    if hello["server_id"].as_str() != Some(server_id) {
+        return Err("hello from another server_id than its credentials'".into());
     }
     let acked_seq = shared
         .store
         .write(|w| {
-            let mut server = w.get("server", &shared.server_id).unwrap_or_else(|| json!({"id": shared.server_id}));
+            let mut server = w.get("server", server_id).unwrap_or_else(|| json!({"id": server_id}));
             server["lastaddress"] = json!(peer.ip().to_string());
             server["lastconn"] = json!(crate::dev::now_secs());
             server["available_runtimes"] = hello["runtimes"].clone();
             server["name"] = hello["host"]["hostname"].clone();
             // What berth applied, unless a change the API asked for is still on its way.
-            let pending = w.list("action").iter().any(|a| a["status"] == "open" && a["kind"] == "server.update");
+            let pending = w
+                .list("action")
+                .iter()
+                .any(|a| a["status"] == "open" && a["kind"] == "server.update" && a["serverid"] == server_id);
             if !pending {
                 for key in ["firewall", "autoupdates", "deny_unknown_domains"] {
                     if let Some(value) = hello["settings"][key].as_bool() {
@@ -178,36 +209,47 @@ fn hello(shared: &Shared, hello: &Value, peer: SocketAddr) -> Result<Vec<Value>,
                 }
             }
             w.put("server", &server);
-            last_seq(w)
+            last_seq(w, &seq_key(shared, server_id))
         })
         .map_err(|e| e.to_string())?;
     let mut live = shared.live.lock().expect("live state");
-    live.hello = Some(hello.clone());
+    live.entry(server_id.to_owned()).or_default().hello = Some(hello.clone());
     tracing::info!(acked_seq, "control plane: agent connected");
     Ok(vec![
         json!({"type": "welcome", "acked_seq": acked_seq, "heartbeat_secs": DEFAULT_HEARTBEAT_SECS, "metrics_secs": DEFAULT_METRICS_SECS}),
     ])
 }
 
-fn last_seq(w: &Writer) -> u64 {
-    w.meta("last_seq").and_then(|s| s.parse().ok()).unwrap_or(0)
+/// Where a server's highest stored `seq` is kept (the local server's where it
+/// always was).
+fn seq_key(shared: &Shared, server_id: &str) -> String {
+    if server_id == shared.server_id {
+        return "last_seq".into();
+    }
+    format!("last_seq/{server_id}")
+}
+
+fn last_seq(w: &Writer, key: &str) -> u64 {
+    w.meta(key).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 /// Takes a message after `welcome`; returns the replies (an `ack` for an event).
-fn incoming(shared: &Shared, message: &Value) -> Result<Vec<Value>, String> {
+fn incoming(shared: &Shared, server_id: &str, message: &Value) -> Result<Vec<Value>, String> {
     if message["type"] == "metrics" {
-        shared.live.lock().expect("live state").metrics = Some(message.clone());
+        shared.live.lock().expect("live state").entry(server_id.to_owned()).or_default().metrics =
+            Some(message.clone());
         return Ok(Vec::new());
     }
     let Some(seq) = message["seq"].as_u64() else { return Ok(Vec::new()) };
-    let acked = shared.store.write(|w| record_event(w, seq, message)).map_err(|e| e.to_string())?;
+    let key = seq_key(shared, server_id);
+    let acked = shared.store.write(|w| record_event(w, &key, seq, message)).map_err(|e| e.to_string())?;
     Ok(vec![json!({"type": "ack", "seq": acked})])
 }
 
-/// Stores one sequenced event (deduped by `seq`) and what it means for its action;
-/// returns the highest seq stored.
-pub fn record_event(w: &mut Writer, seq: u64, event: &Value) -> u64 {
-    let last = last_seq(w);
+/// Stores one sequenced event (deduped by `seq`, kept under `seq_key`, one per
+/// server) and what it means for its action; returns the highest seq stored.
+pub fn record_event(w: &mut Writer, seq_key: &str, seq: u64, event: &Value) -> u64 {
+    let last = last_seq(w, seq_key);
     if seq <= last {
         return last;
     }
@@ -217,7 +259,7 @@ pub fn record_event(w: &mut Writer, seq: u64, event: &Value) -> u64 {
             w.put("action", &action);
         }
     }
-    w.set_meta("last_seq", &seq.to_string());
+    w.set_meta(seq_key, &seq.to_string());
     seq
 }
 
@@ -252,14 +294,16 @@ fn apply_status(w: &mut Writer, action: &mut Value, event: &Value) {
     }
 }
 
-/// Sends every job whose action has no receipt yet and that this session has not sent.
-async fn send_pending<S>(shared: &Shared, ws: &mut S, sent: &mut HashSet<String>) -> Result<(), String>
+/// Sends every job of `server_id` whose action has no receipt yet and that this
+/// session has not sent.
+async fn send_pending<S>(shared: &Shared, server_id: &str, ws: &mut S, sent: &mut HashSet<String>) -> Result<(), String>
 where
     S: futures_util::Sink<Message> + Unpin,
     S::Error: std::fmt::Display,
 {
     let actions = shared.store.read(|w| w.list("action")).map_err(|e| e.to_string())?;
-    let mut pending: Vec<&Value> = actions.iter().filter(|a| a["status"] == "open" && a["queued"] != true).collect();
+    let mut pending: Vec<&Value> =
+        actions.iter().filter(|a| a["status"] == "open" && a["queued"] != true && a["serverid"] == server_id).collect();
     pending.sort_by_key(|a| a["seq"].as_u64().unwrap_or(0));
     for action in pending {
         let id = action["id"].as_str().unwrap_or_default();
@@ -293,15 +337,16 @@ mod tests {
             "error": {"code": "precondition_failed", "message": "runtime php9.9 is not installed"}});
         store
             .write(|w| {
-                assert_eq!(record_event(w, 5, &queued), 5);
+                assert_eq!(record_event(w, "last_seq", 5, &queued), 5);
                 let action = w.get("action", "J1").unwrap();
                 assert_eq!(
                     (action["queued"].clone(), action.get("params")),
                     (json!(true), None),
                     "the receipt drops the params"
                 );
-                assert_eq!(record_event(w, 6, &failed), 6);
-                assert_eq!(record_event(w, 5, &queued), 6, "a repeat is acked, not applied");
+                assert_eq!(record_event(w, "last_seq", 6, &failed), 6);
+                assert_eq!(record_event(w, "last_seq", 5, &queued), 6, "a repeat is acked, not applied");
+                assert_eq!(record_event(w, "last_seq/S2", 5, &queued), 5, "each server has its own seq");
             })
             .unwrap();
         let (action, app) = store.read(|w| (w.get("action", "J1").unwrap(), w.get("app", "A1"))).unwrap();
@@ -321,11 +366,24 @@ mod tests {
                 .body(())
                 .unwrap()
         };
-        assert!(check_upgrade(&request("Basic abc", "berth.v1"), "Basic abc").is_ok());
-        assert_eq!(
-            check_upgrade(&request("Basic abd", "berth.v1"), "Basic abc").unwrap_err().0,
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(check_upgrade(&request("Basic abc", "chat"), "Basic abc").unwrap_err().0, StatusCode::BAD_REQUEST);
+        let basic = |creds: &str| {
+            format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, creds))
+        };
+        let keys = |server: &str| match server {
+            "S1" => Some("key-1".to_owned()),
+            "S2" => Some("key-2".to_owned()),
+            _ => None,
+        };
+        assert_eq!(check_upgrade(&request(&basic("S1:key-1"), "berth.v1"), keys), Ok("S1".to_owned()));
+        assert_eq!(check_upgrade(&request(&basic("S2:key-2"), "berth.v1"), keys), Ok("S2".to_owned()));
+        for wrong in ["S1:key-2", "S3:key-1", "S1", "S1:key-1x"] {
+            assert_eq!(
+                check_upgrade(&request(&basic(wrong), "berth.v1"), keys).unwrap_err().0,
+                StatusCode::UNAUTHORIZED,
+                "{wrong}"
+            );
+        }
+        assert_eq!(check_upgrade(&request("Bearer x", "berth.v1"), keys).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(check_upgrade(&request(&basic("S1:key-1"), "chat"), keys).unwrap_err().0, StatusCode::BAD_REQUEST);
     }
 }

@@ -12,15 +12,17 @@ pub mod ca;
 pub mod control_plane;
 pub mod error;
 pub mod resources;
+pub mod servers;
 pub mod store;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use crate::config::{Config, Secret};
 use crate::host::fs::{ensure_dir, write_atomic};
@@ -32,20 +34,55 @@ pub const API_USER: &str = "dev";
 /// What the API, the control plane and `berth dev` share.
 pub struct Shared {
     pub store: store::Store,
-    pub live: Mutex<control_plane::Live>,
-    /// Woken when the API adds a job for the control plane to send.
-    pub wake: Notify,
+    /// Each server's live state (hello, metrics, sessions), by server id.
+    pub live: Mutex<HashMap<String, control_plane::Live>>,
+    /// Bumped when the API adds a job: every session looks for its server's.
+    pub wake: watch::Sender<u64>,
+    /// The local server, whose agent `berth dev` runs; `POST /servers` adds others.
     pub server_id: String,
     agent_key: Secret,
     api_password: Secret,
     /// The agent's parsers: the API checks fields with them.
     pub catalogue: Catalogue,
+    /// What a new server's installer line names: the control plane and its CA.
+    pub control_plane_url: String,
+    pub ca_file: PathBuf,
 }
 
 impl Shared {
-    /// The `Authorization` header the agent must send on the upgrade.
-    pub fn agent_authorization(&self) -> String {
-        basic(&self.server_id, self.agent_key.expose())
+    pub fn new(
+        store: store::Store,
+        server_id: String,
+        agent_key: Secret,
+        api_password: Secret,
+        control_plane_url: String,
+        ca_file: PathBuf,
+    ) -> Self {
+        Shared {
+            store,
+            live: Mutex::default(),
+            wake: watch::Sender::new(0),
+            server_id,
+            agent_key,
+            api_password,
+            catalogue: Catalogue::new(false),
+            control_plane_url,
+            ca_file,
+        }
+    }
+
+    /// The API key of `server` (the local one's, or one `POST /servers` made), if
+    /// the server exists.
+    pub fn agent_key(&self, server: &str) -> Option<Secret> {
+        if server == self.server_id {
+            return Some(self.agent_key.clone());
+        }
+        self.store.read(|w| w.meta(&format!("apikey/{server}"))).ok().flatten().map(Secret::new)
+    }
+
+    /// Wakes every session: a job may be waiting for its server.
+    pub fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The `Authorization` header of an API request.
@@ -131,7 +168,7 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
     let secret = || std::iter::repeat_with(fastrand::alphanumeric).take(24).collect::<String>();
     let (server_id, agent_key, api_password) = store.write(|w| {
         let server_id = w.meta_or("server_id", || std::iter::repeat_with(fastrand::alphanumeric).take(16).collect());
-        resources::first_start(w, &server_id);
+        servers::first_start(w, &server_id);
         (server_id, w.meta_or("agent_key", secret), w.meta_or("api_password", secret))
     })?;
     let root = match options.root {
@@ -161,15 +198,14 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
     write_atomic(&config_path, config.as_bytes(), 0o600).map_err(DevError::io("cannot write", &config_path))?;
     let config = Config::load(&config_path)?;
 
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Shared::new(
         store,
-        live: Mutex::new(control_plane::Live::default()),
-        wake: Notify::new(),
         server_id,
-        agent_key: Secret::new(agent_key),
-        api_password: Secret::new(api_password.clone()),
-        catalogue: Catalogue::new(false),
-    });
+        Secret::new(agent_key),
+        Secret::new(api_password.clone()),
+        format!("wss://127.0.0.1:{cp_port}/agent"),
+        identity.ca_file.clone(),
+    ));
     let url = format!("http://{api_addr}/v1");
     println!("berth dev: API {url}  user {API_USER}  password {api_password}");
     println!("berth dev: server {}  root {}  state {}", shared.server_id, root.display(), dir.display());

@@ -16,13 +16,13 @@ use super::store::Writer;
 use super::Shared;
 use crate::job::JobError;
 
-fn object(body: &Value) -> &Map<String, Value> {
+pub(super) fn object(body: &Value) -> &Map<String, Value> {
     static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
     body.as_object().unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
 /// The body's fields among `keys`, nulls left out: the params of a job.
-fn pick(body: &Value, keys: &[&str]) -> Value {
+pub(super) fn pick(body: &Value, keys: &[&str]) -> Value {
     Value::Object(
         object(body)
             .iter()
@@ -33,7 +33,7 @@ fn pick(body: &Value, keys: &[&str]) -> Value {
 }
 
 /// The agent's own parse of `params`: a broken rule is a 400 naming the field.
-fn check(shared: &Shared, kind: &str, params: &Value) -> Result<(), ApiError> {
+pub(super) fn check(shared: &Shared, kind: &str, params: &Value) -> Result<(), ApiError> {
     match shared.catalogue.parse(kind, params) {
         Ok(_) => Ok(()),
         Err(JobError::InvalidParams(e)) => Err(ApiError::bad_request(format!("{}: {}", e.field, e.message))),
@@ -41,7 +41,7 @@ fn check(shared: &Shared, kind: &str, params: &Value) -> Result<(), ApiError> {
     }
 }
 
-fn found(w: &Writer, kind: &str, id: &str) -> Result<Value, ApiError> {
+pub(super) fn found(w: &Writer, kind: &str, id: &str) -> Result<Value, ApiError> {
     w.get(kind, id)
         .ok_or_else(|| ApiError::not_found(format!("no {kind} with id {}", crate::model::validate::shown(id))))
 }
@@ -65,47 +65,37 @@ fn immutable(record: &Value, body: &Value, fields: &[&str]) -> Result<(), ApiErr
     Ok(())
 }
 
-/// The record of `kind` whose `field` is `value`: `Ok(None)` when there is none,
+/// The record of `kind` on `server` whose `field` is `value`: `Ok(None)` when there is none,
 /// `Ok(Some(id))` when its create failed (a retry takes its id), 409 otherwise.
-fn taken(w: &Writer, kind: &str, field: &str, value: &Value, what: &str) -> Result<Option<String>, ApiError> {
-    let Some(record) = w.list(kind).into_iter().find(|r| &r[field] == value) else { return Ok(None) };
+fn taken(
+    w: &Writer,
+    server: &Value,
+    kind: &str,
+    field: &str,
+    value: &Value,
+    what: &str,
+) -> Result<Option<String>, ApiError> {
+    let Some(record) = w.list(kind).into_iter().find(|r| &r[field] == value && &r["serverid"] == server) else {
+        return Ok(None);
+    };
     if record.get("failed_action").is_some() {
         return Ok(record["id"].as_str().map(str::to_owned));
     }
     Err(ApiError::conflict(format!("{field}: {what} named {value} exists")))
 }
 
-fn new_id() -> String {
+/// A record's server id.
+pub(super) fn sid(record: &Value) -> &str {
+    record["serverid"].as_str().unwrap_or_default()
+}
+
+pub(super) fn new_id() -> String {
     std::iter::repeat_with(fastrand::alphanumeric).take(16).collect()
 }
 
-/// Records an open action for one job; returns its id (the job's `job_id`).
-fn action(w: &mut Writer, shared: &Shared, kind: &str, params: Value, creates: Option<String>) -> String {
-    action_for(w, &shared.server_id, kind, params, creates)
-}
-
-/// The first start of a store: the server in ServerPilot's shape (its name and
-/// runtimes come with the agent's first hello) and, as on every ServerPilot server,
-/// the system user `serverpilot` (password login locked), whose create is the
-/// first job the agent gets.
-pub fn first_start(w: &mut Writer, server_id: &str) {
-    if w.get("server", server_id).is_some() {
-        return;
-    }
-    w.put(
-        "server",
-        &json!({"id": server_id, "name": "berth-dev", "plan": "economy", "datecreated": super::now_secs(),
-            "available_runtimes": []}),
-    );
-    let id = new_id();
-    w.put(
-        "sysuser",
-        &json!({"id": id, "serverid": server_id, "name": "serverpilot", "datecreated": super::now_secs()}),
-    );
-    action_for(w, server_id, "sysuser.create", json!({"name": "serverpilot"}), Some(format!("sysuser/{id}")));
-}
-
-fn action_for(w: &mut Writer, server_id: &str, kind: &str, params: Value, creates: Option<String>) -> String {
+/// Records an open action for one job of `server_id`; returns its id (the job's
+/// `job_id`).
+pub(super) fn action(w: &mut Writer, server_id: &str, kind: &str, params: Value, creates: Option<String>) -> String {
     let id = new_id();
     let seq: u64 = w.meta("action_seq").and_then(|s| s.parse().ok()).unwrap_or(0) + 1;
     w.set_meta("action_seq", &seq.to_string());
@@ -120,12 +110,12 @@ fn action_for(w: &mut Writer, server_id: &str, kind: &str, params: Value, create
 
 /// Runs `change` in one write transaction; when it made an action, wakes the
 /// control plane and answers `{"actionid", "data"}`.
-fn change(
+pub(super) fn change(
     shared: &Shared,
     change: impl FnOnce(&mut Writer) -> Result<(String, Value), ApiError>,
 ) -> Result<Value, ApiError> {
     let (actionid, data) = shared.store.write(change)??;
-    shared.wake.notify_one();
+    shared.wake();
     Ok(json!({"actionid": actionid, "data": data}))
 }
 
@@ -156,80 +146,23 @@ pub fn get_action(shared: &Shared, id: &str) -> Result<Value, ApiError> {
     Ok(json!({"data": data}))
 }
 
-// ---- the server ----
-
-fn server_view(shared: &Shared, record: Option<Value>) -> Value {
-    let mut server = record.unwrap_or_else(|| json!({"id": shared.server_id}));
-    let live = shared.live.lock().expect("live state");
-    let metrics = live.metrics.clone().unwrap_or(Value::Null);
-    let disks = metrics["disks"].as_array().cloned().unwrap_or_default();
-    let disk = disks.iter().find(|d| d["mount"] == "/").or(disks.first()).cloned().unwrap_or(Value::Null);
-    server["disk_space"] = json!({"total": disk["total"], "available": disk["available"], "used": disk["used"], "updated_at": metrics["at"]});
-    server["reboot_required"] = metrics["reboot_required"].clone();
-    server["connection_status"] = json!(if live.sessions > 0 { "connected" } else { "disconnected" });
-    for key in ["firewall", "autoupdates", "deny_unknown_domains"] {
-        if server[key].is_null() {
-            server[key] = json!(key == "deny_unknown_domains");
-        }
-    }
-    server
-}
-
-fn the_server(shared: &Shared, id: &str) -> Result<(), ApiError> {
-    match id == shared.server_id {
-        true => Ok(()),
-        false => Err(ApiError::not_found(format!("no server with id {}", crate::model::validate::shown(id)))),
-    }
-}
-
-pub fn list_servers(shared: &Shared) -> Result<Value, ApiError> {
-    let record = shared.store.read(|w| w.get("server", &shared.server_id))?;
-    Ok(json!({"data": [server_view(shared, record)]}))
-}
-
-pub fn get_server(shared: &Shared, id: &str) -> Result<Value, ApiError> {
-    the_server(shared, id)?;
-    let record = shared.store.read(|w| w.get("server", &shared.server_id))?;
-    Ok(json!({"data": server_view(shared, record)}))
-}
-
-pub fn update_server(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
-    the_server(shared, id)?;
-    let params = pick(body, &["firewall", "autoupdates", "deny_unknown_domains"]);
-    if params.as_object().is_some_and(Map::is_empty) {
-        return Err(ApiError::bad_request("nothing to change: give firewall, autoupdates or deny_unknown_domains"));
-    }
-    check(shared, "server.update", &params)?;
-    let answer = change(shared, |w| {
-        let mut server = w.get("server", &shared.server_id).unwrap_or_else(|| json!({"id": shared.server_id}));
-        for (key, value) in object(&params) {
-            server[key] = value.clone();
-        }
-        w.put("server", &server);
-        Ok((action(w, shared, "server.update", params.clone(), None), server))
-    })?;
-    Ok(json!({"actionid": answer["actionid"], "data": server_view(shared, Some(answer["data"].clone()))}))
-}
-
-pub fn delete_server(shared: &Shared, id: &str) -> Result<Value, ApiError> {
-    the_server(shared, id)?;
-    Err(ApiError::forbidden("the local server of berth dev cannot be deleted"))
-}
-
 // ---- system users ----
 
 pub fn create_sysuser(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
-    if !body["serverid"].is_null() && body["serverid"] != json!(shared.server_id) {
-        return Err(ApiError::not_found("serverid: no such server"));
-    }
     let params = pick(body, &["name", "password"]);
     check(shared, "sysuser.create", &params)?;
     change(shared, |w| {
+        // ServerPilot's `serverid`; without one, the local server.
+        let server = match &body["serverid"] {
+            Value::Null => json!(shared.server_id),
+            Value::String(id) if w.get("server", id).is_some() => json!(id),
+            _ => return Err(ApiError::not_found("serverid: no such server")),
+        };
         let name = &params["name"];
-        let id = taken(w, "sysuser", "name", name, "a system user")?.unwrap_or_else(new_id);
-        let user = json!({"id": id, "serverid": shared.server_id, "name": name, "datecreated": super::now_secs()});
+        let id = taken(w, &server, "sysuser", "name", name, "a system user")?.unwrap_or_else(new_id);
+        let user = json!({"id": id, "serverid": server, "name": name, "datecreated": super::now_secs()});
         w.put("sysuser", &user);
-        Ok((action(w, shared, "sysuser.create", params.clone(), Some(format!("sysuser/{id}"))), user))
+        Ok((action(w, sid(&user), "sysuser.create", params.clone(), Some(format!("sysuser/{id}"))), user))
     })
 }
 
@@ -239,7 +172,7 @@ pub fn update_sysuser(shared: &Shared, id: &str, body: &Value) -> Result<Value, 
         immutable(&user, body, &["name", "serverid"])?;
         let params = json!({"name": user["name"], "password": body["password"]});
         check(shared, "sysuser.update", &params)?;
-        Ok((action(w, shared, "sysuser.update", params, None), user))
+        Ok((action(w, sid(&user), "sysuser.update", params, None), user))
     })
 }
 
@@ -250,16 +183,17 @@ pub fn delete_sysuser(shared: &Shared, id: &str) -> Result<Value, ApiError> {
             forget_app(w, &app);
         }
         w.delete("sysuser", id);
-        Ok((action(w, shared, "sysuser.delete", json!({"name": user["name"]}), None), json!({})))
+        Ok((action(w, sid(&user), "sysuser.delete", json!({"name": user["name"]}), None), json!({})))
     })
 }
 
 // ---- apps ----
 
-/// 409 when one of `domains` (or its www. twin) belongs to an app other than `app_id`.
-fn domains_free(w: &Writer, domains: &Value, app_id: &str) -> Result<(), ApiError> {
+/// 409 when one of `domains` (or its www. twin) belongs to an app of `server` other
+/// than `app_id`.
+fn domains_free(w: &Writer, server: &Value, domains: &Value, app_id: &str) -> Result<(), ApiError> {
     let bare = |d: &str| d.strip_prefix("www.").unwrap_or(d).to_owned();
-    for app in w.list("app").into_iter().filter(|a| a["id"] != app_id) {
+    for app in w.list("app").into_iter().filter(|a| a["id"] != app_id && &a["serverid"] == server) {
         for held in app["domains"].as_array().into_iter().flatten().filter_map(Value::as_str) {
             if let Some(d) =
                 domains.as_array().into_iter().flatten().filter_map(Value::as_str).find(|d| bare(d) == bare(held))
@@ -277,8 +211,8 @@ fn domains_free(w: &Writer, domains: &Value, app_id: &str) -> Result<(), ApiErro
 
 /// 400 unless `runtime` is one of the server's `available_runtimes` (once the agent
 /// has said which: before its first hello the agent's own check decides).
-fn runtime_available(w: &Writer, shared: &Shared, runtime: &Value) -> Result<(), ApiError> {
-    let server = w.get("server", &shared.server_id).unwrap_or(Value::Null);
+fn runtime_available(w: &Writer, server: &str, runtime: &Value) -> Result<(), ApiError> {
+    let server = w.get("server", server).unwrap_or(Value::Null);
     let Some(available) = server["available_runtimes"].as_array().filter(|a| !a.is_empty()) else { return Ok(()) };
     if runtime.is_null() || available.contains(runtime) {
         return Ok(());
@@ -299,14 +233,15 @@ pub fn create_app(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
             params["domains"] = json!([]);
         }
         check(shared, "app.create", &params)?;
-        runtime_available(w, shared, &params["runtime"])?;
-        let id = taken(w, "app", "name", &params["name"], "an app")?.unwrap_or_else(new_id);
-        domains_free(w, &params["domains"], &id)?;
-        let app = json!({"id": id, "name": params["name"], "sysuserid": user["id"], "serverid": shared.server_id,
+        let server = &user["serverid"];
+        runtime_available(w, sid(&user), &params["runtime"])?;
+        let id = taken(w, server, "app", "name", &params["name"], "an app")?.unwrap_or_else(new_id);
+        domains_free(w, server, &params["domains"], &id)?;
+        let app = json!({"id": id, "name": params["name"], "sysuserid": user["id"], "serverid": server,
             "runtime": params["runtime"], "domains": params["domains"], "stack": params["stack"].as_str().unwrap_or("nginx-apache"),
             "ssl": null, "autossl": {"available": true}, "datecreated": super::now_secs()});
         w.put("app", &app);
-        Ok((action(w, shared, "app.create", params, Some(format!("app/{id}"))), app))
+        Ok((action(w, sid(&app), "app.create", params, Some(format!("app/{id}"))), app))
     })
 }
 
@@ -317,15 +252,15 @@ pub fn update_app(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiE
         let mut params = pick(body, &["runtime", "domains"]);
         params["name"] = app["name"].clone();
         check(shared, "app.update", &params)?;
-        runtime_available(w, shared, &params["runtime"])?;
-        domains_free(w, &params["domains"], id)?;
+        runtime_available(w, sid(&app), &params["runtime"])?;
+        domains_free(w, &app["serverid"], &params["domains"], id)?;
         for key in ["runtime", "domains"] {
             if !params[key].is_null() {
                 app[key] = params[key].clone();
             }
         }
         w.put("app", &app);
-        Ok((action(w, shared, "app.update", params, None), app))
+        Ok((action(w, sid(&app), "app.update", params, None), app))
     })
 }
 
@@ -341,7 +276,7 @@ pub fn delete_app(shared: &Shared, id: &str) -> Result<Value, ApiError> {
     change(shared, |w| {
         let app = found(w, "app", id)?;
         forget_app(w, &app);
-        Ok((action(w, shared, "app.delete", json!({"name": app["name"]}), None), json!({})))
+        Ok((action(w, sid(&app), "app.delete", json!({"name": app["name"]}), None), json!({})))
     })
 }
 
@@ -391,7 +326,7 @@ pub fn set_ssl(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiErro
         app["ssl"] = new_ssl.clone();
         w.put("app", &app);
         // ServerPilot answers with the SSL object (the key never shown), not the app.
-        Ok((action(w, shared, kind, params, None), new_ssl))
+        Ok((action(w, sid(&app), kind, params, None), new_ssl))
     })
 }
 
@@ -402,7 +337,7 @@ pub fn delete_ssl(shared: &Shared, id: &str) -> Result<Value, ApiError> {
         let mut app = found(w, "app", id)?;
         app["ssl"] = Value::Null;
         w.put("app", &app);
-        Ok((action(w, shared, "ssl.delete", json!({"app": app["name"]}), None), json!({})))
+        Ok((action(w, sid(&app), "ssl.delete", json!({"app": app["name"]}), None), json!({})))
     })
 }
 
@@ -414,8 +349,9 @@ pub fn create_db(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
         let mut params = pick(body, &["name", "user"]);
         params["app"] = app["name"].clone();
         check(shared, "db.create", &params)?;
-        let retry = taken(w, "db", "name", &params["name"], "a database")?;
-        let dbs = w.list("db");
+        let server = &app["serverid"];
+        let retry = taken(w, server, "db", "name", &params["name"], "a database")?;
+        let dbs: Vec<Value> = w.list("db").into_iter().filter(|d| &d["serverid"] == server).collect();
         if dbs.iter().any(|d| d["user"]["name"] == params["user"]["name"] && d["id"].as_str() != retry.as_deref()) {
             return Err(ApiError::conflict(format!(
                 "user.name: a database user named {} exists",
@@ -423,10 +359,10 @@ pub fn create_db(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
             )));
         }
         let id = retry.unwrap_or_else(new_id);
-        let db = json!({"id": id, "name": params["name"], "appid": app["id"], "serverid": shared.server_id,
+        let db = json!({"id": id, "name": params["name"], "appid": app["id"], "serverid": server,
             "user": {"id": new_id(), "name": params["user"]["name"]}, "datecreated": super::now_secs()});
         w.put("db", &db);
-        Ok((action(w, shared, "db.create", params, Some(format!("db/{id}"))), db))
+        Ok((action(w, sid(&db), "db.create", params, Some(format!("db/{id}"))), db))
     })
 }
 
@@ -441,7 +377,7 @@ pub fn update_db(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiEr
         let params =
             json!({"name": db["name"], "user": {"name": db["user"]["name"], "password": body["user"]["password"]}});
         check(shared, "db.update", &params)?;
-        Ok((action(w, shared, "db.update", params, None), db))
+        Ok((action(w, sid(&db), "db.update", params, None), db))
     })
 }
 
@@ -449,6 +385,6 @@ pub fn delete_db(shared: &Shared, id: &str) -> Result<Value, ApiError> {
     change(shared, |w| {
         let db = found(w, "db", id)?;
         w.delete("db", id);
-        Ok((action(w, shared, "db.delete", json!({"name": db["name"]}), None), json!({})))
+        Ok((action(w, sid(&db), "db.delete", json!({"name": db["name"]}), None), json!({})))
     })
 }

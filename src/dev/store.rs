@@ -79,6 +79,10 @@ impl Writer<'_> {
         self.meta.insert(key, value).expect("redb insert");
     }
 
+    pub fn delete_meta(&mut self, key: &str) {
+        self.meta.remove(key).expect("redb remove");
+    }
+
     /// The meta value `key`, made by `make` and kept the first time.
     pub fn meta_or(&mut self, key: &str, make: impl FnOnce() -> String) -> String {
         if let Some(value) = self.meta(key) {

@@ -8,6 +8,7 @@
 // The handshake callback's error type is tungstenite's HTTP response, not ours to shrink.
 #![allow(clippy::result_large_err)]
 
+pub mod dev;
 pub mod machine;
 pub mod netns;
 pub mod pebble;
