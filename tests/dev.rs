@@ -380,3 +380,59 @@ fn a_third_party_serverpilot_client_drives_berth_dev() {
     assert_eq!((seen["ok"].clone(), seen["server"].clone()), (json!(true), json!(dev.server_id)), "{seen}");
     assert!(!dev.log().contains("hunter2"), "no password in berth dev's log");
 }
+
+/// Issue 14: run as a new user runs it (as root, the web stack installed), `berth
+/// dev` puts its agent in a machine of its own: the README walk-through ends with
+/// curl on the ports it printed, showing the app's PHP page and its certificate,
+/// and nothing of it reaches the host's own files.
+#[test]
+fn the_trial_runs_for_real_in_a_machine_of_its_own_and_the_host_is_untouched() {
+    let host_passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::trial(&dir.path().join("dev"));
+    let ports: Vec<u16> = dev
+        .banner
+        .lines()
+        .find(|l| l.contains("machine of its own"))
+        .unwrap_or_else(|| panic!("no machine in the banner: {}", dev.banner))
+        .split("127.0.0.1:")
+        .skip(1)
+        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap())
+        .collect();
+    let (http, https) = (ports[0], ports[1]);
+    let server = dev.server_when_connected();
+    assert!(server["available_runtimes"].as_array().unwrap().contains(&json!("php8.2")), "{server}");
+
+    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek", "password": USER_PASSWORD}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "gallery", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["www.myblog.com", "blog.com"]}),
+    );
+    dev.succeeds(&action);
+    let public = dir.path().join("dev/machine/srv/users/derek/apps/gallery/public/index.php");
+    std::fs::write(public, "<?php echo 'gallery as ', posix_getpwuid(posix_geteuid())['name'];").unwrap();
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().unwrap();
+        assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl(&["-H", "Host: blog.com", &format!("http://127.0.0.1:{http}/")]), "gallery as derek");
+
+    let ca = support::pki::TestCa::new("trial CA");
+    let (cert, key) = ca.leaf(&["blog.com", "www.blog.com"], support::pki::Validity::normal());
+    let (_, action) =
+        dev.change("POST", &format!("/apps/{}/ssl", app["id"].as_str().unwrap()), json!({"key": key, "cert": cert}));
+    dev.succeeds(&action);
+    let root_file = dir.path().join("root.pem");
+    std::fs::write(&root_file, ca.cert_pem()).unwrap();
+    let resolve = format!("blog.com:{https}:127.0.0.1");
+    let url = format!("https://blog.com:{https}/");
+    let body = curl(&["--resolve", &resolve, "--cacert", root_file.to_str().unwrap(), &url]);
+    assert_eq!(body, "gallery as derek", "HTTPS with the app's certificate, verified");
+
+    assert_eq!(std::fs::read_to_string("/etc/passwd").unwrap(), host_passwd, "the host's accounts are untouched");
+    assert!(!Path::new("/srv/users/derek").exists(), "no home on the host");
+    assert_eq!(dev.stop(), Some(0), "SIGTERM stops berth dev and its machine");
+}

@@ -41,6 +41,10 @@ pub enum Command {
         /// The API's address: a loopback address; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Keep the agent in the sandbox DIR/root even as root with the web stack
+        /// installed (where it would otherwise run in a machine of its own).
+        #[arg(long, conflicts_with = "root")]
+        sandbox: bool,
     },
 }
 
@@ -120,7 +124,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Shipped(command) => shipped(command),
         #[cfg(feature = "dev")]
-        Command::Dev { dir, root, listen } => dev(crate::dev::Options { dir, root, listen }),
+        Command::Dev { dir, root, listen, sandbox } => dev(crate::dev::Options { dir, root, listen, sandbox }),
     }
 }
 

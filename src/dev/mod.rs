@@ -11,6 +11,7 @@ pub mod api;
 pub mod ca;
 pub mod control_plane;
 pub mod error;
+pub mod machine;
 pub mod resources;
 pub mod servers;
 pub mod store;
@@ -111,6 +112,8 @@ pub struct Options {
     pub dir: PathBuf,
     pub root: Option<PathBuf>,
     pub listen: SocketAddr,
+    /// The sandbox even where a trial machine could run ([`machine`]).
+    pub sandbox: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,9 +174,18 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
         servers::first_start(w, &server_id);
         (server_id, w.meta_or("agent_key", secret), w.meta_or("api_password", secret))
     })?;
-    let root = match options.root {
-        Some(root) => root,
-        None => sandbox_root(&dir)?,
+    // As root with the web stack: the agent in a machine of its own (see `machine`).
+    let mut trial = None;
+    if options.root.is_none() && !options.sandbox {
+        match machine::missing() {
+            None => trial = Some(machine::Machine::create(&dir).await?),
+            Some(why) => eprintln!("berth dev: {why}: the agent works in the sandbox {}", dir.join("root").display()),
+        }
+    }
+    let root = match (options.root, &trial) {
+        (Some(root), _) => root,
+        (None, Some(_)) => PathBuf::from("/"),
+        (None, None) => sandbox_root(&dir)?,
     };
     let identity = ca::Identity::load_or_create(&dir)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config()?);
@@ -181,6 +193,14 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
         .await
         .map_err(DevError::io("cannot listen on", Path::new("127.0.0.1:0")))?;
     let cp_port = cp_listener.local_addr().map_err(DevError::io("cannot listen on", Path::new("127.0.0.1:0")))?.port();
+    // The machine's agent reaches the control plane on the machine's own loopback.
+    let inside = trial.as_ref().map(machine::Machine::listen_inside).transpose()?;
+    let agent_port = match &inside {
+        Some(listener) => {
+            listener.local_addr().map_err(DevError::io("cannot listen on", Path::new("the machine")))?.port()
+        }
+        None => cp_port,
+    };
     let listen_path = PathBuf::from(options.listen.to_string());
     let api_listener =
         tokio::net::TcpListener::bind(options.listen).await.map_err(DevError::io("cannot listen on", &listen_path))?;
@@ -188,7 +208,7 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
 
     let config_path = dir.join("agent.toml");
     let config = format!(
-        "server_id = {server_id:?}\napi_key = {:?}\ncontrol_plane_url = \"wss://127.0.0.1:{cp_port}/agent\"\nca_file = {:?}\n\
+        "server_id = {server_id:?}\napi_key = {:?}\ncontrol_plane_url = \"wss://127.0.0.1:{agent_port}/agent\"\nca_file = {:?}\n\
          state_dir = {:?}\nroot = {:?}\n",
         agent_key,
         identity.ca_file,
@@ -209,16 +229,48 @@ pub async fn run(options: Options, stop: impl std::future::Future<Output = ()>) 
     let url = format!("http://{api_addr}/v1");
     println!("berth dev: API {url}  user {API_USER}  password {api_password}");
     println!("berth dev: server {}  root {}  state {}", shared.server_id, root.display(), dir.display());
+    // The machine's ports 80 and 443, on this host's loopback.
+    let mut forwards = Vec::new();
+    if trial.is_some() {
+        for _ in [80, 443] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(DevError::io("cannot listen on", Path::new("127.0.0.1:0")))?;
+            forwards.push(listener);
+        }
+        let port = |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.port()).unwrap_or_default();
+        println!(
+            "berth dev: the agent runs in a machine of its own; its port 80 is http://127.0.0.1:{} and 443 https://127.0.0.1:{}",
+            port(&forwards[0]),
+            port(&forwards[1])
+        );
+    }
     println!("try: curl -u {API_USER}:{api_password} {url}/servers/{}", shared.server_id);
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
     let (stop_services, services) = crate::shutdown::channel();
-    let cp = tokio::spawn(control_plane::serve(cp_listener, acceptor, shared.clone(), services.clone()));
+    let cp = tokio::spawn(control_plane::serve(cp_listener, acceptor.clone(), shared.clone(), services.clone()));
+    if let Some(inside) = inside {
+        tokio::spawn(control_plane::serve(inside, acceptor, shared.clone(), services.clone()));
+    }
+    if let Some(trial) = trial.as_mut() {
+        for (listener, port) in forwards.into_iter().zip([80, 443]) {
+            trial.forward(listener, port, services.clone())?;
+        }
+        trial.boot().await?;
+    }
     let api = tokio::spawn(api::serve(api_listener, shared.clone(), api::Limits::default(), services));
     tracing::info!(api = %url, control_plane_port = cp_port, root = %root.display(), dir = %dir.display(), "berth dev started");
     // The agent stops first: its last events and its 1001 close reach a control plane still up.
-    let agent = crate::agent::run(config, stop).await;
+    let agent = match trial {
+        Some(trial) => {
+            stop.await;
+            trial.stop().await;
+            Ok(())
+        }
+        None => crate::agent::run(config, stop).await,
+    };
     stop_services.trigger();
     let _ = cp.await;
     let _ = api.await;

@@ -22,11 +22,22 @@ pub struct Dev<'m> {
     pub password: String,
     pub server_id: String,
     pub log: Arc<Mutex<String>>,
+    /// What berth dev printed on stdout before it served.
+    pub banner: String,
 }
 
 impl<'m> Dev<'m> {
-    /// `berth dev --listen 127.0.0.1:0 --dir DIR` on the host, in its default sandbox root.
+    /// `berth dev --sandbox --listen 127.0.0.1:0 --dir DIR` on the host, its agent in
+    /// the sandbox root.
     pub fn on_host(dir: &Path) -> Dev<'static> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.args(["dev", "--sandbox", "--listen", "127.0.0.1:0", "--dir"]).arg(dir).env("RUST_LOG", "info");
+        Dev::spawn(command, None)
+    }
+
+    /// `berth dev --listen 127.0.0.1:0 --dir DIR` on the host as a new user runs it:
+    /// as root with the web stack, its agent in a machine of its own.
+    pub fn trial(dir: &Path) -> Dev<'static> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
         command.args(["dev", "--listen", "127.0.0.1:0", "--dir"]).arg(dir).env("RUST_LOG", "info");
         Dev::spawn(command, None)
@@ -66,7 +77,8 @@ impl<'m> Dev<'m> {
         });
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut banner = String::new();
-        for _ in 0..3 {
+        // Up to the `try:` line (a machine's ports come before it).
+        while !banner.lines().any(|l| l.starts_with("try: ")) {
             let read = stdout.read_line(&mut banner).unwrap();
             assert!(read > 0, "berth dev exited before its banner:\n{banner}\n{}", log.lock().unwrap());
         }
@@ -81,7 +93,7 @@ impl<'m> Dev<'m> {
             url.starts_with("http://127.0.0.1:") && !url.starts_with("http://127.0.0.1:0/"),
             "the real port: {url}"
         );
-        Dev { child, machine, url, password, server_id, log }
+        Dev { child, machine, url, password, server_id, log, banner }
     }
 
     /// curl where berth dev runs: (HTTP status, JSON body).
