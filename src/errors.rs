@@ -30,6 +30,9 @@ impl From<ChangeError> for JobError {
                 command: format!("{service} reload, then start"),
                 stderr: format!("{reload}; {start}"),
             },
+            e @ ChangeError::DownAfterReload { .. } => {
+                JobError::ToolFailed { command: "reload".into(), stderr: e.to_string() }
+            }
             ChangeError::Io { path, source } => JobError::Internal(format!("{}: {source}", path.display())),
         }
     }

@@ -54,7 +54,9 @@ pub fn init() {
 /// `RUST_LOG`'s filter; `info` when it is unset or not understood.
 fn filter(spec: Option<&str>) -> Targets {
     let info = || Targets::new().with_default(tracing::Level::INFO);
-    match spec.map(str::trim) {
+    // As EnvFilter did: blanks around directives and empty ones are ignored.
+    let spec = spec.map(|s| s.split(',').map(str::trim).filter(|d| !d.is_empty()).collect::<Vec<_>>().join(","));
+    match spec.as_deref() {
         None | Some("") => info(),
         Some(spec) => spec.parse().unwrap_or_else(|e| {
             eprintln!("berth: RUST_LOG={spec:?} not understood ({e}); logging at info");
@@ -86,6 +88,11 @@ mod tests {
         assert!(!spec.would_enable("berth::agent", &Level::INFO));
         assert!(spec.would_enable("berth::agent", &Level::WARN));
         assert!(filter(Some("debug")).would_enable("rustls", &Level::DEBUG));
+        // Regression (found in review): Targets alone read "info," as errors only and
+        // " berth=debug" as a target named " berth".
+        assert!(filter(Some("info,")).would_enable("berth", &Level::INFO));
+        let spaced = filter(Some("info, berth=debug"));
+        assert!(spaced.would_enable("berth::agent", &Level::DEBUG) && spaced.would_enable("rustls", &Level::INFO));
     }
 
     #[test]

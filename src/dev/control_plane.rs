@@ -178,7 +178,7 @@ impl<'a> Connected<'a> {
 impl Drop for Connected<'_> {
     fn drop(&mut self) {
         if let Some(live) = self.0.live.lock().expect("live state").get_mut(&self.1) {
-            live.sessions -= 1;
+            live.sessions = live.sessions.saturating_sub(1);
         }
     }
 }
@@ -191,11 +191,15 @@ fn hello(shared: &Shared, server_id: &str, hello: &Value, peer: SocketAddr) -> R
     let acked_seq = shared
         .store
         .write(|w| {
-            let mut server = w.get("server", server_id).unwrap_or_else(|| json!({"id": server_id}));
+            // A server deleted since the upgrade: no record comes back for it.
+            let mut server = w.get("server", server_id).ok_or("the server was deleted")?;
             server["lastaddress"] = json!(peer.ip().to_string());
             server["lastconn"] = json!(crate::dev::now_secs());
             server["available_runtimes"] = hello["runtimes"].clone();
-            server["name"] = hello["host"]["hostname"].clone();
+            // The local server is named after its host; `POST /servers` names the others.
+            if server_id == shared.server_id {
+                server["name"] = hello["host"]["hostname"].clone();
+            }
             // What berth applied, unless a change the API asked for is still on its way.
             let pending = w
                 .list("action")
@@ -209,9 +213,9 @@ fn hello(shared: &Shared, server_id: &str, hello: &Value, peer: SocketAddr) -> R
                 }
             }
             w.put("server", &server);
-            last_seq(w, &seq_key(shared, server_id))
+            Ok::<_, &str>(last_seq(w, &seq_key(shared, server_id)))
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())??;
     let mut live = shared.live.lock().expect("live state");
     live.entry(server_id.to_owned()).or_default().hello = Some(hello.clone());
     tracing::info!(acked_seq, "control plane: agent connected");
@@ -235,6 +239,9 @@ fn last_seq(w: &Writer, key: &str) -> u64 {
 
 /// Takes a message after `welcome`; returns the replies (an `ack` for an event).
 fn incoming(shared: &Shared, server_id: &str, message: &Value) -> Result<Vec<Value>, String> {
+    if shared.agent_key(server_id).is_none() {
+        return Err("the server was deleted".into());
+    }
     if message["type"] == "metrics" {
         shared.live.lock().expect("live state").entry(server_id.to_owned()).or_default().metrics =
             Some(message.clone());
@@ -242,19 +249,21 @@ fn incoming(shared: &Shared, server_id: &str, message: &Value) -> Result<Vec<Val
     }
     let Some(seq) = message["seq"].as_u64() else { return Ok(Vec::new()) };
     let key = seq_key(shared, server_id);
-    let acked = shared.store.write(|w| record_event(w, &key, seq, message)).map_err(|e| e.to_string())?;
+    let acked = shared.store.write(|w| record_event(w, server_id, &key, seq, message)).map_err(|e| e.to_string())?;
     Ok(vec![json!({"type": "ack", "seq": acked})])
 }
 
-/// Stores one sequenced event (deduped by `seq`, kept under `seq_key`, one per
-/// server) and what it means for its action; returns the highest seq stored.
-pub fn record_event(w: &mut Writer, seq_key: &str, seq: u64, event: &Value) -> u64 {
+/// Stores one sequenced event of `server_id` (deduped by `seq`, kept under
+/// `seq_key`, one per server) and what it means for its action, when the action is
+/// that server's; returns the highest seq stored.
+pub fn record_event(w: &mut Writer, server_id: &str, seq_key: &str, seq: u64, event: &Value) -> u64 {
     let last = last_seq(w, seq_key);
     if seq <= last {
         return last;
     }
     if event["type"] == "job.status" {
-        if let Some(mut action) = event["job_id"].as_str().and_then(|id| w.get("action", id)) {
+        let action = event["job_id"].as_str().and_then(|id| w.get("action", id));
+        if let Some(mut action) = action.filter(|a| a["serverid"] == server_id) {
             apply_status(w, &mut action, event);
             w.put("action", &action);
         }
@@ -329,7 +338,7 @@ mod tests {
         store
             .write(|w| {
                 w.put("app", &json!({"id": "A1", "name": "shop"}));
-                w.put("action", &json!({"id": "J1", "status": "open", "kind": "app.create", "params": {"name": "shop"}, "creates": "app/A1"}));
+                w.put("action", &json!({"id": "J1", "serverid": "S1", "status": "open", "kind": "app.create", "params": {"name": "shop"}, "creates": "app/A1"}));
             })
             .unwrap();
         let queued = json!({"type": "job.status", "seq": 5, "job_id": "J1", "status": "queued"});
@@ -337,16 +346,18 @@ mod tests {
             "error": {"code": "precondition_failed", "message": "runtime php9.9 is not installed"}});
         store
             .write(|w| {
-                assert_eq!(record_event(w, "last_seq", 5, &queued), 5);
+                assert_eq!(record_event(w, "S1", "last_seq", 5, &queued), 5);
                 let action = w.get("action", "J1").unwrap();
                 assert_eq!(
                     (action["queued"].clone(), action.get("params")),
                     (json!(true), None),
                     "the receipt drops the params"
                 );
-                assert_eq!(record_event(w, "last_seq", 6, &failed), 6);
-                assert_eq!(record_event(w, "last_seq", 5, &queued), 6, "a repeat is acked, not applied");
-                assert_eq!(record_event(w, "last_seq/S2", 5, &queued), 5, "each server has its own seq");
+                let other = json!({"type": "job.status", "seq": 7, "job_id": "J1", "status": "success"});
+                assert_eq!(record_event(w, "S2", "last_seq/S2", 7, &other), 7, "each server has its own seq");
+                assert_eq!(w.get("action", "J1").unwrap()["status"], "open", "another server's event settles nothing");
+                assert_eq!(record_event(w, "S1", "last_seq", 6, &failed), 6);
+                assert_eq!(record_event(w, "S1", "last_seq", 5, &queued), 6, "a repeat is acked, not applied");
             })
             .unwrap();
         let (action, app) = store.read(|w| (w.get("action", "J1").unwrap(), w.get("app", "A1"))).unwrap();

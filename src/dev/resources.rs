@@ -50,7 +50,15 @@ pub(super) fn found(w: &Writer, kind: &str, id: &str) -> Result<Value, ApiError>
 fn reference(w: &Writer, body: &Value, field: &str, kind: &str) -> Result<Value, ApiError> {
     match &body[field] {
         Value::Null => Err(ApiError::bad_request(format!("{field}: is required"))),
-        Value::String(id) => found(w, kind, id),
+        Value::String(id) => {
+            let record = found(w, kind, id)?;
+            if record.get("failed_action").is_some() {
+                return Err(ApiError::conflict(format!(
+                    "{field}: the {kind}'s create failed: retry it or delete it first"
+                )));
+            }
+            Ok(record)
+        }
         _ => Err(ApiError::bad_request(format!("{field}: must be a string"))),
     }
 }

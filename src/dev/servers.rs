@@ -142,6 +142,7 @@ pub fn delete(shared: &Shared, id: &str) -> Result<Value, ApiError> {
         }
         w.delete("server", id);
         w.delete_meta(&format!("apikey/{id}"));
+        w.delete_meta(&format!("last_seq/{id}"));
         Ok::<_, ApiError>(())
     })??;
     shared.live.lock().expect("live state").remove(id);

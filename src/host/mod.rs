@@ -110,6 +110,9 @@ pub enum ChangeError {
     /// `tool` refused the new config at `path` (its words); the previous files are back.
     #[error("{tool} rejected the new configuration ({path}): {message}")]
     Refused { tool: String, path: String, message: String },
+    /// A service reloaded, then was not running when its new config should serve.
+    #[error("{service} is not running after its reload (its log says why)")]
+    DownAfterReload { service: String },
     /// A service would neither reload nor start: what each said.
     #[error("{service} reload, then start failed: {reload}; {start}")]
     ReloadThenStart { service: String, reload: String, start: String },
@@ -131,10 +134,17 @@ pub trait Host: Send + Sync + 'static {
     /// What serves `service`'s connections now ([`generation`]).
     fn generation(&self, services: &Services, service: &Service) -> Generation;
     /// After a reload or start: waits until the generation that replaced `before`
-    /// serves new connections, up to [`LIVE_PATIENCE`] (then warns and goes on:
-    /// the config is in place, and an old worker busy with a long request, as
-    /// Apache's prefork keeps one, must not fail the job).
-    fn until_live(&self, services: &Services, service: &Service, before: &Generation);
+    /// serves new connections, or `deadline`. At the deadline a server that is not
+    /// running is an error; one whose old workers still hold its listeners (Apache's
+    /// prefork keeps one busy with a long request) is a WARN, and the job goes on:
+    /// its config is in place.
+    fn until_live(
+        &self,
+        services: &Services,
+        service: &Service,
+        before: &Generation,
+        deadline: std::time::Instant,
+    ) -> Result<(), ChangeError>;
 }
 
 /// How long a reloaded server gets to serve its new config.
@@ -175,20 +185,30 @@ impl Host for System {
         services.generation(service)
     }
 
-    fn until_live(&self, services: &Services, service: &Service, before: &Generation) {
+    fn until_live(
+        &self,
+        services: &Services,
+        service: &Service,
+        before: &Generation,
+        deadline: std::time::Instant,
+    ) -> Result<(), ChangeError> {
         let started = std::time::Instant::now();
         let sockets = services.sockets(service);
         let mut pause = Duration::from_millis(1);
         while !services.live(service, before, &sockets) {
-            if started.elapsed() > LIVE_PATIENCE {
-                tracing::warn!(service = %service, waited_secs = LIVE_PATIENCE.as_secs(),
+            if std::time::Instant::now() >= deadline {
+                if services.generation(service).master.is_none() {
+                    return Err(ChangeError::DownAfterReload { service: service.unit() });
+                }
+                tracing::warn!(service = %service, waited_secs = started.elapsed().as_secs(),
                     "reloaded, but the old processes still hold the listening sockets");
-                return;
+                return Ok(());
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
         }
         tracing::debug!(service = %service, waited_ms = started.elapsed().as_millis() as u64, "new configuration serving");
+        Ok(())
     }
 }
 
@@ -241,8 +261,15 @@ pub mod fake {
         }
 
         /// Recorded as `live SERVICE`, so a test sees it follow the reload.
-        fn until_live(&self, _: &Services, service: &Service, _: &Generation) {
+        fn until_live(
+            &self,
+            _: &Services,
+            service: &Service,
+            _: &Generation,
+            _: std::time::Instant,
+        ) -> Result<(), ChangeError> {
             self.ran.lock().unwrap().push(format!("live {service}"));
+            Ok(())
         }
     }
 }

@@ -6,7 +6,6 @@
 //! the config under `root`: `nginx -c`, `apache2ctl` with `APACHE_CONFDIR`,
 //! `php-fpmX.Y -y`, and `start-stop-daemon` to send PHP-FPM its reload signal.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -178,8 +177,9 @@ impl Services {
     /// What serves `service` now ([`generation::observe`] through its pid file).
     pub fn generation(&self, service: &Service) -> Generation {
         match service {
+            Service::Nginx | Service::Apache => generation::observe(&self.pid_file(service), Kind::Workers),
+            Service::PhpFpm(_) => generation::observe(&self.pid_file(service), Kind::Reexec),
             Service::Mysql(_) => Generation::default(),
-            _ => generation::observe(&self.pid_file(service)),
         }
     }
 
@@ -195,16 +195,13 @@ impl Services {
     }
 
     /// Whether the generation that replaced `before` serves `service`'s new
-    /// connections, listening on `sockets` (a MySQL reload has nothing to wait for).
+    /// connections, with `sockets` in place (a MySQL reload has nothing to wait for).
     pub fn live(&self, service: &Service, before: &Generation, sockets: &[String]) -> bool {
         let now = self.generation(service);
         match service {
-            Service::Nginx | Service::Apache => {
-                generation::replaced(Kind::Workers, before, &now, &BTreeSet::new(), &[])
-            }
+            Service::Nginx | Service::Apache => generation::replaced(Kind::Workers, before, &now, true),
             Service::PhpFpm(_) => {
-                let listening = now.master.map(generation::unix_listeners).unwrap_or_default();
-                generation::replaced(Kind::Reexec, before, &now, &listening, sockets)
+                generation::replaced(Kind::Reexec, before, &now, generation::sockets_present(sockets))
             }
             Service::Mysql(_) => true,
         }

@@ -138,8 +138,10 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         waiting.push((service.clone(), before));
         reloaded.push(service);
     }
+    // One deadline for all of them: the waits overlap, they do not add up.
+    let deadline = std::time::Instant::now() + crate::host::LIVE_PATIENCE;
     for (service, before) in &waiting {
-        host.until_live(services, service, before);
+        host.until_live(services, service, before, deadline)?;
     }
     Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded, restarted })
 }

@@ -22,6 +22,10 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
+/// How long a connection to the CA may take, and a request's answer (its headers).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// hyper's HTTP/1.1 client with rustls, as instant-acme's [`HttpClient`].
 pub struct Http1(Client<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>);
 
@@ -38,7 +42,11 @@ impl Http1 {
             .map_err(other)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let connector = HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector =
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(http);
         Ok(Self(Client::builder(TokioExecutor::new()).build(connector)))
     }
 }
@@ -48,8 +56,13 @@ impl HttpClient for Http1 {
         &self,
         req: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, Error>> + Send>> {
-        let response = self.0.request(req);
-        Box::pin(async move { response.await.map(BytesResponse::from).map_err(other) })
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.0.request(req));
+        Box::pin(async move {
+            match response.await {
+                Ok(answer) => answer.map(BytesResponse::from).map_err(other),
+                Err(_) => Err(Error::Str("the ACME server did not answer within 60 s")),
+            }
+        })
     }
 }
 
