@@ -217,9 +217,13 @@ impl BlockingJob for Restart {
         let mut outcome = Outcome::default();
         let mut report = Vec::new();
         for service in targets {
+            let before = ctx.host.generation(&services, &service);
             for cmd in services.full_restart(&service) {
                 outcome.output.push_str(&ctx.host.run(&cmd)?);
             }
+            // `success` means live here too: the new processes serve (host::generation).
+            let deadline = std::time::Instant::now() + crate::host::LIVE_PATIENCE;
+            ctx.host.until_live(&services, &service, &before, deadline).map_err(JobError::from)?;
             let running = eventually_running(ctx, &services, &service);
             outcome.step(format!("restart {service}"), true);
             report.push(json!({"name": service.unit(), "running": running}));
