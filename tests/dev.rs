@@ -432,7 +432,41 @@ fn the_trial_runs_for_real_in_a_machine_of_its_own_and_the_host_is_untouched() {
     let body = curl(&["--resolve", &resolve, "--cacert", root_file.to_str().unwrap(), &url]);
     assert_eq!(body, "gallery as derek", "HTTPS with the app's certificate, verified");
 
+    // The machine's own MariaDB.
+    let (_, action) = dev.change(
+        "POST",
+        "/dbs",
+        json!({"appid": app["id"], "name": "gallerydb", "user": {"name": "arturo", "password": DB_PASSWORD}}),
+    );
+    dev.succeeds(&action);
+
     assert_eq!(std::fs::read_to_string("/etc/passwd").unwrap(), host_passwd, "the host's accounts are untouched");
     assert!(!Path::new("/srv/users/derek").exists(), "no home on the host");
     assert_eq!(dev.stop(), Some(0), "SIGTERM stops berth dev and its machine");
+}
+
+/// Issue 14: without root, `berth dev` says so in one line and its agent works in
+/// the sandbox (which it can start without reading the shadow files).
+#[test]
+fn without_root_the_trial_says_why_in_one_line_and_uses_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // A copy nobody can run, wherever the checkout is (a home may be closed to others).
+    let binary = dir.path().join("berth");
+    std::fs::copy(env!("CARGO_BIN_EXE_berth"), &binary).unwrap();
+    let mut command = std::process::Command::new("/usr/bin/setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&binary)
+        .args(["dev", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir.path().join("dev"))
+        .env("RUST_LOG", "info");
+    let dev = Dev::spawn(command, None);
+    assert!(dev.banner.contains(&format!("root {}", dir.path().join("dev/root").display())), "{}", dev.banner);
+    let started = std::time::Instant::now();
+    while !dev.log().contains("berth dev: not run as root: the agent works in the sandbox") {
+        assert!(started.elapsed() < support::PATIENCE, "no reason given:\n{}", dev.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    dev.server_when_connected();
 }

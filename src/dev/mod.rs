@@ -293,7 +293,12 @@ fn sandbox_root(dir: &Path) -> Result<PathBuf, DevError> {
             continue;
         }
         let source = Path::new("/etc").join(file);
-        let bytes = std::fs::read(&source).map_err(DevError::io("cannot read", &source))?;
+        let bytes = match std::fs::read(&source) {
+            Ok(bytes) => bytes,
+            // Not root: the shadow files stay closed, and the sandbox starts without them.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Vec::new(),
+            Err(e) => return Err(DevError::io("cannot read", &source)(e)),
+        };
         write_atomic(&target, &bytes, mode).map_err(DevError::io("cannot write", &target))?;
     }
     Ok(root)

@@ -155,6 +155,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_new_store_has_the_server_in_serverpilots_shape_before_any_hello() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::store::Store::open(&dir.path().join("dev.redb")).unwrap();
+        store.write(|w| first_start(w, "S1")).unwrap();
+        store.write(|w| first_start(w, "S1")).unwrap();
+        let (server, users, actions) =
+            store.read(|w| (w.get("server", "S1").unwrap(), w.list("sysuser"), w.list("action"))).unwrap();
+        assert_eq!((server["name"].as_str(), server["plan"].as_str()), (Some("berth-dev"), Some("economy")));
+        assert!(server["datecreated"].as_u64().unwrap() > 0 && server["available_runtimes"] == json!([]));
+        assert_eq!(users.len(), 1, "once, though opened twice: {users:?}");
+        assert_eq!((users[0]["name"].as_str(), users[0]["serverid"].as_str()), (Some("serverpilot"), Some("S1")));
+        assert_eq!(actions.len(), 1);
+        assert_eq!(
+            (actions[0]["kind"].as_str(), actions[0]["serverid"].as_str()),
+            (Some("sysuser.create"), Some("S1"))
+        );
+    }
+
+    #[test]
     fn server_names_are_short_plain_words() {
         for good in ["web2", "db.example", "a", "x-1_y"] {
             assert!(valid_name(good), "{good}");
