@@ -78,13 +78,14 @@ impl Machine {
             let path = machine.join(sub);
             std::fs::create_dir_all(&path).map_err(DevError::io("cannot create", &path))?;
         }
-        let m = machine.display();
         // Waits for berth dev's word (its listener is in the namespace by then), then
         // mounts the machine's own files and starts MariaDB; `exec` makes the agent init.
+        // A fixed program: the machine's directory and the agent's argv are arguments.
         let script = format!(
-            "read go || exit 1; set -e; mount --bind {m}/etc /etc; mount --bind {m}/srv /srv; \
-             mount -t tmpfs -o mode=0755 tmpfs /run; mkdir -p /run/lock; mount --bind {m}/log /var/log; \
-             if [ -d /var/lib/mysql ]; then mount --bind {m}/mysql /var/lib/mysql; fi; \
+            "read go || exit 1; set -e; m=$1; shift; \
+             mount --bind \"$m/etc\" /etc; mount --bind \"$m/srv\" /srv; \
+             mount -t tmpfs -o mode=0755 tmpfs /run; mkdir -p /run/lock; mount --bind \"$m/log\" /var/log; \
+             if [ -d /var/lib/mysql ]; then mount --bind \"$m/mysql\" /var/lib/mysql; fi; \
              ip link set lo up; test -e {MARKER}; \
              if [ -x /usr/sbin/mariadbd ]; then \
                mkdir -p /run/mysqld/tmp; chown -R mysql:mysql /run/mysqld /var/lib/mysql /var/log/mysql; \
@@ -99,6 +100,7 @@ impl Machine {
         let mut unshare = Command::new("/usr/bin/unshare")
             .args(["--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--"])
             .args(["/bin/sh", "-c", &script, "berth-machine"])
+            .arg(&machine)
             .arg(std::env::current_exe().map_err(DevError::io("cannot find", Path::new("/proc/self/exe")))?)
             .args(["run", "--config"])
             .arg(dir.join("agent.toml"))
