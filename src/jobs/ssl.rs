@@ -502,18 +502,9 @@ impl Job for Delete {
 mod tests {
     use super::*;
     use crate::model::protocol::ErrorCode;
-    use crate::model::Domain;
-    use crate::web::stack::Stack;
 
     fn app(domains: &[&str], created_ms: u64) -> App {
-        App {
-            sysuser: "derek".try_into().unwrap(),
-            runtime: "php8.2".try_into().unwrap(),
-            domains: domains.iter().map(|d| Domain::try_from(*d).unwrap()).collect(),
-            stack: Stack::Nginx,
-            created_ms,
-            ssl: None,
-        }
+        App::fixture(domains, created_ms)
     }
 
     #[test]

@@ -105,6 +105,22 @@ pub struct App {
     pub ssl: Option<Ssl>,
 }
 
+#[cfg(test)]
+impl App {
+    /// Unit tests' app: derek's, PHP 8.2 on the nginx stack, serving `domains`,
+    /// created at `created_ms`, no certificate.
+    pub fn fixture(domains: &[&str], created_ms: u64) -> App {
+        App {
+            sysuser: "derek".try_into().unwrap(),
+            runtime: "php8.2".try_into().unwrap(),
+            domains: domains.iter().map(|d| Domain::try_from(*d).unwrap()).collect(),
+            stack: Stack::Nginx,
+            created_ms,
+            ssl: None,
+        }
+    }
+}
+
 /// An app's certificate: where it came from, ForceSSL, and (AutoSSL) its renewal.
 /// The certificate's own dates are read from its file, not kept here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -77,17 +77,9 @@ pub fn affected(before: &Inventory, next: &Inventory, apps: &[&AppName]) -> Vec<
 mod tests {
     use super::*;
     use crate::state::inventory::App;
-    use crate::web::stack::Stack;
 
     fn app(created_ms: u64) -> App {
-        App {
-            sysuser: "derek".try_into().unwrap(),
-            runtime: "php8.2".try_into().unwrap(),
-            domains: vec![],
-            stack: Stack::Nginx,
-            created_ms,
-            ssl: None,
-        }
+        App::fixture(&[], created_ms)
     }
 
     fn name(name: &str) -> AppName {

@@ -600,14 +600,7 @@ mod tests {
 
     #[test]
     fn the_default_app_is_the_named_one_or_the_first_created_and_none_while_denying() {
-        let app = |created_ms| App {
-            sysuser: "derek".try_into().unwrap(),
-            runtime: "php8.2".try_into().unwrap(),
-            domains: vec![],
-            stack: Stack::Nginx,
-            created_ms,
-            ssl: None,
-        };
+        let app = |created_ms| App::fixture(&[], created_ms);
         let mut inventory = Inventory::default();
         inventory.apps.insert("older".try_into().unwrap(), app(1));
         inventory.apps.insert("newer".try_into().unwrap(), app(2));
