@@ -220,6 +220,9 @@ impl Outcome {
     /// The steps of a config transaction: the files, then each reload.
     pub fn applied(&mut self, applied: &Applied) {
         self.step("config files", !applied.changed.is_empty());
+        if applied.daemon_reloaded {
+            self.step("systemd daemon-reload", true);
+        }
         for service in &applied.reloaded {
             self.step(format!("reload {service}"), true);
         }

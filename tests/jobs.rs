@@ -144,6 +144,7 @@ async fn a_finished_job_id_is_answered_again_not_run_again() {
     let first = session.until_final("once").await;
     assert_eq!(statuses(&first, "once"), ["queued", "running", "success"]);
 
+    session.ack(3).await;
     session.job("once", "test.sleep", json!({"ms": 300})).await;
     let again = session.event().await;
     assert_eq!(again["seq"], 4, "a new seq");
@@ -159,6 +160,59 @@ async fn a_finished_job_id_is_answered_again_not_run_again() {
     session.job("once", "test.sleep", json!({"ms": 300})).await;
     let again = session.event().await;
     assert_eq!((again["seq"].as_u64(), again["status"].as_str()), (Some(5), Some("success")));
+    assert_eq!(agent.test_job_log().len(), 2);
+}
+
+#[tokio::test]
+async fn duplicate_final_status_while_unacked_regression() {
+    // Seen under systemd during an upgrade: the control plane resent a job whose
+    // final status sat unacknowledged in the outbox, and got two final statuses.
+    let (mut cp, _agent, mut session) = connected().await;
+    session.job("sent", "test.sleep", json!({})).await;
+    let first = session.until_final("sent").await;
+    assert_eq!(seqs(&first), [1, 2, 3]);
+    drop(session);
+    // The control plane stored nothing of it, and resends the job after welcome.
+    let (mut session, _) = cp.welcomed(0, 20).await;
+    session.job("sent", "test.sleep", json!({})).await;
+    let mut events = Vec::new();
+    while let Some(event) = session.try_recv(Duration::from_millis(800)).await {
+        if event["type"] == "job.status" {
+            events.push(event);
+        }
+    }
+    assert_eq!(seqs(&events), [1, 2, 3], "the stored events, and no second final status");
+}
+
+#[tokio::test]
+async fn rerun_after_kill_between_final_status_and_record_regression() {
+    // A kill after the final status was stored but before the job's record said
+    // finished: at the next start the job must not run (and report) again.
+    let (mut cp, mut agent, mut session) = connected().await;
+    session.job("late", "test.sleep", json!({})).await;
+    let first = session.until_final("late").await;
+    agent.kill9();
+    let record = agent.state().join("jobs/late.json");
+    let mut stored: Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(stored["state"], "finished");
+    stored["state"] = json!("running");
+    stored["params"] = json!({});
+    stored.as_object_mut().unwrap().remove("final_status");
+    std::fs::write(&record, serde_json::to_vec(&stored).unwrap()).unwrap();
+    agent.start();
+    let (mut session, _) = cp.welcomed(0, 20).await;
+    let mut events = Vec::new();
+    while let Some(event) = session.try_recv(Duration::from_millis(800)).await {
+        if event["type"] == "job.status" {
+            events.push(event);
+        }
+    }
+    assert_eq!(events, first, "the stored events once, nothing more");
+    assert_eq!(agent.test_job_log(), ["start late", "end late"], "ran exactly once");
+    // And the job's record is finished again: a resend is answered, not run.
+    session.ack(3).await;
+    session.job("late", "test.sleep", json!({})).await;
+    assert_eq!(session.event().await["status"], "success");
     assert_eq!(agent.test_job_log().len(), 2);
 }
 

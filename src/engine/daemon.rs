@@ -122,7 +122,19 @@ impl Engine {
             }
         };
         self.last_arrival = records.iter().map(|r| r.arrival).max().unwrap_or(0);
-        for record in records.into_iter().filter(|r| r.state != State::Finished) {
+        for mut record in records.into_iter().filter(|r| r.state != State::Finished) {
+            // Killed between storing the final status and marking the record: the
+            // status is on its way, so the job is done (running it again would send
+            // a second final status).
+            if let Some(status) = self.outbox.final_on_its_way(&record.job_id).filter(|_| !record.internal) {
+                tracing::info!(job_id = %record.job_id, kind = %record.kind, "job finished before the restart");
+                record.state = State::Finished;
+                record.params = Value::Null;
+                record.finished_ms = Some(time::unix_millis(SystemTime::now()));
+                record.final_status = Some(status);
+                self.save(&record);
+                continue;
+            }
             tracing::info!(job_id = %record.job_id, kind = %record.kind, "job resumes after restart");
             self.schedule(record);
         }
@@ -140,6 +152,10 @@ impl Engine {
         }
         match self.store.get(job_id) {
             Ok(Some(Record { internal: true, .. })) => return,
+            Ok(Some(Record { final_status: Some(_), .. })) if self.outbox.final_on_its_way(job_id).is_some() => {
+                tracing::info!(%job_id, %kind, "job already finished, its final status not yet acknowledged; duplicate ignored");
+                return;
+            }
             Ok(Some(Record { final_status: Some(status), .. })) => {
                 tracing::info!(%job_id, kind = %status.kind, "job already finished; final status sent again");
                 self.outbox.push(Event::JobStatus(status));

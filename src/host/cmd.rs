@@ -1,5 +1,5 @@
-//! Commands on the host: always an argument vector (never a shell), `LC_ALL=C`,
-//! stdin from /dev/null, output captured and bounded, and a time limit after which
+//! Commands on the host: always an argument vector (never a shell), a clean
+//! environment (`PATH` and `LC_ALL=C` alone), stdin from /dev/null, output captured and bounded, and a time limit after which
 //! the command is killed. Secrets never go in argv: a command that needs one gets
 //! it on stdin or in a 0600 file.
 
@@ -8,6 +8,12 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+/// The only variables a command gets besides the ones its caller names. Nothing of
+/// berth's own environment passes: not `NOTIFY_SOCKET`/`WATCHDOG_*` (under systemd,
+/// `php-fpm -t` sent its own notifications to berth's unit), not `RUST_LOG`, not
+/// whatever the operator's shell had.
+const CLEAN_ENV: [(&str, &str); 2] = [("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), ("LC_ALL", "C")];
 
 /// What a bounded run keeps of each of stdout and stderr; the rest is read and dropped.
 const MAX_CAPTURE: u64 = 16 << 20;
@@ -34,7 +40,7 @@ pub fn run_bounded_with_input(
 ) -> io::Result<Output> {
     let mut command = Command::new(program);
     let stdin = if input.is_some() { Stdio::piped() } else { Stdio::null() };
-    command.args(args).env("LC_ALL", "C").envs(env.iter().map(|(k, v)| (k, v)));
+    command.args(args).env_clear().envs(CLEAN_ENV).envs(env.iter().map(|(k, v)| (k, v)));
     command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = spawn_retrying(&mut command)?;
     if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
@@ -111,6 +117,22 @@ mod tests {
     fn write_file(path: &Path, text: &str, mode: u32) {
         std::fs::write(path, text).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn notify_socket_leaked_to_commands_regression() {
+        // The test process has HOME, CARGO_* and more; a command sees none of it.
+        let out = run_bounded_with_input(
+            Path::new("/usr/bin/env"),
+            &[],
+            &[("MYSQL_PWD".into(), "named".into())],
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let mut seen: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+        seen.sort();
+        assert_eq!(seen, ["LC_ALL=C", "MYSQL_PWD=named", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod fs;
 pub mod generation;
 pub mod mysql;
 pub mod nft;
+pub mod pending;
 pub mod probe;
 pub mod services;
 pub mod transaction;
@@ -260,7 +261,8 @@ pub mod fake {
             Generation::default()
         }
 
-        /// Recorded as `live SERVICE`, so a test sees it follow the reload.
+        /// Recorded as `live SERVICE`, so a test sees it follow the reload; down
+        /// when [`FakeHost::fail_when`] names that line.
         fn until_live(
             &self,
             _: &Services,
@@ -268,8 +270,12 @@ pub mod fake {
             _: &Generation,
             _: std::time::Instant,
         ) -> Result<(), ChangeError> {
-            self.ran.lock().unwrap().push(format!("live {service}"));
-            Ok(())
+            let line = format!("live {service}");
+            self.ran.lock().unwrap().push(line.clone());
+            match self.failures.lock().unwrap().iter().any(|(needle, _)| line.contains(needle.as_str())) {
+                true => Err(ChangeError::DownAfterReload { service: service.unit() }),
+                false => Ok(()),
+            }
         }
     }
 }

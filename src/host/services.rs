@@ -42,6 +42,22 @@ impl Service {
         }
     }
 
+    /// The service whose unit is `unit` ([`Service::unit`] read back).
+    pub fn from_unit(unit: &str) -> Option<Service> {
+        match unit {
+            "nginx" => Some(Service::Nginx),
+            "apache2" => Some(Service::Apache),
+            "mariadb" => Some(Service::Mysql("mariadb")),
+            "mysql" => Some(Service::Mysql("mysql")),
+            _ => {
+                let version = unit.strip_prefix("php")?.strip_suffix("-fpm")?;
+                let (major, minor) = version.split_once('.')?;
+                let digits = |s: &str| !s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit());
+                (digits(major) && digits(minor)).then(|| Service::PhpFpm(version.to_owned()))
+            }
+        }
+    }
+
     /// The server's own program (what a pid file's process runs).
     fn program(&self) -> String {
         match self {

@@ -8,13 +8,15 @@
 //! affected service reloads once (or starts, if it was not running), and the
 //! transaction returns only when the new config serves new connections
 //! ([`crate::host::generation`]): a job's `success` means live. Files whose content
-//! already holds change nothing and reload nothing.
+//! already holds change nothing and reload nothing, unless a transaction that
+//! wrote them died before its reload ([`crate::host::pending`]).
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::host::fs::write_atomic;
+use crate::host::fs::{under_root, write_atomic};
+use crate::host::pending::{Owed, Pending};
 use crate::host::services::{Service, Services};
 use crate::host::{ChangeError, Host, HostError};
 
@@ -52,6 +54,8 @@ pub struct Applied {
     pub changed: Vec<PathBuf>,
     pub reloaded: Vec<Service>,
     pub restarted: Vec<Service>,
+    /// Whether systemd re-read its units (once, for every drop-in that changed).
+    pub daemon_reloaded: bool,
 }
 
 /// A file as it was before the transaction.
@@ -70,9 +74,14 @@ enum Before {
 
 /// Applies `changes`, checks, reloads; see the module docs.
 pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Result<Applied, ChangeError> {
-    let mut previous = Vec::new();
-    let mut affected: Vec<Service> = Vec::new();
-    let mut restart: Vec<Service> = Vec::new();
+    let pending = Pending::under(host.root());
+    let marker_error = |e: io::Error| io_error(&under_root(host.root(), "/run/berth/pending"), e);
+    // What an earlier transaction wrote but did not live to reload.
+    let owed = pending.owed().map_err(marker_error)?;
+    let mut affected: Vec<Service> = owed.iter().map(|(service, _)| service.clone()).collect();
+    let mut restart: Vec<Service> =
+        owed.iter().filter(|(_, what)| *what == Owed::Restart).map(|(service, _)| service.clone()).collect();
+    let mut writes = Vec::new();
     for change in changes {
         let before = read(&change.path).map_err(|e| io_error(&change.path, e))?;
         let holds = match (&before, &change.content) {
@@ -80,9 +89,21 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
             (Before::Absent, None) => true,
             _ => false,
         };
-        if holds {
-            continue;
+        if !holds {
+            writes.push((change, before));
         }
+    }
+    // Promised before the first write, so a crash after it still leads to the reload.
+    let mut promised = Vec::new();
+    for (change, _) in &writes {
+        let what = if change.restart || restart.contains(&change.service) { Owed::Restart } else { Owed::Reload };
+        if !promised.contains(&(change.service.clone(), what)) {
+            pending.promise(&change.service, what).map_err(marker_error)?;
+            promised.push((change.service.clone(), what));
+        }
+    }
+    let mut previous = Vec::new();
+    for (change, before) in writes {
         previous.push(Previous { path: change.path.clone(), content: before });
         let written = match &change.content {
             Some(content) => write_atomic(&change.path, content, change.mode),
@@ -90,6 +111,7 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         };
         if let Err(e) = written {
             restore(&previous);
+            unpromise(&pending, &promised, &owed);
             return Err(io_error(&change.path, e));
         }
         if !affected.contains(&change.service) {
@@ -102,6 +124,7 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
     for service in &affected {
         if let Err(e) = host.run(&services.check(service)) {
             restore(&previous);
+            unpromise(&pending, &promised, &owed);
             let path = changes.iter().find(|c| &c.service == service).map(|c| c.path.display().to_string());
             return Err(match e {
                 HostError::Failed { stderr, .. } => {
@@ -111,9 +134,11 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
             });
         }
     }
+    let mut daemon_reloaded = false;
     if !restart.is_empty() {
         if let Some(daemon_reload) = services.daemon_reload() {
             host.run(&daemon_reload)?;
+            daemon_reloaded = true;
         }
     }
     let (mut reloaded, mut restarted) = (Vec::new(), Vec::new());
@@ -142,8 +167,25 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
     let deadline = std::time::Instant::now() + crate::host::LIVE_PATIENCE;
     for (service, before) in &waiting {
         host.until_live(services, service, before, deadline)?;
+        pending.settle(service).map_err(marker_error)?;
     }
-    Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded, restarted })
+    Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded, restarted, daemon_reloaded })
+}
+
+/// Takes back the promises of a transaction whose files were put back, but for
+/// what was owed before it began.
+fn unpromise(pending: &Pending, promised: &[(Service, Owed)], owed: &[(Service, Owed)]) {
+    for (service, what) in promised {
+        let earlier = owed.iter().find(|(s, _)| s == service).map(|(_, w)| *w);
+        let kept = match earlier {
+            None => pending.settle(service),
+            Some(earlier) if earlier != *what => pending.promise(service, earlier),
+            Some(_) => Ok(()),
+        };
+        if let Err(e) = kept {
+            tracing::error!(service = %service, error = %e, "cannot take back a pending reload marker");
+        }
+    }
 }
 
 /// Puts every changed file back as it was, newest first.
@@ -209,6 +251,37 @@ mod tests {
             ["live nginx", "live php8.2-fpm"],
             "every server signalled, then each waited for until its new config serves: {ran:?}"
         );
+    }
+
+    #[test]
+    fn kill_between_write_and_reload_regression() {
+        // Seen under systemd: app.create killed after its files were written but
+        // before the reload; the re-run found every file in place, reloaded nothing
+        // and said success while Apache answered 403 for the new domain.
+        let dir = tempfile::tempdir().unwrap();
+        let services = Services::detect(dir.path());
+        let changes = [nginx_file(dir.path(), "a.conf", "server {}")];
+        let dying = FakeHost::new(dir.path());
+        // (A reload that never took effect stands in for the kill: the same files on
+        // disk, the same marker left, nothing live.)
+        dying.fail_when("live nginx", "");
+        assert!(apply(&dying, &services, &changes).is_err(), "the first run dies before nginx reads its files");
+        let host = FakeHost::new(dir.path());
+        let rerun = apply(&host, &services, &changes).unwrap();
+        assert!(rerun.changed.is_empty(), "the files were already in place");
+        assert_eq!(rerun.reloaded, [Service::Nginx], "but nginx never read them: {:?}", host.commands());
+        let third = FakeHost::new(dir.path());
+        assert_eq!(apply(&third, &services, &changes).unwrap(), Applied::default(), "the debt is paid once");
+    }
+
+    #[test]
+    fn a_refused_check_takes_back_its_pending_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = Services::detect(dir.path());
+        let host = FakeHost::new(dir.path());
+        host.fail_when("-t", "bad config");
+        assert!(apply(&host, &services, &[nginx_file(dir.path(), "a.conf", "server {")]).is_err());
+        assert_eq!(Pending::under(dir.path()).owed().unwrap(), [], "nothing was written, nothing is owed");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::host::fs::{sync_dir, write_atomic};
-use crate::model::protocol::{sequenced, Event};
+use crate::model::protocol::{sequenced, Event, JobStatus};
 
 pub const FILE_NAME: &str = "outbox.log";
 
@@ -157,6 +157,19 @@ impl Outbox {
     /// Stored events with `seq > after`, in order.
     pub fn after(&self, after: u64) -> Vec<Stored> {
         self.lock().pending.iter().filter(|e| e.seq > after).cloned().collect()
+    }
+
+    /// The final status of `job_id` if one is stored or waiting, not yet acknowledged:
+    /// on its way to the control plane, as a queued or running job's events are.
+    pub fn final_on_its_way(&self, job_id: &str) -> Option<JobStatus> {
+        let inner = self.lock();
+        let stored = inner.pending.iter().rev().find_map(|e| final_of(&e.text, job_id));
+        stored.or_else(|| {
+            inner.waiting.iter().rev().find_map(|e| match e {
+                Event::JobStatus(s) if s.job_id == job_id && s.status.is_final() => Some(s.clone()),
+                _ => None,
+            })
+        })
     }
 
     /// Whether every event up to `seq` is stored and acknowledged (none waits for the disk).
@@ -331,6 +344,15 @@ fn parse_record(line: &[u8]) -> Option<Record<'_>> {
         return rest.parse().ok().map(Record::Next);
     }
     Some(Record::Event(head.parse().ok()?, rest))
+}
+
+/// A stored event's text, when it is a final `job.status` of `job_id`.
+fn final_of(text: &str, job_id: &str) -> Option<JobStatus> {
+    let event = serde_json::from_str::<serde_json::Value>(text).ok()?;
+    if event["type"] != "job.status" || event["job_id"] != job_id {
+        return None;
+    }
+    serde_json::from_value::<JobStatus>(event).ok().filter(|status| status.status.is_final())
 }
 
 #[cfg(test)]

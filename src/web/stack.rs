@@ -333,14 +333,17 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
         changes.extend(host.apache_doors.iter().map(|door| FileChange::remove(door.clone(), Service::Apache)));
     }
     if host.systemd {
-        let limits = render(templates, "systemd-limits.conf", &context)?;
         let mut services = vec![Service::Nginx];
         services.extend(apache.then_some(Service::Apache));
         services.extend(host.runtimes.iter().map(|v| Service::PhpFpm(v.clone())));
         for service in services {
+            // Debian's apache2.service starts Apache through apache2ctl, which sets
+            // its own `ulimit -n 8192` unless told otherwise (seen under systemd).
+            context.insert("apachectl", &(service == Service::Apache));
+            let limits = render(templates, "systemd-limits.conf", &context)?;
             let drop_in =
                 under_root(root, &format!("/etc/systemd/system/{}.service.d/berth-limits.conf", service.unit()));
-            changes.push(FileChange::unit_drop_in(drop_in, limits.clone(), service));
+            changes.push(FileChange::unit_drop_in(drop_in, limits, service));
         }
     }
     Ok(changes)

@@ -8,11 +8,14 @@
 // The handshake callback's error type is tungstenite's HTTP response, not ours to shrink.
 #![allow(clippy::result_large_err)]
 
+pub mod deb;
 pub mod dev;
 pub mod machine;
 pub mod netns;
+pub mod nspawn;
 pub mod pebble;
 pub mod pki;
+pub mod plane;
 pub mod probes;
 pub mod servers;
 pub mod stall;
