@@ -192,6 +192,10 @@ async fn installed_by_the_installer_it_runs_jobs_under_systemd_and_logs_to_the_j
     let doctor = sys.run("berth", &["doctor"]);
     assert!(doctor.status.success(), "berth doctor: {}", text(&doctor));
 
+    eprintln!("berth status:\n{}\nberth doctor:\n{}", text(&status), text(&doctor));
+
+    hardening_is_in_force(&sys);
+
     // Uninstall keeps config and state; purge removes them. The sites stay.
     let out = installer(&sys, &["--uninstall"], false);
     assert!(out.status.success(), "--uninstall: {}", text(&out));
@@ -204,6 +208,36 @@ async fn installed_by_the_installer_it_runs_jobs_under_systemd_and_logs_to_the_j
     assert!(!sys.path("/etc/berth").exists() && !sys.path("/var/lib/berth").exists(), "purged");
     let status = sys.run("dpkg-query", &["-W", "berth"]);
     assert!(text(&status).contains("no packages found matching berth"), "no trace in dpkg: {}", text(&status));
+}
+
+/// The unit's hardening, seen from the running agent's side (README's table).
+fn hardening_is_in_force(sys: &Booted) {
+    let pid = sys.main_pid("berth.service").to_string();
+    let mounts = sys.ok("cat", &[&format!("/proc/{pid}/mountinfo")]);
+    // (mount point, its root within the source, its options) of each mount.
+    let mounts: Vec<(&str, &str, &str)> = mounts
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[4], f[3], f[5])
+        })
+        .collect();
+    let read_only = |point: &str| mounts.iter().rev().find(|m| m.0 == point).is_some_and(|m| m.2.starts_with("ro"));
+    for point in ["/usr", "/boot", "/efi"].into_iter().filter(|p| sys.path(p).exists()) {
+        assert!(read_only(point), "ProtectSystem=yes: {point} read-only");
+    }
+    for point in ["/home", "/root", "/run/user"].into_iter().filter(|p| sys.path(p).exists()) {
+        assert!(read_only(point), "ProtectHome=read-only: {point}");
+    }
+    assert!(read_only("/sys/fs/cgroup"), "ProtectControlGroups");
+    assert!(mounts.iter().any(|m| m.0 == "/proc/kmsg"), "ProtectKernelLogs hides /proc/kmsg");
+    assert!(mounts.iter().any(|m| m.0 == "/tmp" && m.1.contains("systemd-private")), "PrivateTmp: {mounts:?}");
+    let uts = |p: &str| sys.ok("readlink", &[&format!("/proc/{p}/ns/uts")]);
+    assert_ne!(uts(&pid), uts("1"), "ProtectHostname: a UTS namespace of its own");
+    // RestrictNamespaces, RestrictAddressFamilies, RestrictRealtime, LockPersonality
+    // and SystemCallArchitectures are seccomp filters.
+    let status = sys.ok("cat", &[&format!("/proc/{pid}/status")]);
+    assert!(status.contains("Seccomp:\t2"), "seccomp filters installed: {status}");
 }
 
 /// Waits for berth's main PID to differ from `old` (systemd restarted it).

@@ -16,6 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::host::fs::{under_root, write_atomic};
+use crate::host::generation::Generation;
 use crate::host::pending::{Owed, Pending};
 use crate::host::services::{Service, Services};
 use crate::host::{ChangeError, Host, HostError};
@@ -142,11 +143,26 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         }
     }
     let (mut reloaded, mut restarted) = (Vec::new(), Vec::new());
-    // Every server is signalled first, then waited for: their reloads overlap.
-    let mut waiting = Vec::new();
+    // Every server is signalled first, then waited for: their reloads overlap. Apache
+    // goes first: on a fresh server it may hold port 80 until its new ports.conf
+    // moves it, and an nginx that has to start needs that port.
+    affected.sort_by_key(|service| *service != Service::Apache);
+    let deadline = std::time::Instant::now() + crate::host::LIVE_PATIENCE;
+    let mut waiting: Vec<(Service, Generation)> = Vec::new();
+    let apache_first = |waiting: &mut Vec<(Service, Generation)>| -> Result<(), ChangeError> {
+        if let Some(at) = waiting.iter().position(|(s, _)| *s == Service::Apache) {
+            let (apache, before) = waiting.remove(at);
+            host.until_live(services, &apache, &before, deadline)?;
+            pending.settle(&apache).map_err(marker_error)?;
+        }
+        Ok(())
+    };
     for service in affected {
         let before = host.generation(services, &service);
         if restart.contains(&service) {
+            if service == Service::Nginx {
+                apache_first(&mut waiting)?;
+            }
             host.run(&services.restart(&service))?;
             waiting.push((service.clone(), before));
             restarted.push(service);
@@ -154,6 +170,9 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         }
         if let Err(reload) = host.run(&services.reload(&service)) {
             // Not running: start it. If that fails too, say both.
+            if service == Service::Nginx {
+                apache_first(&mut waiting)?;
+            }
             host.run(&services.start(&service)).map_err(|start| ChangeError::ReloadThenStart {
                 service: service.to_string(),
                 reload: reload.to_string(),
@@ -164,7 +183,6 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         reloaded.push(service);
     }
     // One deadline for all of them: the waits overlap, they do not add up.
-    let deadline = std::time::Instant::now() + crate::host::LIVE_PATIENCE;
     for (service, before) in &waiting {
         host.until_live(services, service, before, deadline)?;
         pending.settle(service).map_err(marker_error)?;
@@ -272,6 +290,26 @@ mod tests {
         assert_eq!(rerun.reloaded, [Service::Nginx], "but nginx never read them: {:?}", host.commands());
         let third = FakeHost::new(dir.path());
         assert_eq!(apply(&third, &services, &changes).unwrap(), Applied::default(), "the debt is paid once");
+    }
+
+    #[test]
+    fn nginx_restart_while_apache_holds_port_80_regression() {
+        // Seen under systemd on a fresh server where Apache had won port 80 at boot:
+        // the first app.create restarted nginx (its new drop-in) before Apache had
+        // moved to its new port, and nginx failed to start.
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(dir.path());
+        let services = Services::detect(dir.path());
+        let changes = [
+            FileChange::unit_drop_in(dir.path().join("nginx.conf"), "[Service]", Service::Nginx),
+            FileChange::unit_drop_in(dir.path().join("apache.conf"), "[Service]", Service::Apache),
+            FileChange::write(dir.path().join("ports.conf"), "Listen 127.0.0.1:8081", 0o644, Service::Apache),
+        ];
+        apply(&host, &services, &changes).unwrap();
+        let ran = host.commands();
+        let live_apache = ran.iter().position(|c| c == "live apache2").unwrap();
+        let nginx_signalled = ran.iter().position(|c| c.contains("nginx -c") && !c.contains(" -t")).unwrap();
+        assert!(live_apache < nginx_signalled, "Apache is live on its new port before nginx (re)starts: {ran:?}");
     }
 
     #[test]
