@@ -37,7 +37,21 @@ impl Pending {
     }
 
     /// Every service with a marker, and what it is owed. Markers of services berth
-    /// does not know (hand-made files) are ignored.
+    /// does not know (hand-made files) are ignored; those of a server no longer
+    /// installed under `root` (a PHP version removed since) are dropped, or its
+    /// check would fail every transaction after.
+    pub fn owed_installed(&self, root: &Path) -> io::Result<Vec<(Service, Owed)>> {
+        let mut owed = self.owed()?;
+        for (service, _) in &owed {
+            if !service.installed(root) {
+                self.settle(service)?;
+            }
+        }
+        owed.retain(|(service, _)| service.installed(root));
+        Ok(owed)
+    }
+
+    /// Every service with a marker, and what it is owed (see [`Pending::owed_installed`]).
     pub fn owed(&self) -> io::Result<Vec<(Service, Owed)>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -97,5 +111,8 @@ mod tests {
         again.settle(&Service::Nginx).unwrap();
         again.settle(&Service::Nginx).unwrap();
         assert_eq!(again.owed().unwrap(), [(Service::PhpFpm("8.2".into()), Owed::Reload)]);
+        // PHP 8.2 is not installed under this root: its marker goes.
+        assert_eq!(again.owed_installed(root.path()).unwrap(), []);
+        assert_eq!(again.owed().unwrap(), []);
     }
 }

@@ -58,6 +58,11 @@ impl Service {
         }
     }
 
+    /// Whether the server's program is installed under `root`.
+    pub fn installed(&self, root: &Path) -> bool {
+        crate::host::fs::under_root(root, &self.program()).exists()
+    }
+
     /// The server's own program (what a pid file's process runs).
     fn program(&self) -> String {
         match self {

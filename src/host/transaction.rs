@@ -78,7 +78,7 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
     let pending = Pending::under(host.root());
     let marker_error = |e: io::Error| io_error(&under_root(host.root(), "/run/berth/pending"), e);
     // What an earlier transaction wrote but did not live to reload.
-    let owed = pending.owed().map_err(marker_error)?;
+    let owed = pending.owed_installed(host.root()).map_err(marker_error)?;
     let mut affected: Vec<Service> = owed.iter().map(|(service, _)| service.clone()).collect();
     let mut restart: Vec<Service> =
         owed.iter().filter(|(_, what)| *what == Owed::Restart).map(|(service, _)| service.clone()).collect();
@@ -277,6 +277,8 @@ mod tests {
         // before the reload; the re-run found every file in place, reloaded nothing
         // and said success while Apache answered 403 for the new domain.
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/sbin")).unwrap();
+        std::fs::write(dir.path().join("usr/sbin/nginx"), "").unwrap();
         let services = Services::detect(dir.path());
         let changes = [nginx_file(dir.path(), "a.conf", "server {}")];
         let dying = FakeHost::new(dir.path());
