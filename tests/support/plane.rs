@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -22,6 +22,8 @@ pub struct Plane {
     /// Duplicates the agent sent again (at-least-once delivery), by seq.
     pub resent: usize,
     pub hellos: Vec<Value>,
+    /// What happened, in order, for a failing test to show.
+    pub trace: Vec<String>,
 }
 
 /// The agent closed or dropped the connection.
@@ -30,7 +32,7 @@ pub struct Gone;
 
 impl Plane {
     pub fn new(cp: ControlPlane) -> Plane {
-        Plane { cp, session: None, acked: 0, events: BTreeMap::new(), resent: 0, hellos: Vec::new() }
+        Plane { cp, session: None, acked: 0, events: BTreeMap::new(), resent: 0, hellos: Vec::new(), trace: Vec::new() }
     }
 
     /// Waits up to `wait` for the agent's next connection, welcomes it; returns hello.
@@ -41,6 +43,7 @@ impl Plane {
     pub async fn try_connect(&mut self, wait: Duration) -> Option<Value> {
         let mut session = self.cp.session_within(wait).await?;
         let hello = session.welcome(self.acked, 20).await;
+        self.trace.push(format!("welcome acked_seq={} next_seq={}", self.acked, hello["next_seq"]));
         self.hellos.push(hello.clone());
         self.session = Some(session);
         Some(hello)
@@ -53,6 +56,7 @@ impl Plane {
     /// Sends a job; a connection that turns out dead is dropped (the job goes
     /// again after the next connect, as a control plane resends).
     pub async fn job(&mut self, job_id: &str, kind: &str, params: Value) {
+        self.trace.push(format!("job {job_id}"));
         let job = json!({"type": "job", "job_id": job_id, "kind": kind, "params": params});
         self.send(job).await;
     }
@@ -74,18 +78,21 @@ impl Plane {
                 return Ok(false);
             }
             let session = self.session.as_mut().ok_or(Gone)?;
-            let message = match tokio::time::timeout(left, session.try_recv(left)).await {
+            let message = match tokio::time::timeout(left, session.ws.next()).await {
                 Err(_) => return Ok(false),
-                Ok(None) => {
+                Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<Value>(text.as_str()).expect("JSON"),
+                Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => {
+                    self.trace.push("connection ended".into());
                     self.session = None;
                     return Err(Gone);
                 }
-                Ok(Some(message)) => message,
+                Ok(Some(Ok(_))) => continue,
             };
             if message["type"] != "job.status" {
                 continue;
             }
             let seq = message["seq"].as_u64().expect("events carry seq");
+            self.trace.push(format!("event {seq} {} {}", message["job_id"], message["status"]));
             if self.events.contains_key(&seq) || seq <= self.acked {
                 self.resent += 1;
             } else {
