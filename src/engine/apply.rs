@@ -55,7 +55,7 @@ pub fn read_jobs(path: &Path) -> Result<Vec<JobMsg>, ApplyError> {
     parse_jobs(&text).map_err(|message| ApplyError::Jobs { path: path.to_owned(), message })
 }
 
-fn parse_jobs(text: &str) -> Result<Vec<JobMsg>, String> {
+pub(crate) fn parse_jobs(text: &str) -> Result<Vec<JobMsg>, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let items = match value {
         Value::Array(items) => items,
