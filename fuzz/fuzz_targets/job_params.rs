@@ -10,7 +10,7 @@
 //!   field, in a one-line message; a kind that is not registered, or internal
 //!   (`ssl.renew`) off the wire, is `unsupported` whatever the params;
 //! - no refusal quotes a secret (a `password` or `key` value), unless the same text
-//!   is also a value of a non-secret param (the message quotes that one);
+//!   is also the kind or a value of a non-secret param (the message quotes that one);
 //! - null counts as absent, and an unknown key is ignored (PROTOCOL §2.3);
 //! - an accepted job holds resources (or is exclusive), each named by a value of
 //!   its params and passing its name's rule.
@@ -137,7 +137,8 @@ fuzz_target!(|data: &[u8]| {
     let decided = outcome(&first);
     assert_eq!(outcome(&parse(catalogue, kind, &params)), decided, "{kind}: two parses differ");
 
-    let mut all = Vec::new();
+    // Every string of the job (the kind too: an unknown one is quoted), and whether it is a secret.
+    let mut all = vec![(kind, false)];
     strings(&params, false, &mut all);
     match &first {
         Err(_) => {
@@ -151,7 +152,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(!message.contains(['\n', '\r']), "{kind}: a refusal of more than one line: {message:?}");
             for (secret, _) in all.iter().filter(|(s, secret)| *secret && !s.is_empty()) {
                 let quoted = shown(secret);
-                let elsewhere = all.iter().any(|(s, is_secret)| !is_secret && s.contains(secret));
+                // As given, or as a message quotes it (escaped).
+                let elsewhere =
+                    all.iter().any(|(s, is_secret)| !is_secret && (s.contains(secret) || shown(s).contains(secret)));
                 assert!(elsewhere || !message.contains(&quoted), "{kind}: refusal quotes a secret: {message}");
                 if secret.len() >= 16 && !elsewhere {
                     assert!(!message.contains(secret), "{kind}: refusal holds a secret: {message}");
