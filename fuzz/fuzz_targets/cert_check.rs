@@ -23,7 +23,9 @@ fn pem_only(text: &str) -> bool {
     text.ends_with('\n')
         && text.lines().all(|l| {
             (l.starts_with("-----BEGIN ") || l.starts_with("-----END ")) && l.ends_with("-----")
-                || (!l.is_empty() && l.len() <= 64 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)))
+                || (!l.is_empty()
+                    && l.len() <= 64
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)))
         })
 }
 
@@ -61,7 +63,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(["key", "cert", "cacerts"].contains(&e.field.as_str()), "field {:?}", e.field);
             // The key's material: each run of base64 of 20 characters or more.
             let message = e.to_string();
-            for run in key.split(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c))).filter(|r| r.len() >= 20) {
+            for run in key.split(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c))).filter(|r| r.len() >= 20)
+            {
                 if !cert.contains(run) && !cacerts.unwrap_or_default().contains(run) {
                     assert!(!message.contains(run), "a refusal quotes the key: {message}");
                 }

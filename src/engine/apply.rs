@@ -127,6 +127,17 @@ mod tests {
         assert_ne!(many[1].job_id, "a1");
     }
 
+    /// Found by the fuzz target `apply_jobs` (fuzz/corpus/apply_jobs/crash-b4ad…): a
+    /// number in params was read inexactly, so the jobs written out again read back
+    /// as other jobs (the fix: serde_json's `float_roundtrip`).
+    #[test]
+    fn apply_job_file_float_param_round_trip_regression() {
+        let jobs = parse_jobs(r#"[{"kind": "k", "params": {"ms": -122222222222222222222.3e0}}]"#).unwrap();
+        assert_eq!(jobs[0].params["ms"].as_f64(), "-122222222222222222222.3".parse::<f64>().ok(), "read exactly");
+        let again = parse_jobs(&serde_json::to_string(&jobs).unwrap()).unwrap();
+        assert_eq!(again, jobs);
+    }
+
     #[test]
     fn malformed_files_say_which_job() {
         assert!(parse_jobs("[1]").unwrap_err().contains("job 0"));
