@@ -9,7 +9,8 @@
 //! (the daemon and its connection), `dev` and [`cli`].
 //!
 //! Two cargo features, both default, are left out of the package: `dev` ([`dev`],
-//! `berth dev`) and `test-jobs` (the `test.*` job kinds).
+//! `berth dev`) and `test-jobs` (the `test.*` job kinds). A third, `fuzzing`, is
+//! off by default: `fuzzing` opens private readers to the fuzz targets (`fuzz/`).
 
 pub mod agent;
 pub mod cli;
@@ -18,6 +19,9 @@ pub mod config;
 pub mod dev;
 pub mod engine;
 pub mod errors;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod job;
 pub mod jobs;

@@ -32,6 +32,7 @@ const LAYERS: &[&[&str]] = &[
     &["agent"],
     &["dev"],
     &["cli"],
+    &["fuzzing"],
 ];
 
 struct Source {

@@ -88,13 +88,18 @@ cargo clippy --locked --all-targets -- -D warnings
 # so the daemon-only build never rots; tests/packaging.rs builds and installs it.
 cargo clippy --locked --all-targets --no-default-features -- -D warnings
 
-# Every unit and integration test (there are no doc tests), then one total line.
+# Every unit and integration test (there are no doc tests), then the fuzz targets'
+# short run (tests/fuzz.sh: one line per target and a `fuzz:` total), then one total
+# line of the tests. A crash found by the fuzzer fails the command as a failed test does.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
 cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+bash tests/fuzz.sh
+fuzz_status=$?
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+if [ "$status" = 0 ] && [ "$fuzz_status" != 0 ]; then status=$fuzz_status; fi
 exit "$status"

@@ -55,7 +55,7 @@ pub fn read_jobs(path: &Path) -> Result<Vec<JobMsg>, ApplyError> {
     parse_jobs(&text).map_err(|message| ApplyError::Jobs { path: path.to_owned(), message })
 }
 
-fn parse_jobs(text: &str) -> Result<Vec<JobMsg>, String> {
+pub(crate) fn parse_jobs(text: &str) -> Result<Vec<JobMsg>, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let items = match value {
         Value::Array(items) => items,
@@ -125,6 +125,17 @@ mod tests {
         let many = parse_jobs(r#"[{"type": "job", "job_id": "a1", "kind": "k"}, {"kind": "k"}]"#).unwrap();
         assert_eq!(many[0].job_id, "a1");
         assert_ne!(many[1].job_id, "a1");
+    }
+
+    /// Found by the fuzz target `apply_jobs` (fuzz/corpus/apply_jobs/crash-b4ad…): a
+    /// number in params was read inexactly, so the jobs written out again read back
+    /// as other jobs (the fix: serde_json's `float_roundtrip`).
+    #[test]
+    fn apply_job_file_float_param_round_trip_regression() {
+        let jobs = parse_jobs(r#"[{"kind": "k", "params": {"ms": -122222222222222222222.3e0}}]"#).unwrap();
+        assert_eq!(jobs[0].params["ms"].as_f64(), "-122222222222222222222.3".parse::<f64>().ok(), "read exactly");
+        let again = parse_jobs(&serde_json::to_string(&jobs).unwrap()).unwrap();
+        assert_eq!(again, jobs);
     }
 
     #[test]

@@ -339,6 +339,19 @@ mod tests {
         assert_eq!(parse_incoming(r#"{"type":"ack","seq":39}"#).unwrap(), Incoming::Ack(Ack { seq: 39 }));
     }
 
+    /// Found by the fuzz target `wire_decode` (fuzz/corpus/wire_decode/crash-0316…): a
+    /// number was read inexactly (`428E75` as 4.279999999999999e77), so a job encoded
+    /// again (as the job store keeps it) read back as another job.
+    #[test]
+    fn wire_decoder_float_param_round_trip_regression() {
+        let frame = r#"{"type": "job", "job_id": "55161n","kind": "ae", "params":{"ms":428E75} }"#;
+        let Incoming::Job(job) = parse_incoming(frame).unwrap() else { panic!("not a job") };
+        assert_eq!(job.params["ms"].as_f64(), Some(4.28e77), "read exactly");
+        let mut again = serde_json::to_value(&job).unwrap();
+        again["type"] = "job".into();
+        assert_eq!(parse_incoming(&again.to_string()).unwrap(), Incoming::Job(job));
+    }
+
     #[test]
     fn unknown_type_is_not_an_error_but_missing_fields_are() {
         assert_eq!(parse_incoming(r#"{"type":"shrug"}"#).unwrap(), Incoming::Unknown("shrug".into()));

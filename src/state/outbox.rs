@@ -266,10 +266,7 @@ impl Inner {
         if self.file.is_some() && !self.acked_in_file {
             return Ok(());
         }
-        let mut text = record(&format!("next {}", self.next_seq));
-        for event in &self.pending {
-            text.push_str(&record(&format!("{} {}", event.seq, event.text)));
-        }
+        let text = file_text(self.next_seq, &self.pending);
         self.file = None;
         write_atomic(&self.path, text.as_bytes(), 0o600)?;
         let file = OpenOptions::new().append(true).mode(0o600).open(&self.path)?;
@@ -282,15 +279,24 @@ impl Inner {
     }
 }
 
-fn record(body: &str) -> String {
+/// A compacted file: `next <seq>`, then each pending event.
+pub(crate) fn file_text<'a>(next_seq: u64, pending: impl IntoIterator<Item = &'a Stored>) -> String {
+    let mut text = record(&format!("next {next_seq}"));
+    for event in pending {
+        text.push_str(&record(&format!("{} {}", event.seq, event.text)));
+    }
+    text
+}
+
+pub(crate) fn record(body: &str) -> String {
     debug_assert!(!body.contains('\n'));
     format!("{:08x} {body}\n", crc32fast::hash(body.as_bytes()))
 }
 
-struct Recovered {
-    next_seq: u64,
-    pending: VecDeque<Stored>,
-    dropped: usize,
+pub(crate) struct Recovered {
+    pub(crate) next_seq: u64,
+    pub(crate) pending: VecDeque<Stored>,
+    pub(crate) dropped: usize,
 }
 
 /// How many events the outbox file in `state_dir` holds unacknowledged (read-only,
@@ -304,7 +310,7 @@ pub fn stored_len(state_dir: &Path) -> io::Result<usize> {
 }
 
 /// Reads the records of an outbox file; the seq counter never goes back.
-fn recover(bytes: &[u8]) -> Recovered {
+pub(crate) fn recover(bytes: &[u8]) -> Recovered {
     let mut next_seq = 1;
     let mut pending = VecDeque::new();
     let mut dropped = 0;

@@ -103,7 +103,13 @@ pub fn check(key: &str, cert: &str, cacerts: Option<&str>, now: SystemTime) -> R
     let signer = rustls::crypto::ring::sign::any_supported_type(&key_der)
         .map_err(|_| FieldError::new("key", "is not a key berth can use (RSA, ECDSA P-256/P-384 or Ed25519)"))?;
     let certified = rustls::sign::CertifiedKey::new(vec![leaf.clone()], signer);
-    certified.keys_match().map_err(|_| FieldError::new("key", "does not match the certificate"))?;
+    certified.keys_match().map_err(|e| match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            FieldError::new("key", "does not match the certificate")
+        }
+        // rustls could not read the certificate (an X.509 version 1 one, say): the key is not at fault.
+        other => FieldError::new("cert", format!("cannot be read by the TLS library: {other}")),
+    })?;
     if now >= info.not_after {
         return Err(FieldError::new("cert", format!("expired at {}", crate::time::rfc3339(info.not_after))));
     }
@@ -246,6 +252,21 @@ mod tests {
         assert_eq!(field(check(&key, &cert, Some(&other_ca), now)).field, "cacerts");
         assert_eq!(field(check(&key, &format!("{cert}{ca_pem}"), None, now)).field, "cert");
         assert!(!field(check(&other_key, &cert, None, now)).to_string().contains("PRIVATE"));
+    }
+
+    /// Found by the fuzz target `cert_check`'s seeds: an X.509 version 1 certificate
+    /// (`openssl x509 -req` without extensions) with its own key was refused as
+    /// "key: does not match the certificate", blaming the key; the certificate is
+    /// what rustls cannot read.
+    #[test]
+    fn cert_check_version_1_certificate_blames_the_key_regression() {
+        let seed = include_str!("../../fuzz/corpus/cert_check/seed-e2812772f3c1501e");
+        let mut parts = seed.split('\0');
+        let (key, cert, cacerts) = (parts.next().unwrap(), parts.next().unwrap(), parts.next());
+        assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        let err = check(key, cert, cacerts, SystemTime::now()).unwrap_err();
+        assert_eq!(err.field, "cert", "{err}");
+        assert!(err.message.starts_with("cannot be read by the TLS library: "), "{err}");
     }
 
     #[test]
