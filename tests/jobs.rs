@@ -167,7 +167,7 @@ async fn a_finished_job_id_is_answered_again_not_run_again() {
 async fn duplicate_final_status_while_unacked_regression() {
     // Seen under systemd during an upgrade: the control plane resent a job whose
     // final status sat unacknowledged in the outbox, and got two final statuses.
-    let (mut cp, _agent, mut session) = connected().await;
+    let (mut cp, mut agent, mut session) = connected().await;
     session.job("sent", "test.sleep", json!({})).await;
     let first = session.until_final("sent").await;
     assert_eq!(seqs(&first), [1, 2, 3]);
@@ -182,6 +182,22 @@ async fn duplicate_final_status_while_unacked_regression() {
         }
     }
     assert_eq!(seqs(&events), [1, 2, 3], "the stored events, and no second final status");
+
+    // The same after a restart (a stop, as an upgrade does): the final status,
+    // unacknowledged, is read back from disk.
+    drop(session);
+    agent.signal(nix::sys::signal::Signal::SIGTERM);
+    agent.wait_exit(Duration::from_secs(15));
+    agent.start();
+    let (mut session, _) = cp.welcomed(0, 20).await;
+    session.job("sent", "test.sleep", json!({})).await;
+    let mut events = Vec::new();
+    while let Some(event) = session.try_recv(Duration::from_millis(800)).await {
+        if event["type"] == "job.status" {
+            events.push(event);
+        }
+    }
+    assert_eq!(seqs(&events), [1, 2, 3], "after a restart too");
 }
 
 #[tokio::test]

@@ -293,7 +293,7 @@ async fn systemd_restarts_a_hung_or_killed_agent_and_no_job_is_lost_or_run_twice
         killed_jobs.push((job, name));
     }
     for (job, name) in &killed_jobs {
-        assert_eq!(plane.finals(job).len(), 1, "{job}: exactly one final status");
+        assert_eq!(plane.outcomes(job).len(), 1, "{job}: exactly one final status");
         let done = plane.final_of(job).unwrap();
         assert_eq!(done["status"], "success", "{done}");
         let web_root = format!("/srv/users/derek/apps/{name}/public");
@@ -352,7 +352,7 @@ async fn systemd_restarts_a_hung_or_killed_agent_and_no_job_is_lost_or_run_twice
         let log = sys.run("journalctl", &["-u", "berth", "-o", "short-precise", &format!("JOB_ID={job}")]);
         let all: Vec<&Value> = plane.events.values().filter(|e| e["job_id"] == job.as_str()).collect();
         assert_eq!(
-            plane.finals(job).len(),
+            plane.outcomes(job).len(),
             1,
             "{job}: exactly one final status: {all:?}\n{}\n{}",
             text(&log),

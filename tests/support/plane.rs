@@ -119,6 +119,21 @@ impl Plane {
         self.events.values().filter(|e| is_final(e, job_id)).collect()
     }
 
+    /// The distinct final statuses of `job_id`, `seq` aside: a job resent after its
+    /// final status was already on the wire is answered with the same status again
+    /// (PROTOCOL: a new `seq`), which is one outcome, not two.
+    pub fn outcomes(&self, job_id: &str) -> Vec<Value> {
+        let mut outcomes: Vec<Value> = Vec::new();
+        for event in self.finals(job_id) {
+            let mut event = event.clone();
+            event.as_object_mut().unwrap().remove("seq");
+            if !outcomes.contains(&event) {
+                outcomes.push(event);
+            }
+        }
+        outcomes
+    }
+
     pub fn final_of(&self, job_id: &str) -> Option<Value> {
         self.finals(job_id).last().map(|e| (*e).clone())
     }
