@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::machine::{Daemon, Machine};
-use support::pki::{TestCa, Validity};
+use support::pki::{der_b64, TestCa, Validity};
 use support::{ControlPlane, Session, API_KEY, SERVER_ID};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Chances per round (a round is 1–6 jobs on distinct resources).
-const KILL_CHANCE: f64 = 0.42;
+const KILL_CHANCE: f64 = 0.35;
+const KILL_CHANCE_BEHIND: f64 = 0.6;
 const CP_RESTART_CHANCE: f64 = 0.07;
 /// A kill lands this long at most after the round's jobs were sent.
 const KILL_WINDOW_MS: u64 = 400;
@@ -66,7 +67,8 @@ struct AppM {
     user: String,
     stack: &'static str,
     domains: Vec<String>,
-    ssl: bool,
+    /// The certificate installed (PEM).
+    ssl: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -97,7 +99,7 @@ enum Effect {
     DelUser(String),
     PutApp(String, AppM),
     DelApp(String),
-    Ssl(String, bool),
+    Ssl(String, Option<String>),
     AddDb(String, String, String),
     DelDb(String),
     Rules(BTreeSet<usize>),
@@ -136,9 +138,9 @@ impl Model {
                 self.apps.remove(name);
                 self.dbs.retain(|_, (app, _)| app != name);
             }
-            Effect::Ssl(name, on) => {
+            Effect::Ssl(name, cert) => {
                 if let Some(app) = self.apps.get_mut(name) {
-                    app.ssl = *on;
+                    app.ssl = cert.clone();
                 }
             }
             Effect::AddDb(db, app, user) => {
@@ -175,10 +177,13 @@ impl Generator {
         (0..14).map(|_| self.rng.alphanumeric()).collect()
     }
 
+    /// One of two certificates of `app` (installing the other one replaces the
+    /// certificate and its key).
     fn cert(&mut self, app: &str) -> (String, String) {
+        let variant = self.rng.u8(0..2);
         let ca = &self.ca;
         self.certs
-            .entry(app.to_owned())
+            .entry(format!("{app}/{variant}"))
             .or_insert_with(|| ca.leaf(&[&format!("{app}.test"), &format!("www.{app}.test")], Validity::normal()))
             .clone()
     }
@@ -276,7 +281,7 @@ impl Generator {
                 if self.rng.bool() {
                     domains.push(format!("{app}-b.test"));
                 }
-                let ssl = model.apps.get(&app).is_some_and(|a| a.ssl);
+                let ssl = model.apps.get(&app).and_then(|a| a.ssl.clone());
                 let params =
                     json!({"name": app, "sysuser": user, "runtime": "php8.2", "domains": domains, "stack": stack});
                 let effect = Effect::PutApp(app, AppM { user, stack, domains, ssl });
@@ -304,14 +309,14 @@ impl Generator {
                 let (app, m) = self.rng.choice(&free_apps)?.clone();
                 busy.insert(m.user.clone());
                 let (cert, key) = self.cert(&app);
-                let params = json!({"app": app, "cert": cert, "key": key, "cacerts": self.ca.cert_pem()});
-                Some(self.job("ssl", "ssl.install", params, Expect::Success, Effect::Ssl(app, true)))
+                let params = json!({"app": app, "cert": cert.clone(), "key": key, "cacerts": self.ca.cert_pem()});
+                Some(self.job("ssl", "ssl.install", params, Expect::Success, Effect::Ssl(app, Some(cert))))
             }
             54..=57 => {
                 let (app, m) = self.rng.choice(&free_apps)?.clone();
                 busy.insert(m.user.clone());
                 let params = json!({"app": app});
-                Some(self.job("ssldel", "ssl.delete", params, Expect::Success, Effect::Ssl(app, false)))
+                Some(self.job("ssldel", "ssl.delete", params, Expect::Success, Effect::Ssl(app, None)))
             }
             // Databases.
             58..=67 => {
@@ -689,7 +694,7 @@ fn check_host(machine: &Machine, model: &Model, php_version: &str) -> Vec<String
     let apps: BTreeSet<String> = model.apps.keys().cloned().collect();
     let apache: BTreeSet<String> =
         model.apps.iter().filter(|(_, a)| a.stack == "nginx-apache").map(|(n, _)| n.clone()).collect();
-    let ssl: BTreeSet<String> = model.apps.iter().filter(|(_, a)| a.ssl).map(|(n, _)| n.clone()).collect();
+    let ssl: BTreeSet<String> = model.apps.iter().filter(|(_, a)| a.ssl.is_some()).map(|(n, _)| n.clone()).collect();
     let pools = names_in(machine, &format!("/etc/php/{php_version}/fpm/pool.d"), "berth-", ".conf");
     let nginx =
         names_in(machine, "/etc/nginx/berth.d", "", ".conf").into_iter().filter(|n| n.starts_with("ca")).collect();
@@ -715,6 +720,12 @@ fn check_host(machine: &Machine, model: &Model, php_version: &str) -> Vec<String
         }
         if vhost.contains(&format!("{name}-b.test")) != (app.domains.len() == 2) {
             problems.push(format!("app {name}: nginx's names are not {:?}", app.domains));
+        }
+        if let Some(cert) = &app.ssl {
+            let chain = std::fs::read_to_string(machine.path(&format!("/etc/berth/ssl/{name}/fullchain.pem")));
+            if chain.map(|c| der_b64(&c)).ok() != Some(der_b64(cert)) {
+                problems.push(format!("app {name}: not the certificate last installed"));
+            }
         }
         if !machine.path(&format!("/srv/users/{}/apps/{name}/public", app.user)).is_dir() {
             problems.push(format!("app {name}: no web root under {}", app.user));
@@ -848,7 +859,10 @@ async fn a_thousand_jobs_through_kill_9_and_control_plane_restarts_end_once_each
             plane.send_job(job).await;
         }
         let sent_at = tokio::time::Instant::now();
-        let kill_at = (rng.f64() < KILL_CHANCE).then(|| sent_at + Duration::from_millis(rng.u64(0..KILL_WINDOW_MS)));
+        // Behind the pace of 105 kills per 1,000 jobs, kill more often.
+        let behind = plane.counts.kills * target < 105 * plane.counts.sent;
+        let kill_chance = if behind { KILL_CHANCE_BEHIND } else { KILL_CHANCE };
+        let kill_at = (rng.f64() < kill_chance).then(|| sent_at + Duration::from_millis(rng.u64(0..KILL_WINDOW_MS)));
         let restart_at = (rng.f64() < CP_RESTART_CHANCE).then(|| sent_at + Duration::from_millis(rng.u64(0..500)));
         let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
         let all_final = |p: &Plane| ids.iter().all(|id| p.has_final(id));
