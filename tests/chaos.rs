@@ -730,9 +730,14 @@ fn check_host(machine: &Machine, model: &Model, php_version: &str) -> Vec<String
         if !machine.path(&format!("/srv/users/{}/apps/{name}/public", app.user)).is_dir() {
             problems.push(format!("app {name}: no web root under {}", app.user));
         }
-        let (code, _) = machine.get(&format!("{name}.test"), "/");
-        if code == 0 {
-            problems.push(format!("app {name}: nginx does not answer"));
+        // Live, through the whole stack: nginx (and Apache), then the app's own pool.
+        let page = machine.path(&format!("/srv/users/{}/apps/{name}/public/chaos.php", app.user));
+        std::fs::write(&page, format!("<?php echo 'live ' . '{name}';")).unwrap();
+        for domain in &app.domains {
+            let (code, body) = machine.get(domain, "/chaos.php");
+            if (code, body.as_str()) != (200, format!("live {name}").as_str()) {
+                problems.push(format!("app {name}: {domain}/chaos.php answered {code}: {body}"));
+            }
         }
     }
 
@@ -959,17 +964,26 @@ async fn a_thousand_jobs_through_kill_9_and_control_plane_restarts_end_once_each
     plane.commit().await;
     let elapsed_jobs = started.elapsed();
 
-    // Every job id: exactly one final status, as many times as it was sent again.
+    // Every job id: exactly one final status (seqs already de-duplicated: `stored` is
+    // by seq), sent again as many times as the job id was, each time the very same
+    // event but for its seq (the job never ran twice).
     let mut by_job: BTreeMap<&str, BTreeSet<(String, Option<String>)>> = BTreeMap::new();
+    let mut bodies: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut final_events = 0;
     for event in plane.stored.values().filter(|e| is_final(e)) {
         final_events += 1;
         let status = (event["status"].as_str().unwrap().to_owned(), event["error"]["code"].as_str().map(str::to_owned));
-        by_job.entry(event["job_id"].as_str().unwrap()).or_default().insert(status);
+        let job_id = event["job_id"].as_str().unwrap();
+        by_job.entry(job_id).or_default().insert(status);
+        let mut body = event.clone();
+        body.as_object_mut().unwrap().remove("seq");
+        bodies.entry(job_id).or_default().insert(body.to_string());
     }
     plane.counts.repeated_finals = final_events - by_job.len();
     let twice: Vec<_> = by_job.iter().filter(|(_, s)| s.len() != 1).collect();
     assert!(twice.is_empty(), "job ids with more than one final status: {twice:?}");
+    let reran: Vec<_> = bodies.iter().filter(|(_, b)| b.len() != 1).collect();
+    assert!(reran.is_empty(), "job ids whose final statuses differ (the job ran again): {reran:?}");
     let ids: BTreeSet<&str> = generator.sent.iter().map(|j| j.id.as_str()).collect();
     let ended: BTreeSet<&str> = by_job.keys().copied().collect();
     assert_eq!(ids, ended, "every job id sent has a final status, and no other");
