@@ -772,7 +772,7 @@ fn check_host(machine: &Machine, model: &Model, php_version: &str) -> Vec<String
 
 // ---------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_thousand_jobs_through_kill_9_and_control_plane_restarts_end_once_each_with_no_double_effect() {
     let seed: u64 = std::env::var("BERTH_CHAOS_SEED")
         .ok()
