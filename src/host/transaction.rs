@@ -14,7 +14,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::host::fs::{under_root, write_atomic};
+use crate::host::fs::write_atomic;
 use crate::host::services::{Service, Services};
 use crate::host::{ChangeError, Host, HostError};
 
@@ -68,23 +68,11 @@ enum Before {
     Symlink(PathBuf),
 }
 
-/// The services whose files a transaction began to change and that it has not yet
-/// reloaded, one unit a line (`<unit> restart` for a restart). A `kill -9` between the
-/// writes and the reloads leaves it behind, and the next transaction reloads them
-/// even though its files already hold: without it, the job's re-run found every
-/// file in place, reloaded nothing, and reported `success` for a config the
-/// servers were not serving. Under `/run`: after a reboot the servers start on the
-/// files on disk.
-pub const PENDING_RELOADS: &str = "/run/berth/reload-pending";
-
 /// Applies `changes`, checks, reloads; see the module docs.
 pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Result<Applied, ChangeError> {
-    let pending_path = under_root(host.root(), PENDING_RELOADS);
-    let pending = read_pending(&pending_path);
     let mut previous = Vec::new();
     let mut affected: Vec<Service> = Vec::new();
     let mut restart: Vec<Service> = Vec::new();
-    let mut marked = false;
     for change in changes {
         let before = read(&change.path).map_err(|e| io_error(&change.path, e))?;
         let holds = match (&before, &change.content) {
@@ -95,20 +83,6 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         if holds {
             continue;
         }
-        if !marked {
-            // Before the first file changes: every service this transaction may touch.
-            let mut due = pending.clone();
-            for c in changes {
-                if !due.iter().any(|(s, r)| s == &c.service && *r == c.restart) {
-                    due.push((c.service.clone(), c.restart));
-                }
-            }
-            marked = true;
-            if let Err(e) = write_pending(&pending_path, &due) {
-                tracing::warn!(path = %pending_path.display(), error = %e,
-                    "cannot note the reloads this transaction owes; a kill before them would leave them undone");
-            }
-        }
         previous.push(Previous { path: change.path.clone(), content: before });
         let written = match &change.content {
             Some(content) => write_atomic(&change.path, content, change.mode),
@@ -116,7 +90,6 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         };
         if let Err(e) = written {
             restore(&previous);
-            unmark(&pending_path, &pending);
             return Err(io_error(&change.path, e));
         }
         if !affected.contains(&change.service) {
@@ -126,19 +99,9 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
             restart.push(change.service.clone());
         }
     }
-    // What a killed transaction changed and never reloaded.
-    for (service, restarts) in &pending {
-        if !affected.contains(service) {
-            affected.push(service.clone());
-        }
-        if *restarts && !restart.contains(service) {
-            restart.push(service.clone());
-        }
-    }
     for service in &affected {
         if let Err(e) = host.run(&services.check(service)) {
             restore(&previous);
-            unmark(&pending_path, &pending);
             let path = changes.iter().find(|c| &c.service == service).map(|c| c.path.display().to_string());
             return Err(match e {
                 HostError::Failed { stderr, .. } => {
@@ -180,54 +143,7 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
     for (service, before) in &waiting {
         host.until_live(services, service, before, deadline)?;
     }
-    if marked || !pending.is_empty() {
-        unmark(&pending_path, &[]);
-    }
     Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded, restarted })
-}
-
-/// The services [`PENDING_RELOADS`] names (none when it is absent or unreadable),
-/// each with whether it must restart.
-fn read_pending(path: &Path) -> Vec<(Service, bool)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let (unit, restart) = match line.strip_suffix(" restart") {
-                Some(unit) => (unit, true),
-                None => (line, false),
-            };
-            let service = match unit {
-                "nginx" => Service::Nginx,
-                "apache2" => Service::Apache,
-                "mariadb" => Service::Mysql("mariadb"),
-                "mysql" => Service::Mysql("mysql"),
-                php => Service::PhpFpm(php.strip_prefix("php")?.strip_suffix("-fpm")?.to_owned()),
-            };
-            Some((service, restart))
-        })
-        .collect()
-}
-
-/// Leaves [`PENDING_RELOADS`] naming `still` alone (removed when that is nothing).
-fn unmark(path: &Path, still: &[(Service, bool)]) {
-    let done = match still.is_empty() {
-        true => {
-            std::fs::remove_file(path).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-        }
-        false => write_pending(path, still),
-    };
-    if let Err(e) = done {
-        tracing::warn!(path = %path.display(), error = %e, "cannot update the reloads a transaction owes");
-    }
-}
-
-fn write_pending(path: &Path, due: &[(Service, bool)]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let text: String =
-        due.iter().map(|(s, restart)| format!("{}{}\n", s.unit(), if *restart { " restart" } else { "" })).collect();
-    write_atomic(path, text.as_bytes(), 0o600)
 }
 
 /// Puts every changed file back as it was, newest first.
@@ -293,35 +209,6 @@ mod tests {
             ["live nginx", "live php8.2-fpm"],
             "every server signalled, then each waited for until its new config serves: {ran:?}"
         );
-    }
-
-    /// The chaos campaign (tests/chaos.rs) killed an `app.create` after its files were
-    /// written and before nginx reloaded: the job ran again at the next start, found
-    /// every file in place, reloaded nothing and reported `success`, and nginx never
-    /// served the app (closed connections for its domain).
-    #[test]
-    fn reloads_a_killed_transaction_owed_are_done_by_the_next_one_even_when_its_files_hold_regression() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = FakeHost::new(dir.path());
-        let services = Services::detect(dir.path());
-        let changes = [nginx_file(dir.path(), "a.conf", "server {}")];
-        apply(&host, &services, &changes).unwrap();
-        let marker = under_root(dir.path(), PENDING_RELOADS);
-        assert!(!marker.exists(), "a finished transaction owes nothing");
-        // What a kill between the writes and the reloads leaves: the files in place, the marker.
-        std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
-        std::fs::write(&marker, "nginx\nphp8.2-fpm\n").unwrap();
-        let before = host.commands().len();
-        let applied = apply(&host, &services, &changes).unwrap();
-        assert!(applied.changed.is_empty());
-        assert_eq!(applied.reloaded, [Service::Nginx, Service::PhpFpm("8.2".into())]);
-        let ran = &host.commands()[before..];
-        assert!(ran.iter().any(|c| c.contains("nginx") && c.contains("-t")), "checked first: {ran:?}");
-        assert!(ran.iter().any(|c| c.contains("-s reload")), "{ran:?}");
-        assert!(!marker.exists());
-        let before = host.commands().len();
-        assert_eq!(apply(&host, &services, &changes).unwrap(), Applied::default(), "then nothing is owed");
-        assert_eq!(host.commands().len(), before);
     }
 
     #[test]
