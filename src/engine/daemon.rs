@@ -122,34 +122,10 @@ impl Engine {
             }
         };
         self.last_arrival = records.iter().map(|r| r.arrival).max().unwrap_or(0);
-        let mut ended = self.final_statuses_in_outbox();
         for record in records.into_iter().filter(|r| r.state != State::Finished) {
-            // Killed between storing the final status and marking the record: the job
-            // ended, and a finished job is not run again (PROTOCOL 4).
-            if let Some(status) = (!record.internal).then(|| ended.remove(&record.job_id)).flatten() {
-                tracing::info!(job_id = %record.job_id, kind = %record.kind,
-                    "job had ended before the restart (its final status is in the outbox); not run again");
-                self.mark_finished(record, status);
-                continue;
-            }
             tracing::info!(job_id = %record.job_id, kind = %record.kind, "job resumes after restart");
             self.schedule(record);
         }
-    }
-
-    /// The final `job.status` of each job in the outbox (stored, not yet acknowledged).
-    fn final_statuses_in_outbox(&self) -> HashMap<String, JobStatus> {
-        let mut ended = HashMap::new();
-        for stored in self.outbox.after(0) {
-            let Ok(event) = serde_json::from_str::<Value>(&stored.text) else { continue };
-            if event["type"] != "job.status" || !matches!(event["status"].as_str(), Some("success" | "error")) {
-                continue;
-            }
-            if let Ok(status) = serde_json::from_value::<JobStatus>(event) {
-                ended.insert(status.job_id.clone(), status);
-            }
-        }
-        ended
     }
 
     fn accept(&mut self, msg: JobMsg) {
@@ -270,7 +246,7 @@ impl Engine {
 
     /// Sends the final status, then marks the record finished (without its params);
     /// true when the host must reboot now (`server.reboot`).
-    fn finish(&mut self, record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) -> bool {
+    fn finish(&mut self, mut record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) -> bool {
         let secrets = Secrets::of(&record.params);
         let lifecycle::Ended { status, reboot } =
             lifecycle::end(&record.job_id, &record.kind, started_at, result, &secrets);
@@ -279,17 +255,12 @@ impl Engine {
         } else if let Some(event) = crate::jobs::ssl::renewal_event(&record.params, &status, &self.machine.inventory) {
             self.outbox.push(Event::SslRenewal(event));
         }
-        self.mark_finished(record, status);
-        reboot
-    }
-
-    /// Saves `record` as finished with its final `status` (and without its params).
-    fn mark_finished(&self, mut record: Record, status: JobStatus) {
         record.state = State::Finished;
         record.params = Value::Null;
         record.finished_ms = Some(time::unix_millis(SystemTime::now()));
         record.final_status = Some(status);
         self.save(&record);
+        reboot
     }
 
     async fn drain(&mut self) {
