@@ -237,3 +237,58 @@ fn version_and_metrics_commands() {
     assert!(metrics["memory"]["total"].as_u64().unwrap() > 0);
     assert!(metrics["uptime_secs"].as_u64().unwrap() > 0);
 }
+
+/// The window docs/protocol.md used to own up to: killed between storing a job's final
+/// status in the outbox and marking its record finished, the job ran again after the
+/// restart, and a second final status followed (PROTOCOL 4: a `job_id` that finished
+/// is not run again). Here the state dir is what such a kill leaves.
+#[tokio::test]
+async fn a_job_killed_after_its_final_status_was_stored_is_not_run_again_regression() {
+    use berth::model::protocol::{Event, JobStatus, Status};
+    use berth::state::jobstore::{JobStore, Record, State};
+    use berth::state::outbox::Outbox;
+
+    let mut cp = ControlPlane::start().await;
+    let mut agent = Sandbox::new(&cp);
+    let state = agent.state();
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let outbox = Outbox::open(&state).unwrap();
+    let at = "2026-11-22T12:00:00Z".to_owned();
+    for status in [Status::Queued, Status::Running, Status::Success] {
+        outbox.push(Event::JobStatus(JobStatus::progress("ended", "test.sleep", status, at.clone())));
+    }
+    drop(outbox);
+    let record = Record {
+        job_id: "ended".into(),
+        kind: "test.sleep".into(),
+        arrival: 1,
+        state: State::Running,
+        params: json!({"ms": 0}),
+        received_ms: 0,
+        finished_ms: None,
+        internal: false,
+        final_status: None,
+    };
+    JobStore::open(&state).unwrap().save(&record).unwrap();
+
+    agent.start();
+    let (mut session, hello) = cp.welcomed(0, 20).await;
+    assert_eq!(hello["next_seq"], 4);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(session.event().await["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["queued", "running", "success"]);
+    let quiet = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Some(message) = session.try_recv(quiet - tokio::time::Instant::now()).await {
+        assert_ne!(message["type"], "job.status", "no second run, no second final status: {message}");
+    }
+    assert!(!agent.test_job_log().contains(&"start ended".to_string()), "{:?}", agent.test_job_log());
+
+    // Sent again, it is answered from its record.
+    session.job("ended", "test.sleep", json!({"ms": 0})).await;
+    let again = session.event().await;
+    assert_eq!((again["seq"].as_u64(), again["status"].as_str()), (Some(4), Some("success")), "{again}");
+    assert!(agent.test_job_log().is_empty());
+}

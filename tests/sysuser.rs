@@ -6,6 +6,7 @@ mod support;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use serde_json::{json, Value};
+use support::machine::Machine;
 use support::{ControlPlane, Sandbox, Session};
 
 /// Runs one job and returns its final status.
@@ -242,4 +243,56 @@ async fn hostile_names_and_passwords_are_refused_and_nothing_is_written() {
     }
     assert_eq!(std::fs::read_to_string(agent.root().join("etc/passwd")).unwrap(), passwd_before);
     assert!(!agent.root().join("srv").exists(), "nothing was written");
+}
+
+/// The chaos campaign (tests/chaos.rs) killed the agent between `useradd` and the
+/// inventory's record of the user: the job ran again at the next start and ended in
+/// `conflict` ("exists and was not created by berth"), and so did every later job for
+/// that name. Here useradd does its work, then kills berth before it can record it.
+#[test]
+fn sysuser_create_killed_between_useradd_and_its_record_is_not_a_conflict_regression() {
+    let machine = Machine::start();
+    let real = machine.dir.path().join("useradd.real");
+    std::fs::copy("/usr/sbin/useradd", &real).unwrap();
+    let script = format!("#!/bin/sh\n{} \"$@\" || exit $?\nkill -9 $PPID\n", real.display());
+    machine.program("/usr/sbin", "useradd", Some(&script));
+    let (_, statuses) =
+        machine.apply(json!({"job_id": "create-derek", "kind": "sysuser.create", "params": {"name": "derek"}}));
+    assert!(statuses.is_empty(), "berth was killed mid-job: {statuses:?}");
+    let passwd = std::fs::read_to_string(machine.path("/etc/passwd")).unwrap();
+    assert!(passwd.lines().any(|l| l.starts_with("derek:")), "useradd did its part");
+    assert!(machine.run("/bin/umount", &["--lazy", "/usr/sbin"]).status.success());
+
+    let again = machine.job("sysuser.create", json!({"name": "derek"}));
+    assert_eq!(again["status"], "success", "the job runs again to success: {again}");
+    let passwd = std::fs::read_to_string(machine.path("/etc/passwd")).unwrap();
+    assert_eq!(passwd.lines().filter(|l| l.starts_with("derek:")).count(), 1);
+    assert_eq!(machine.job("sysuser.delete", json!({"name": "derek"}))["status"], "success", "and it is berth's");
+}
+
+/// The chaos campaign killed a `useradd` after it had written `/etc/passwd` and
+/// before `/etc/group`: the re-run took the account as complete, and every
+/// `app.create` for the user then failed (`usermod: group 'derek' does not exist`).
+#[test]
+fn sysuser_create_completes_an_account_whose_useradd_was_killed_before_its_group_regression() {
+    let machine = Machine::start();
+    assert_eq!(machine.job("sysuser.create", json!({"name": "derek"}))["status"], "success");
+    let passwd = std::fs::read_to_string(machine.path("/etc/passwd")).unwrap();
+    let gid = passwd.lines().find(|l| l.starts_with("derek:")).unwrap().split(':').nth(3).unwrap().to_owned();
+    for file in ["/etc/group", "/etc/gshadow"] {
+        let text = std::fs::read_to_string(machine.path(file)).unwrap();
+        let kept: String = text.lines().filter(|l| !l.starts_with("derek:")).map(|l| format!("{l}\n")).collect();
+        std::fs::write(machine.path(file), kept).unwrap();
+    }
+
+    let again = machine.job("sysuser.create", json!({"name": "derek"}));
+    assert_eq!((again["status"].as_str(), again["changed"].as_bool()), (Some("success"), Some(true)), "{again}");
+    let group = std::fs::read_to_string(machine.path("/etc/group")).unwrap();
+    let lines: Vec<&str> = group.lines().filter(|l| l.starts_with("derek:")).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].split(':').nth(2), Some(gid.as_str()), "the account's own gid");
+    let app =
+        json!({"name": "shop", "sysuser": "derek", "runtime": "php8.2", "domains": ["shop.test"], "stack": "nginx"});
+    let created = machine.job("app.create", app);
+    assert_eq!(created["status"], "success", "{created}");
 }

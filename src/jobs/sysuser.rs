@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::config::Secret;
 use crate::host::fs::under_root;
 use crate::host::tree::{Dir, TreeError};
+use crate::host::Cmd;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
 use crate::model::resource::Resource;
@@ -87,7 +88,7 @@ impl BlockingJob for Create {
         let account = match (passwd_entry(root, &self.name)?, ours) {
             (Some(_), false) => return Err(not_ours(&self.name)),
             (Some(account), true) => {
-                outcome.step("account", false);
+                outcome.step("account", complete_account(ctx, &self.name, account)?);
                 account
             }
             (None, _) => {
@@ -101,25 +102,36 @@ impl BlockingJob for Create {
                     }
                 }
                 let uid = next_uid(root, ctx.inventory.read(|inv| inv.uid_high_water))?;
-                ctx.host.run(&shadow_cmd("/usr/sbin/useradd", root).args([
-                    "--uid",
-                    &uid.to_string(),
-                    "--home-dir",
-                    &home(&self.name),
-                    "--no-create-home",
-                    "--shell",
-                    "/bin/bash",
-                    "--user-group",
-                    "--comment",
-                    "berth system user",
-                    &self.name,
-                ]))?;
-                // Recorded at once: a later failure must not leave an account berth disowns.
+                // Recorded before useradd (write-ahead): killed between the two, the job
+                // runs again at the next start and must find an account of its own, not
+                // one it disowns (that was a `conflict` for ever after).
                 let created_ms = crate::time::unix_millis(std::time::SystemTime::now());
                 ctx.record(|inv| {
-                    inv.users.insert(self.name.clone(), User { created_ms });
+                    inv.users.entry(self.name.clone()).or_insert(User { created_ms });
                     inv.uid_high_water = inv.uid_high_water.max(uid);
                 })?;
+                // A useradd killed after writing the group and before the account left
+                // the group of a user of ours: the account joins it.
+                let group = if ours && group_exists(root, &self.name)? {
+                    vec!["--gid".to_owned(), self.name.to_string()]
+                } else {
+                    vec!["--user-group".to_owned()]
+                };
+                let added = ctx.host.run(
+                    &shadow_cmd("/usr/sbin/useradd", root)
+                        .args(["--uid", &uid.to_string(), "--home-dir", &home(&self.name), "--no-create-home"])
+                        .args(["--shell", "/bin/bash"])
+                        .args(group)
+                        .args(["--comment", "berth system user", &self.name]),
+                );
+                if let Err(e) = added {
+                    // No account came of it: the record goes again (a user that was
+                    // ours before, whose account vanished, stays ours).
+                    if !ours && passwd_entry(root, &self.name)?.is_none() {
+                        ctx.record(|inv| inv.users.remove(&self.name))?;
+                    }
+                    return Err(e.into());
+                }
                 outcome.step("account", true);
                 passwd_entry(root, &self.name)?
                     .ok_or_else(|| JobError::Internal(format!("useradd did not create {}", shown(&self.name))))?
@@ -130,6 +142,26 @@ impl BlockingJob for Create {
         outcome.result = Some(json!({"name": self.name, "home": home(&self.name), "uid": account.uid}));
         Ok(outcome)
     }
+}
+
+/// What a `useradd` killed half-way (it writes passwd, shadow, group and gshadow one
+/// after another) left out of an account of ours: its own group, its shadow entry.
+/// True when something was added.
+fn complete_account(ctx: &JobContext, name: &SysuserName, account: Account) -> Result<bool, JobError> {
+    let root = ctx.root();
+    let mut changed = false;
+    if !group_exists(root, name)? {
+        let gid = account.gid.to_string();
+        ctx.host.run(&shadow_cmd("/usr/sbin/groupadd", root).args(["--gid", gid.as_str(), name.as_str()]))?;
+        changed = true;
+    }
+    if shadow_hash(root, name)?.is_none() {
+        let pwconv = Cmd::new("/usr/sbin/pwconv");
+        let pwconv = if root == Path::new("/") { pwconv } else { pwconv.arg("--root").arg(root.to_string_lossy()) };
+        ctx.host.run(&pwconv)?;
+        changed = true;
+    }
+    Ok(changed)
 }
 
 impl Update {

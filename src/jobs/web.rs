@@ -26,7 +26,7 @@ pub(crate) fn apply_config(
 ) -> Result<Applied, JobError> {
     let mut next = before.clone();
     next.apps.insert(name.to_owned(), app.clone());
-    let (mut changes, skipped) = web.render(&next, Scope::Apps(&render::affected(before, &next, &[name])))?;
+    let (changes, skipped) = web.render(&next, Scope::Apps(&render::affected(before, &next, &[name])))?;
     if skipped.contains(name) {
         return Err(JobError::PreconditionFailed(format!(
             "runtime {} of app {} is not installed",
@@ -34,8 +34,16 @@ pub(crate) fn apply_config(
             shown(name)
         )));
     }
-    changes.extend(extra);
-    web.apply(ctx.host.as_ref(), &next, &changes)
+    web.apply(ctx.host.as_ref(), &next, &crash_safe_order(changes, extra))
+}
+
+/// `configs` and the `extra` files they name (certificates), in an order a `kill -9`
+/// between any two files cannot break: what the configs are to name is written
+/// before them, and what they named is removed after them. Killed in between, the
+/// servers' own checks still pass on what is on disk.
+fn crash_safe_order(configs: Vec<FileChange>, extra: Vec<FileChange>) -> Vec<FileChange> {
+    let (writes, removals): (Vec<FileChange>, Vec<FileChange>) = extra.into_iter().partition(|c| c.content.is_some());
+    writes.into_iter().chain(configs).chain(removals).collect()
 }
 
 /// Removes an app: its databases and their users, its config (checked and
@@ -81,4 +89,44 @@ pub(crate) fn remove(ctx: &JobContext, name: &AppName) -> Result<Outcome, JobErr
         }
     })?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::host::services::Service;
+
+    fn paths(changes: &[FileChange]) -> Vec<(PathBuf, bool)> {
+        changes.iter().map(|c| (c.path.clone(), c.content.is_some())).collect()
+    }
+
+    /// The chaos campaign (tests/chaos.rs) killed an `ssl.install` after it had
+    /// written the vhost and before the certificate: `nginx -t` failed on the key
+    /// the vhost named ("cannot load certificate key").
+    #[test]
+    fn a_certificate_is_written_before_the_vhost_that_names_it_and_removed_after_regression() {
+        let vhost =
+            || FileChange::write("/etc/nginx/berth.d/shop.conf".into(), "ssl_certificate …", 0o644, Service::Nginx);
+        let root = Path::new("/");
+        let installed = crash_safe_order(vec![vhost()], stack::ssl_changes(root, "shop", Some(("chain", "key"))));
+        assert_eq!(
+            paths(&installed),
+            [
+                ("/etc/berth/ssl/shop/fullchain.pem".into(), true),
+                ("/etc/berth/ssl/shop/key.pem".into(), true),
+                ("/etc/nginx/berth.d/shop.conf".into(), true),
+            ]
+        );
+        let deleted = crash_safe_order(vec![vhost()], stack::ssl_changes(root, "shop", None));
+        assert_eq!(
+            paths(&deleted),
+            [
+                ("/etc/nginx/berth.d/shop.conf".into(), true),
+                ("/etc/berth/ssl/shop/fullchain.pem".into(), false),
+                ("/etc/berth/ssl/shop/key.pem".into(), false),
+            ]
+        );
+    }
 }

@@ -35,12 +35,15 @@ impl Machine {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         let d = d.display();
+        // The namespace's init reaps what is left to it, as a real init does: a
+        // process killed mid-command (a `useradd` under `kill -9`) must not stay a
+        // zombie whose pid still looks alive (shadow-utils would think its lock held).
         let script = format!(
             "set -e; mount --bind {d}/etc /etc; mount --bind {d}/srv /srv; mount -t tmpfs -o mode=0755 tmpfs /run; \
              mkdir -p /run/lock; mount --bind {d}/log /var/log; \
              if [ -d /var/lib/mysql ]; then mount --bind {d}/mysql /var/lib/mysql; fi; \
              ip link set lo up; test -e {MARKER}; \
-             echo ready; exec sleep infinity"
+             echo ready; exec perl -e 'while (1) {{ sleep 1 if waitpid(-1, 0) < 0 }}'"
         );
         let mut unshare = Command::new("unshare")
             .args(["--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--"])
@@ -350,4 +353,126 @@ impl Drop for Machine {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init), nix::sys::signal::Signal::SIGKILL);
         let _ = self.unshare.wait();
     }
+}
+
+/// `berth run` inside a [`Machine`], as systemd runs it there: started, killed with
+/// SIGKILL together with the commands it had running (its control group: the unit's
+/// `KillMode=mixed` kills what is left once the main process is gone), started again.
+/// The servers it started (nginx, Apache, PHP-FPM, MariaDB) live on, as under systemd
+/// where they have units of their own.
+pub struct Daemon {
+    config: PathBuf,
+    /// nsenter, whose one child is berth.
+    child: Option<Child>,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Echo berth's log lines to the test's stderr.
+    pub echo: bool,
+}
+
+impl Daemon {
+    pub fn new(config: PathBuf) -> Daemon {
+        Daemon { config, child: None, log: Default::default(), echo: false }
+    }
+
+    pub fn start(&mut self, machine: &Machine) {
+        assert!(self.child.is_none(), "the daemon is running");
+        let berth = env!("CARGO_BIN_EXE_berth");
+        let mut child = machine
+            .command("/usr/bin/env", &["RUST_LOG=info", berth, "run", "--config", self.config.to_str().unwrap()])
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (log, echo) = (self.log.clone(), self.echo);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[berth run] {line}");
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        self.child = Some(child);
+    }
+
+    /// SIGKILL to berth and every process it had started and not let go (the
+    /// servers' own daemons aside); returns how many of those commands there were.
+    pub fn kill9(&mut self) -> usize {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let Some(mut child) = self.child.take() else { return 0 };
+        let mut killed = 0;
+        if let Some(pid) = self.berth_pid_of(&child) {
+            let tree = descendants(pid);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            for (pid, comm) in tree {
+                if ["nginx", "apache2", "mariadbd"].contains(&comm.as_str()) || comm.starts_with("php-fpm") {
+                    continue;
+                }
+                if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                    killed += 1;
+                }
+            }
+        } else {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        killed
+    }
+
+    /// The host pid of berth (nsenter's child), waiting a moment for nsenter to fork.
+    fn berth_pid_of(&self, child: &Child) -> Option<i32> {
+        let nsenter = child.id();
+        for _ in 0..200 {
+            let children = std::fs::read_to_string(format!("/proc/{nsenter}/task/{nsenter}/children")).ok()?;
+            if let Some(pid) = children.split_whitespace().next() {
+                return pid.parse().ok();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Every descendant of `pid` (host pids), with its command name.
+fn descendants(pid: i32) -> Vec<(i32, String)> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = stat[open + 1..close].to_owned();
+        let ppid = stat[close + 2..].split_whitespace().nth(1).and_then(|s| s.parse::<i32>().ok()).unwrap_or(0);
+        parent_of.push((p, ppid, comm));
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (p, _, comm) in parent_of.iter().filter(|(_, pp, _)| *pp == parent) {
+            found.push((*p, comm.clone()));
+            frontier.push(*p);
+        }
+    }
+    found
 }

@@ -127,6 +127,10 @@ pub struct ControlPlane {
     pub wire: Wire,
     sessions: mpsc::UnboundedReceiver<Session>,
     policy: Arc<Mutex<Policy>>,
+    /// The accept loop (it owns the listener).
+    accept: tokio::task::JoinHandle<()>,
+    /// The network namespace it listens in, if not the test's own.
+    netns: Option<PathBuf>,
 }
 
 impl ControlPlane {
@@ -135,7 +139,7 @@ impl ControlPlane {
     }
 
     pub async fn start_with(wire: Wire) -> ControlPlane {
-        ControlPlane::serve(wire, TcpListener::bind("127.0.0.1:0").await.unwrap())
+        ControlPlane::serve(wire, Pki::new(), TcpListener::bind("127.0.0.1:0").await.unwrap(), None)
     }
 
     /// A control plane on 127.0.0.1 of the network namespace at `ns` (a test
@@ -143,28 +147,43 @@ impl ControlPlane {
     pub async fn start_in_netns(ns: &Path) -> ControlPlane {
         let listener = netns::in_netns(ns, || std::net::TcpListener::bind("127.0.0.1:0").unwrap());
         listener.set_nonblocking(true).unwrap();
-        ControlPlane::serve(Wire::Tls, TcpListener::from_std(listener).unwrap())
+        ControlPlane::serve(Wire::Tls, Pki::new(), TcpListener::from_std(listener).unwrap(), Some(ns.to_owned()))
     }
 
-    fn serve(wire: Wire, listener: TcpListener) -> ControlPlane {
-        let pki = Pki::new();
+    /// A control plane restart: the listener and every connection close (sessions the
+    /// test still holds are its own to drop), then it listens again on the same port,
+    /// with the same certificate. Nothing of the old one's accepted-but-untaken
+    /// sessions survives.
+    pub async fn restart(&mut self) {
+        self.accept.abort();
+        let _ = (&mut self.accept).await;
+        let addr = format!("127.0.0.1:{}", self.port);
+        let started = Instant::now();
+        let listener = loop {
+            let bound = match &self.netns {
+                Some(ns) => netns::in_netns(ns, || std::net::TcpListener::bind(&addr)),
+                None => std::net::TcpListener::bind(&addr),
+            };
+            match bound {
+                Ok(listener) => break listener,
+                Err(e) => {
+                    assert!(started.elapsed() < PATIENCE, "cannot listen on {addr} again: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        listener.set_nonblocking(true).unwrap();
+        let acceptor = (self.wire != Wire::Plain).then(|| self.pki.acceptor(self.wire == Wire::MutualTls));
+        (self.accept, self.sessions) =
+            accept_loop(TcpListener::from_std(listener).unwrap(), acceptor, self.policy.clone());
+    }
+
+    fn serve(wire: Wire, pki: Pki, listener: TcpListener, netns: Option<PathBuf>) -> ControlPlane {
         let port = listener.local_addr().unwrap().port();
-        let (tx, sessions) = mpsc::unbounded_channel();
         let policy = Arc::new(Mutex::new(Policy::default()));
         let acceptor = (wire != Wire::Plain).then(|| pki.acceptor(wire == Wire::MutualTls));
-        let accept_policy = policy.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
-                let (acceptor, policy, tx) = (acceptor.clone(), accept_policy.clone(), tx.clone());
-                tokio::spawn(async move {
-                    if let Some(session) = upgrade(tcp, acceptor, policy).await {
-                        let _ = tx.send(session);
-                    }
-                });
-            }
-        });
-        ControlPlane { port, pki, wire, sessions, policy }
+        let (accept, sessions) = accept_loop(listener, acceptor, policy.clone());
+        ControlPlane { port, pki, wire, sessions, policy, accept, netns }
     }
 
     pub fn url(&self) -> String {
@@ -197,6 +216,27 @@ impl ControlPlane {
     pub fn attempts(&self) -> Vec<Instant> {
         self.policy.lock().unwrap().attempts.clone()
     }
+}
+
+/// Accepts connections on `listener` until aborted; each upgraded one goes to the receiver.
+fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    policy: Arc<Mutex<Policy>>,
+) -> (tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<Session>) {
+    let (tx, sessions) = mpsc::unbounded_channel();
+    let accept = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, policy, tx) = (acceptor.clone(), policy.clone(), tx.clone());
+            tokio::spawn(async move {
+                if let Some(session) = upgrade(tcp, acceptor, policy).await {
+                    let _ = tx.send(session);
+                }
+            });
+        }
+    });
+    (accept, sessions)
 }
 
 async fn upgrade(tcp: TcpStream, acceptor: Option<TlsAcceptor>, policy: Arc<Mutex<Policy>>) -> Option<Session> {
