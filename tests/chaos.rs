@@ -836,6 +836,7 @@ async fn a_thousand_jobs_through_kill_9_and_control_plane_restarts_end_once_each
     // Every job and how it ended, written to target/ for a failed campaign's post-mortem.
     let mut trace = String::new();
     // Server checks that failed after a kill.
+    let mut cert_windows = 0usize;
     let mut broken: Vec<String> = Vec::new();
     let mut rounds = 0;
 
@@ -895,7 +896,19 @@ async fn a_thousand_jobs_through_kill_9_and_control_plane_restarts_end_once_each
                         .filter(|j| !plane.has_final(&j.id))
                         .map(|j| format!("{} {} {}", j.id, j.kind, j.params_shown()))
                         .collect();
-                    broken.push(format!("kill {}: in flight {in_flight:?}: {}", plane.counts.kills, failed.join("; ")));
+                    let shown = format!("kill {}: in flight {in_flight:?}: {}", plane.counts.kills, failed.join("; "));
+                    // The one window README names: a certificate replaced by another is
+                    // two files, and a kill between them leaves a pair the servers'
+                    // checks refuse until the job runs again at the next start (the
+                    // check at the end proves it did). Anything else is a bug.
+                    let cert_window = in_flight.iter().any(|j| j.contains("ssl.install"))
+                        && failed.iter().all(|f| f.contains("key values mismatch"));
+                    if cert_window {
+                        eprintln!("chaos: the certificate pair window (README): {shown}");
+                        cert_windows += 1;
+                    } else {
+                        broken.push(shown);
+                    }
                 }
                 daemon.start(&machine);
                 continue;
@@ -997,6 +1010,7 @@ async fn a_thousand_jobs_through_kill_9_and_control_plane_restarts_end_once_each
     );
 
     assert!(broken.is_empty(), "{} kills left a config the servers refuse:\n{}", broken.len(), broken.join("\n"));
+    eprintln!("chaos: {cert_windows} kill(s) hit the certificate pair window, repaired by the job's re-run");
 
     // The host is what succeeded, each thing once; the servers agree; reconcile has nothing to do.
     let failed = servers_check(&machine, &php);
