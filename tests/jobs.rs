@@ -12,6 +12,17 @@ fn statuses(events: &[Value], job_id: &str) -> Vec<String> {
     events.iter().filter(|e| e["job_id"] == job_id).map(|e| e["status"].as_str().unwrap().to_owned()).collect()
 }
 
+/// The `job.status` events that come until the agent has been quiet for 800 ms.
+async fn quiet_events(session: &mut support::Session) -> Vec<Value> {
+    let mut events = Vec::new();
+    while let Some(event) = session.try_recv(Duration::from_millis(800)).await {
+        if event["type"] == "job.status" {
+            events.push(event);
+        }
+    }
+    events
+}
+
 fn seqs(events: &[Value]) -> Vec<u64> {
     events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
 }
@@ -175,12 +186,7 @@ async fn duplicate_final_status_while_unacked_regression() {
     // The control plane stored nothing of it, and resends the job after welcome.
     let (mut session, _) = cp.welcomed(0, 20).await;
     session.job("sent", "test.sleep", json!({})).await;
-    let mut events = Vec::new();
-    while let Some(event) = session.try_recv(Duration::from_millis(800)).await {
-        if event["type"] == "job.status" {
-            events.push(event);
-        }
-    }
+    let events = quiet_events(&mut session).await;
     assert_eq!(seqs(&events), [1, 2, 3], "the stored events, and no second final status");
 
     // The same after a restart (a stop, as an upgrade does): the final status,
@@ -191,12 +197,7 @@ async fn duplicate_final_status_while_unacked_regression() {
     agent.start();
     let (mut session, _) = cp.welcomed(0, 20).await;
     session.job("sent", "test.sleep", json!({})).await;
-    let mut events = Vec::new();
-    while let Some(event) = session.try_recv(Duration::from_millis(800)).await {
-        if event["type"] == "job.status" {
-            events.push(event);
-        }
-    }
+    let events = quiet_events(&mut session).await;
     assert_eq!(seqs(&events), [1, 2, 3], "after a restart too");
 }
 
@@ -217,12 +218,7 @@ async fn rerun_after_kill_between_final_status_and_record_regression() {
     std::fs::write(&record, serde_json::to_vec(&stored).unwrap()).unwrap();
     agent.start();
     let (mut session, _) = cp.welcomed(0, 20).await;
-    let mut events = Vec::new();
-    while let Some(event) = session.try_recv(Duration::from_millis(800)).await {
-        if event["type"] == "job.status" {
-            events.push(event);
-        }
-    }
+    let events = quiet_events(&mut session).await;
     assert_eq!(events, first, "the stored events once, nothing more");
     assert_eq!(agent.test_job_log(), ["start late", "end late"], "ran exactly once");
     // And the job's record is finished again: a resend is answered, not run.
