@@ -122,17 +122,13 @@ impl Engine {
             }
         };
         self.last_arrival = records.iter().map(|r| r.arrival).max().unwrap_or(0);
-        for mut record in records.into_iter().filter(|r| r.state != State::Finished) {
+        for record in records.into_iter().filter(|r| r.state != State::Finished) {
             // Killed between storing the final status and marking the record: the
             // status is on its way, so the job is done (running it again would send
             // a second final status).
             if let Some(status) = self.outbox.final_on_its_way(&record.job_id).filter(|_| !record.internal) {
                 tracing::info!(job_id = %record.job_id, kind = %record.kind, "job finished before the restart");
-                record.state = State::Finished;
-                record.params = Value::Null;
-                record.finished_ms = Some(time::unix_millis(SystemTime::now()));
-                record.final_status = Some(status);
-                self.save(&record);
+                self.mark_finished(record, status);
                 continue;
             }
             tracing::info!(job_id = %record.job_id, kind = %record.kind, "job resumes after restart");
@@ -262,7 +258,7 @@ impl Engine {
 
     /// Sends the final status, then marks the record finished (without its params);
     /// true when the host must reboot now (`server.reboot`).
-    fn finish(&mut self, mut record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) -> bool {
+    fn finish(&mut self, record: Record, started_at: Option<String>, result: Result<Outcome, JobError>) -> bool {
         let secrets = Secrets::of(&record.params);
         let lifecycle::Ended { status, reboot } =
             lifecycle::end(&record.job_id, &record.kind, started_at, result, &secrets);
@@ -271,12 +267,17 @@ impl Engine {
         } else if let Some(event) = crate::jobs::ssl::renewal_event(&record.params, &status, &self.machine.inventory) {
             self.outbox.push(Event::SslRenewal(event));
         }
+        self.mark_finished(record, status);
+        reboot
+    }
+
+    /// The record as finished with `status`, without its params (they may hold secrets).
+    fn mark_finished(&mut self, mut record: Record, status: JobStatus) {
         record.state = State::Finished;
         record.params = Value::Null;
         record.finished_ms = Some(time::unix_millis(SystemTime::now()));
         record.final_status = Some(status);
         self.save(&record);
-        reboot
     }
 
     async fn drain(&mut self) {

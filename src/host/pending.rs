@@ -41,13 +41,10 @@ impl Pending {
     /// installed under `root` (a PHP version removed since) are dropped, or its
     /// check would fail every transaction after.
     pub fn owed_installed(&self, root: &Path) -> io::Result<Vec<(Service, Owed)>> {
-        let mut owed = self.owed()?;
-        for (service, _) in &owed {
-            if !service.installed(root) {
-                self.settle(service)?;
-            }
+        let (owed, gone): (Vec<_>, Vec<_>) = self.owed()?.into_iter().partition(|(service, _)| service.installed(root));
+        for (service, _) in &gone {
+            self.settle(service)?;
         }
-        owed.retain(|(service, _)| service.installed(root));
         Ok(owed)
     }
 

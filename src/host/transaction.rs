@@ -94,13 +94,24 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
             writes.push((change, before));
         }
     }
-    // Promised before the first write, so a crash after it still leads to the reload.
-    let mut promised = Vec::new();
+    let mut touched: Vec<Service> = Vec::new();
     for (change, _) in &writes {
-        let what = if change.restart || restart.contains(&change.service) { Owed::Restart } else { Owed::Reload };
-        if !promised.contains(&(change.service.clone(), what)) {
-            pending.promise(&change.service, what).map_err(marker_error)?;
-            promised.push((change.service.clone(), what));
+        if !touched.contains(&change.service) {
+            touched.push(change.service.clone());
+        }
+        if change.restart && !restart.contains(&change.service) {
+            restart.push(change.service.clone());
+        }
+    }
+    // Promised before the first write, so a crash after it still leads to the reload
+    // (one marker per service: a restart if any of its files asks for one).
+    let mut promised = Vec::new();
+    for service in touched {
+        let what = if restart.contains(&service) { Owed::Restart } else { Owed::Reload };
+        pending.promise(&service, what).map_err(marker_error)?;
+        promised.push((service.clone(), what));
+        if !affected.contains(&service) {
+            affected.push(service);
         }
     }
     let mut previous = Vec::new();
@@ -114,12 +125,6 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
             restore(&previous);
             unpromise(&pending, &promised, &owed);
             return Err(io_error(&change.path, e));
-        }
-        if !affected.contains(&change.service) {
-            affected.push(change.service.clone());
-        }
-        if change.restart && !restart.contains(&change.service) {
-            restart.push(change.service.clone());
         }
     }
     for service in &affected {
@@ -312,6 +317,22 @@ mod tests {
         let live_apache = ran.iter().position(|c| c == "live apache2").unwrap();
         let nginx_signalled = ran.iter().position(|c| c.contains("nginx -c") && !c.contains(" -t")).unwrap();
         assert!(live_apache < nginx_signalled, "Apache is live on its new port before nginx (re)starts: {ran:?}");
+    }
+
+    #[test]
+    fn a_drop_in_before_a_plain_file_still_promises_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/sbin")).unwrap();
+        std::fs::write(dir.path().join("usr/sbin/nginx"), "").unwrap();
+        let services = Services::detect(dir.path());
+        let changes = [
+            FileChange::unit_drop_in(dir.path().join("limits.conf"), "[Service]", Service::Nginx),
+            nginx_file(dir.path(), "a.conf", "server {}"),
+        ];
+        let dying = FakeHost::new(dir.path());
+        dying.fail_when("live nginx", "");
+        assert!(apply(&dying, &services, &changes).is_err());
+        assert_eq!(Pending::under(dir.path()).owed().unwrap(), [(Service::Nginx, Owed::Restart)]);
     }
 
     #[test]
