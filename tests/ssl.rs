@@ -4,13 +4,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::machine::Machine;
+use support::machine::{Daemon, Machine};
 use support::pebble::Pebble;
 use support::pki::{der_b64, key_pem, KeyKind, TestCa, Validity};
 use support::probes::header;
@@ -380,24 +378,9 @@ async fn while_a_ca_stalls_for_30_s_another_app_is_created_in_seconds() {
         ),
     )
     .unwrap();
-    let mut daemon = machine
-        .command(
-            "/usr/bin/env",
-            &["RUST_LOG=info", env!("CARGO_BIN_EXE_berth"), "run", "--config", config.to_str().unwrap()],
-        )
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = daemon.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[berth run] {line}");
-        }
-    });
+    let mut daemon = Daemon::new(config);
+    daemon.echo = true;
+    daemon.start(&machine);
     let (mut session, _) = cp.welcomed(0, 20).await;
 
     let auto_sent = Instant::now();
@@ -437,5 +420,5 @@ async fn while_a_ca_stalls_for_30_s_another_app_is_created_in_seconds() {
     assert_eq!(machine.get("other.test", "/index.html"), (200, "other home".into()), "the other app still answers");
     drop(pebble);
     drop(machine);
-    let _ = daemon.wait();
+    drop(daemon);
 }
