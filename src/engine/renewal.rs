@@ -159,6 +159,7 @@ mod tests {
             stack: Stack::Nginx,
             created_ms: 0,
             ssl: Some(ssl),
+            wordpress: None,
         };
         Inventory { apps: [("shop".try_into().unwrap(), app)].into(), ..Inventory::default() }
     }

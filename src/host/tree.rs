@@ -354,6 +354,53 @@ impl Dir {
         Ok(file.set_owner_and_mode(mode, uid, gid)? || created)
     }
 
+    /// The names in this directory with what each is (not following a link, as
+    /// [`TreeError::Planted`] names them: [`SYMLINK`], "a directory", "a regular
+    /// file", ...), sorted. A name that vanished meanwhile is left out.
+    pub fn entries(&self) -> Result<Vec<(String, &'static str)>, TreeError> {
+        let reader = rfs::Dir::read_from(&self.fd).map_err(|e| TreeError::io(&self.path, e))?;
+        let mut entries = Vec::new();
+        for entry in reader {
+            let entry = entry.map_err(|e| TreeError::io(&self.path, e))?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            if let Some(what) = what_is(self.fd.as_fd(), name) {
+                entries.push((String::from_utf8_lossy(name.to_bytes()).into_owned(), what));
+            }
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// The content of regular file `name`, opened without following a link and
+    /// without blocking: `Ok(None)` when absent, [`TreeError::Planted`] for a link
+    /// or anything but a regular file, an `Io` error when it is over `max` bytes
+    /// (nothing past `max` is ever read).
+    pub fn read_file(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, TreeError> {
+        use std::io::Read;
+        let cname = self.component(name)?;
+        let path = self.path.join(name);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let fd = match rfs::openat(&self.fd, &*cname, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) => return Err(TreeError::Planted { path, what: SYMLINK }),
+            Err(e) => return Err(TreeError::io(&path, e)),
+        };
+        let stat = rfs::fstat(&fd).map_err(|e| TreeError::io(&path, e))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(TreeError::Planted { path, what: "not a regular file" });
+        }
+        let mut content = Vec::new();
+        std::fs::File::from(fd).take(max + 1).read_to_end(&mut content).map_err(|e| TreeError::io(&path, e))?;
+        if content.len() as u64 > max {
+            return Err(TreeError::other(&path, &format!("is larger than {max} bytes")));
+        }
+        Ok(Some(content))
+    }
+
     /// Where this directory was when opened (for messages).
     pub fn path(&self) -> &Path {
         &self.path

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::host::fs::under_root;
 use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::web::{apply_config, remove};
-use crate::jobs::Catalogue;
+use crate::jobs::{wordpress, Catalogue};
 use crate::model::resource::Resource;
 use crate::model::validate::{self, shown, FieldError, Params};
 use crate::model::{AppName, Domain, Runtime, SysuserName};
@@ -32,7 +32,7 @@ pub fn register(catalogue: &mut Catalogue) {
     catalogue.register("app.delete", Delete::parse);
 }
 
-/// `app.create {name, sysuser, runtime, domains, stack?}`.
+/// `app.create {name, sysuser, runtime, domains, stack?, wordpress?}`.
 #[derive(Debug)]
 struct Create {
     name: AppName,
@@ -40,6 +40,8 @@ struct Create {
     runtime: Runtime,
     domains: Vec<Domain>,
     stack: Stack,
+    /// WordPress installed in the same job ([`crate::jobs::wordpress`]).
+    wordpress: Option<wordpress::Site>,
 }
 
 /// `app.update {name, runtime?, domains?}`.
@@ -89,7 +91,8 @@ impl Create {
                 )
             })?,
         };
-        Ok(Box::new(Create { name, sysuser, runtime, domains, stack }))
+        let wordpress = params.opt_object("wordpress")?.map(|site| wordpress::Site::parse(&site)).transpose()?;
+        Ok(Box::new(Create { name, sysuser, runtime, domains, stack, wordpress }))
     }
 }
 
@@ -112,9 +115,16 @@ impl Delete {
 
 impl BlockingJob for Create {
     fn resources(&self) -> Resources {
-        Resources::of([Resource::App(self.name.clone()), Resource::Sysuser(self.sysuser.clone()), Resource::WebStack])
+        let wordpress = self.wordpress.as_ref().map(|_| wordpress::resources(&self.name));
+        Resources::of(
+            [Resource::App(self.name.clone()), Resource::Sysuser(self.sysuser.clone()), Resource::WebStack]
+                .into_iter()
+                .chain(wordpress.into_iter().flatten()),
+        )
     }
 
+    /// With `wordpress`, the install follows in the same job; when it fails, an app
+    /// this job created is removed again (its database, files, config and record).
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
         let app = App {
             sysuser: self.sysuser,
@@ -123,9 +133,26 @@ impl BlockingJob for Create {
             stack: self.stack,
             created_ms: 0,
             ssl: None,
+            wordpress: None,
         };
-        let _web = crate::web::weblock::hold(ctx.root())?;
-        converge(ctx, &self.name, app)
+        let new = ctx.inventory.read(|inv| !inv.apps.contains_key(&self.name));
+        let mut outcome = {
+            let _web = crate::web::weblock::hold(ctx.root())?;
+            converge(ctx, &self.name, app)?
+        };
+        let Some(site) = self.wordpress else { return Ok(outcome) };
+        let installed = wordpress::install(ctx, &self.name, &site).inspect_err(|_| {
+            if new {
+                if let Err(e) = remove(ctx, &self.name) {
+                    tracing::warn!(app = %self.name, "the app of a failed WordPress install was not removed: {e}");
+                }
+            }
+        })?;
+        outcome.steps.extend(installed.steps);
+        if let (Some(Value::Object(result)), Some(wp)) = (outcome.result.as_mut(), installed.result) {
+            result.insert("wordpress".into(), wp);
+        }
+        Ok(outcome)
     }
 }
 
@@ -211,6 +238,7 @@ fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, J
         Some(existing) => {
             app.created_ms = existing.created_ms;
             app.ssl = existing.ssl.clone();
+            app.wordpress = existing.wordpress.clone();
         }
         None => {
             within_limit(

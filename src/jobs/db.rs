@@ -80,52 +80,62 @@ impl BlockingJob for Create {
     }
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
-        let inventory = ctx.inventory.read(|inv| inv.clone());
-        if !inventory.apps.contains_key(&self.app) {
-            return Err(JobError::NotFound(format!("app {} does not exist", shown(&self.app))));
-        }
-        let mut server = Server::connect(&ctx.mysql)?;
-        match inventory.databases.get(&self.name) {
-            Some(db) if db.app != self.app => {
-                return Err(JobError::Conflict(format!("database {} belongs to another app", shown(&self.name))))
-            }
-            Some(db) if db.user != self.user => {
-                return Err(JobError::Conflict(format!(
-                    "database {} has the user {}",
-                    shown(&self.name),
-                    shown(&db.user)
-                )))
-            }
-            Some(_) => {}
-            None => {
-                let of_app = inventory.databases.values().filter(|db| db.app == self.app).count();
-                within_limit("name", "databases per app", of_app, MAX_DATABASES_PER_APP)?;
-                if server.database_exists(&self.name)? {
-                    return Err(JobError::Conflict(format!(
-                        "database {} exists and was not created by berth",
-                        shown(&self.name)
-                    )));
-                }
-                if inventory.databases.values().any(|db| db.user == self.user) || server.user_exists(&self.user)? {
-                    return Err(JobError::Conflict(format!(
-                        "database user {} exists and is not this database's",
-                        shown(&self.user)
-                    )));
-                }
-            }
-        }
-        // Recorded first: a failure halfway must not leave a database berth disowns.
-        let record = Database { app: self.app.clone(), user: self.user.clone() };
-        ctx.record(|inv| inv.databases.insert(self.name.clone(), record))?;
-        let mut outcome = Outcome::default();
-        outcome.step("database", server.create_database(&self.name)?);
-        let created = server.create_user(&self.user, &self.password)?;
-        outcome.step("user", created);
-        outcome.step("password", !created && server.set_password(&self.user, &self.password)?);
-        outcome.step("privileges", server.grant_all(&self.name, &self.user)?);
+        let mut outcome = create(ctx, &self.app, &self.name, &self.user, &self.password)?;
         outcome.result = Some(json!({"name": self.name, "user": self.user, "host": "localhost"}));
         Ok(outcome)
     }
+}
+
+/// Makes database `name` of `app` exist with its one user `user` and `password`
+/// (`db.create`, and WordPress's database): what berth did not create is a
+/// `conflict`, and the database is recorded before it is made.
+pub(crate) fn create(
+    ctx: &JobContext,
+    app: &AppName,
+    name: &DbName,
+    user: &DbUserName,
+    password: &Secret,
+) -> Result<Outcome, JobError> {
+    let inventory = ctx.inventory.read(|inv| inv.clone());
+    if !inventory.apps.contains_key(app) {
+        return Err(JobError::NotFound(format!("app {} does not exist", shown(app))));
+    }
+    let mut server = Server::connect(&ctx.mysql)?;
+    match inventory.databases.get(name) {
+        Some(db) if db.app != *app => {
+            return Err(JobError::Conflict(format!("database {} belongs to another app", shown(name))))
+        }
+        Some(db) if db.user != *user => {
+            return Err(JobError::Conflict(format!("database {} has the user {}", shown(name), shown(&db.user))))
+        }
+        Some(_) => {}
+        None => {
+            let of_app = inventory.databases.values().filter(|db| db.app == *app).count();
+            within_limit("name", "databases per app", of_app, MAX_DATABASES_PER_APP)?;
+            if server.database_exists(name)? {
+                return Err(JobError::Conflict(format!(
+                    "database {} exists and was not created by berth",
+                    shown(name)
+                )));
+            }
+            if inventory.databases.values().any(|db| db.user == *user) || server.user_exists(user)? {
+                return Err(JobError::Conflict(format!(
+                    "database user {} exists and is not this database's",
+                    shown(user)
+                )));
+            }
+        }
+    }
+    // Recorded first: a failure halfway must not leave a database berth disowns.
+    let record = Database { app: app.clone(), user: user.clone() };
+    ctx.record(|inv| inv.databases.insert(name.clone(), record))?;
+    let mut outcome = Outcome::default();
+    outcome.step("database", server.create_database(name)?);
+    let created = server.create_user(user, password)?;
+    outcome.step("user", created);
+    outcome.step("password", !created && server.set_password(user, password)?);
+    outcome.step("privileges", server.grant_all(name, user)?);
+    Ok(outcome)
 }
 
 impl Update {

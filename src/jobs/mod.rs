@@ -19,6 +19,7 @@ pub mod sysuser;
 #[cfg(feature = "test-jobs")]
 pub mod testing;
 pub mod web;
+pub mod wordpress;
 
 /// Parses a kind's params, checking every field rule, into a job.
 pub type Parse = fn(&Value) -> Result<Box<dyn Job>, JobError>;
@@ -40,6 +41,7 @@ impl Catalogue {
         ssl::register(&mut catalogue);
         firewall::register(&mut catalogue);
         server::register(&mut catalogue);
+        wordpress::register(&mut catalogue);
         #[cfg(feature = "test-jobs")]
         if test_jobs {
             testing::register(&mut catalogue);

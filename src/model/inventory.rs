@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AppName, DbName, DbUserName, Domain, Rule, Runtime, ServerName, Stack, SysuserName};
+use super::{AppName, DbName, DbUserName, Domain, Rule, Runtime, ServerName, Stack, SysuserName, TablePrefix};
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
@@ -103,6 +103,18 @@ pub struct App {
     /// The app's certificate, when it serves HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<Ssl>,
+    /// WordPress, when berth installed it (`app.wordpress`, `app.create`'s `wordpress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wordpress: Option<WordPress>,
+}
+
+/// A WordPress berth installed in an app: its database (one of the app's, so
+/// `app.delete` drops it) and table prefix. Its passwords are kept nowhere but in
+/// the app's own `wp-config.php` and WordPress's database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WordPress {
+    pub database: DbName,
+    pub table_prefix: TablePrefix,
 }
 
 #[cfg(test)]
@@ -117,6 +129,7 @@ impl App {
             stack: Stack::Nginx,
             created_ms,
             ssl: None,
+            wordpress: None,
         }
     }
 }

@@ -18,7 +18,9 @@ pub mod stack;
 pub mod validate;
 
 pub use firewall::{Protocol, Rule};
-pub use inventory::{App, Database, Inventory, Settings, Ssl, SslSource, User};
-pub use names::{AppName, DbName, DbUserName, Domain, JobId, Runtime, ServerName, SysuserName};
+pub use inventory::{App, Database, Inventory, Settings, Ssl, SslSource, User, WordPress};
+pub use names::{
+    AppName, DbName, DbUserName, Domain, Email, JobId, Runtime, ServerName, SiteTitle, SysuserName, TablePrefix, WpUser,
+};
 pub use secret::Secret;
 pub use stack::Stack;

@@ -178,6 +178,31 @@ checked_string!(
     "ordered_for"
 );
 
+checked_string!(
+    /// A WordPress table prefix: [`validate::table_prefix`].
+    TablePrefix,
+    validate::table_prefix,
+    "table_prefix"
+);
+checked_string!(
+    /// A WordPress site title: [`validate::site_title`].
+    SiteTitle,
+    validate::site_title,
+    "site_title"
+);
+checked_string!(
+    /// A WordPress admin's login: [`validate::wp_user`].
+    WpUser,
+    validate::wp_user,
+    "admin_user"
+);
+checked_string!(
+    /// An email address: [`validate::email`].
+    Email,
+    validate::email,
+    "admin_email"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,6 +195,74 @@ pub fn password(field: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// A WordPress table prefix, as wp-cli takes it: 1–20 of `[A-Za-z0-9_]`, ending in
+/// `_` (it is written into `wp-config.php` and put before every table name).
+pub fn table_prefix(field: &str, v: &str) -> Result<()> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    if v.is_empty() || v.len() > 20 || !v.bytes().all(ok_char) || !v.ends_with('_') {
+        return Err(FieldError::new(
+            field,
+            format!("table prefix must be 1 to 20 of letters, digits and '_', ending in '_': {}", shown(v)),
+        ));
+    }
+    Ok(())
+}
+
+/// A WordPress site title: 1–200 characters, not only whitespace, no control
+/// characters. Quotes are allowed: the title reaches WordPress as data, never as code.
+pub fn site_title(field: &str, v: &str) -> Result<()> {
+    let fail = |message: &str| Err(FieldError::new(field, message));
+    if v.trim().is_empty() {
+        return fail("site title must not be empty");
+    }
+    if v.chars().count() > 200 {
+        return fail("site title must be at most 200 characters long");
+    }
+    if v.chars().any(char::is_control) {
+        return fail("site title must not contain control characters (newline, tab, NUL, ...)");
+    }
+    Ok(())
+}
+
+/// A WordPress admin's login: 1–60 of `[A-Za-z0-9_.@-]` (what WordPress's strict
+/// `sanitize_user` keeps, without the space).
+pub fn wp_user(field: &str, v: &str) -> Result<()> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-');
+    if v.is_empty() || v.len() > 60 || !v.bytes().all(ok_char) {
+        return Err(FieldError::new(
+            field,
+            format!("user name must be 1 to 60 of letters, digits, '_', '.', '@' and '-': {}", shown(v)),
+        ));
+    }
+    Ok(())
+}
+
+/// An email address: at most 100 characters (WordPress's column), one `@`, a local
+/// part of 1–64 of `[A-Za-z0-9._%+-]` not starting or ending with '.', and a domain
+/// that passes [`domain`] (compared in lowercase, no wildcard).
+pub fn email(field: &str, v: &str) -> Result<()> {
+    let fail = |message: String| Err(FieldError::new(field, message));
+    if v.len() > 100 {
+        return fail(format!("email must be at most 100 characters long (got {})", v.len()));
+    }
+    let Some((local, host)) = v.split_once('@') else {
+        return fail(format!("email must look like 'name@example.com': {}", shown(v)));
+    };
+    let local_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-');
+    if local.is_empty()
+        || local.len() > 64
+        || !local.bytes().all(local_ok)
+        || local.starts_with('.')
+        || local.ends_with('.')
+    {
+        return fail(format!("email must look like 'name@example.com': {}", shown(v)));
+    }
+    if host.starts_with("*.") || domain(field, &host.to_ascii_lowercase()).is_err() {
+        return fail(format!("email must end in a domain, as in 'name@example.com': {}", shown(v)));
+    }
+    Ok(())
+}
+
 /// The format `phpX.Y`, X and Y one or two digits; whether it is installed is checked
 /// by the job against the host.
 pub fn runtime(field: &str, v: &str) -> Result<()> {
@@ -420,6 +488,11 @@ impl<'a> Params<'a> {
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
+    }
+
+    /// [`Params::object`] for an optional object (null counts as absent).
+    pub fn opt_object(&self, key: &str) -> Result<Option<Params<'a>>> {
+        self.get(key).map(|_| self.object(key)).transpose()
     }
 
     /// Required nested object; fields inside are reported as "key.inner".

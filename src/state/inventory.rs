@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use crate::host::fs::write_atomic;
 
-pub use crate::model::inventory::{App, Database, Inventory, Settings, Ssl, SslSource, User};
+pub use crate::model::inventory::{App, Database, Inventory, Settings, Ssl, SslSource, User, WordPress};
 
 pub const FILE_NAME: &str = "inventory.json";
 

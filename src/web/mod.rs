@@ -12,3 +12,4 @@ pub mod sitedirs;
 pub mod stack;
 pub mod templates;
 pub mod weblock;
+pub mod wordpress;
