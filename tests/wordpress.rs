@@ -141,3 +141,192 @@ fn wordpress_answers_its_title_and_its_admin_logs_in_on_both_stacks() {
     let left = sql(&machine, "SHOW DATABASES; SELECT User FROM mysql.user");
     assert!(!left.contains("blog-wp") && !left.contains("wp_blog") && left.contains("shop-wp"), "{left}");
 }
+
+/// What `/srv/users/derek/apps` and the databases hold, to compare before and after.
+fn host_state(machine: &Machine) -> (Vec<String>, String) {
+    let mut files: Vec<String> = walkdir(&machine.path("/srv/users/derek/apps"));
+    files.sort();
+    (files, sql(machine, "SHOW DATABASES; SELECT User FROM mysql.user"))
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        out.push(path.display().to_string());
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(walkdir(&path));
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_wordpress_fields_are_refused_naming_the_field_and_nothing_is_written() {
+    let machine = machine();
+    assert_eq!(create(&machine, "blog", "nginx", None)["status"], "success");
+    let before = host_state(&machine);
+    let long = "a".repeat(201);
+    let long_email = format!("{}@example.com", "a".repeat(90));
+    let cases: Vec<(&str, Value)> = vec![
+        ("site_title", json!("")),
+        ("site_title", json!("   ")),
+        ("site_title", json!(long)),
+        ("site_title", json!("line\nbreak")),
+        ("site_title", json!("nul\u{0}byte")),
+        ("site_title", json!(42)),
+        ("admin_user", json!("")),
+        ("admin_user", json!("bo'ss")),
+        ("admin_user", json!("bo ss")),
+        ("admin_user", json!("boss\";exec('id');//")),
+        ("admin_user", json!("a".repeat(61))),
+        ("admin_user", json!("bössé")),
+        ("admin_password", json!("short")),
+        ("admin_password", json!("p".repeat(201))),
+        ("admin_password", json!("pass\u{0}word-nul")),
+        ("admin_password", json!("pass\nword-newline")),
+        ("admin_password", json!(" leading-space")),
+        ("admin_email", json!("not-an-email")),
+        ("admin_email", json!("boss@")),
+        ("admin_email", json!("@example.com")),
+        ("admin_email", json!("bo'ss@example.com")),
+        ("admin_email", json!("boss@exa mple.com")),
+        ("admin_email", json!("boss@example.com\n")),
+        ("admin_email", json!(long_email)),
+        ("admin_email", json!("a@b@example.com")),
+        ("table_prefix", json!("wp")),
+        ("table_prefix", json!("wp;DROP_")),
+        ("table_prefix", json!("wp'_")),
+        ("table_prefix", json!("")),
+        ("table_prefix", json!("a_very_long_prefix_x_")),
+        ("table_prefix", json!("wp-x_")),
+    ];
+    assert!(cases.len() >= 20);
+    for (field, value) in &cases {
+        let mut params = site("Blog");
+        params[*field] = value.clone();
+        params["app"] = json!("blog");
+        let done = machine.job("app.wordpress", params.clone());
+        assert_eq!(done["error"]["code"], "invalid_params", "{field}={value}: {done}");
+        assert_eq!(done["error"]["field"], *field, "{field}={value}: {done}");
+        if field == &"admin_password" {
+            assert!(!done.to_string().contains(value.as_str().unwrap().trim()), "the password is echoed: {done}");
+        }
+    }
+    // Through app.create the field is named under `wordpress.`, and no app is made.
+    for (field, value) in cases.iter().step_by(5) {
+        let mut wordpress = site("Blog");
+        wordpress[*field] = value.clone();
+        let done = create(&machine, "other", "nginx", Some(wordpress));
+        assert_eq!(done["error"]["code"], "invalid_params", "{field}={value}: {done}");
+        assert_eq!(done["error"]["field"], format!("wordpress.{field}"), "{done}");
+    }
+    assert_eq!(host_state(&machine), before, "nothing was written");
+}
+
+#[test]
+fn a_failed_step_leaves_no_app_no_database_and_no_files() {
+    // MariaDB is not running: the database step fails after the app was made.
+    let machine = Machine::start();
+    assert_eq!(machine.job("sysuser.create", json!({"name": "derek"}))["status"], "success");
+    let done = create(&machine, "blog", "nginx", Some(site("Blog")));
+    assert_eq!(done["status"], "error", "{done}");
+    assert!(done["error"]["message"].as_str().unwrap().contains("not running"), "{done}");
+    let gone = |machine: &Machine| {
+        let inventory = std::fs::read_to_string(machine.dir.path().join("state/inventory.json")).unwrap();
+        let inventory: Value = serde_json::from_str(&inventory).unwrap();
+        assert!(inventory["apps"].get("blog").is_none(), "{inventory}");
+        assert!(inventory["databases"].as_object().is_none_or(|d| d.is_empty()), "{inventory}");
+        assert!(!machine.path("/srv/users/derek/apps/blog").exists());
+        assert!(!machine.path("/etc/nginx/berth.d/blog.conf").exists());
+    };
+    gone(&machine);
+
+    // The installer fails (php-cli broken) after the app and its database were made.
+    machine.start_mariadb();
+    machine.program("/usr/bin", "php8.2", Some("#!/bin/sh\necho 'PHP broke' >&2\nexit 3\n"));
+    let done = create(&machine, "blog", "nginx-apache", Some(site("Blog")));
+    assert_eq!(done["error"]["code"], "tool_failed", "{done}");
+    assert!(done["error"]["message"].as_str().unwrap().contains("PHP broke"), "{done}");
+    gone(&machine);
+    let left = sql(&machine, "SHOW DATABASES; SELECT User FROM mysql.user");
+    assert!(!left.contains("blog-wp") && !left.contains("wp_blog"), "{left}");
+
+    // app.wordpress on an app that stays: its database and the files go, the app stays.
+    assert_eq!(create(&machine, "blog", "nginx", None)["status"], "success");
+    let done = machine.job(
+        "app.wordpress",
+        json!({"app": "blog", "site_title": "Blog", "admin_user": "boss",
+        "admin_password": ADMIN_PASSWORD, "admin_email": "boss@example.com"}),
+    );
+    assert_eq!(done["error"]["code"], "tool_failed", "{done}");
+    assert_eq!(walkdir(&machine.path("/srv/users/derek/apps/blog/public")), Vec::<String>::new());
+    let left = sql(&machine, "SHOW DATABASES; SELECT User FROM mysql.user");
+    assert!(!left.contains("blog-wp") && !left.contains("wp_blog"), "{left}");
+}
+
+/// Every process's argv and environment in the machine while the job runs: no
+/// secret is in any of them (the admin's password, the database's from wp-config.php).
+#[test]
+fn secrets_are_in_no_process_argv_or_environment() {
+    let machine = machine();
+    assert_eq!(create(&machine, "blog", "nginx", None)["status"], "success");
+    // A loop inside the machine reads every /proc/PID/{cmdline,environ} until told to stop.
+    let script = "while [ ! -e /run/stop-watching ]; do for p in /proc/[0-9]*; do \
+        tr '\\0' ' ' <$p/cmdline; echo; tr '\\0' ' ' <$p/environ; echo; done 2>/dev/null; done";
+    let mut child = machine.command("/bin/sh", &["-c", script]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).collect::<std::collections::BTreeSet<_>>()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = machine.job(
+        "app.wordpress",
+        json!({"app": "blog", "site_title": "Blog", "admin_user": "boss",
+        "admin_password": ADMIN_PASSWORD, "admin_email": "boss@example.com"}),
+    );
+    assert_eq!(done["status"], "success", "{done}");
+    assert!(machine.run("/usr/bin/touch", &["/run/stop-watching"]).status.success());
+    let seen = reader.join().unwrap();
+    child.wait().unwrap();
+    let password = db_password(&machine, "blog");
+    assert!(
+        seen.iter().any(|l| l.starts_with("/usr/bin/php8.2 ") || l.contains("setpriv")),
+        "the installer was seen: {seen:?}"
+    );
+    for line in &seen {
+        assert!(!line.contains(ADMIN_PASSWORD) && !line.contains(&password), "a secret in a process: {line}");
+    }
+}
+
+/// The user plants links in the web root before `app.wordpress`: berth refuses,
+/// and nothing outside the user's tree changes.
+#[test]
+fn links_planted_in_the_web_root_are_refused_and_nothing_outside_changes() {
+    let machine = machine();
+    assert_eq!(create(&machine, "blog", "nginx", None)["status"], "success");
+    let public = machine.path("/srv/users/derek/apps/blog/public");
+    let shadow = std::fs::read(machine.path("/etc/shadow")).unwrap();
+    let etc = walkdir(&machine.path("/etc"));
+    let params = json!({"app": "blog", "site_title": "Blog", "admin_user": "boss",
+        "admin_password": ADMIN_PASSWORD, "admin_email": "boss@example.com"});
+    for (name, target) in [("index.php", "/etc/shadow"), ("wp-content", "/etc"), ("wp-config.php", "/etc/passwd")] {
+        std::os::unix::fs::symlink(target, public.join(name)).unwrap();
+        let done = machine.job("app.wordpress", params.clone());
+        assert_eq!(done["error"]["code"], "conflict", "{name}: {done}");
+        assert!(done["error"]["message"].as_str().unwrap().contains(name), "{done}");
+        std::fs::remove_file(public.join(name)).unwrap();
+    }
+    // A site of the user's own is not written over either.
+    std::fs::write(public.join("index.php"), "<?php echo 'mine';").unwrap();
+    assert_eq!(machine.job("app.wordpress", params.clone())["error"]["code"], "conflict");
+    assert_eq!(std::fs::read_to_string(public.join("index.php")).unwrap(), "<?php echo 'mine';");
+    std::fs::remove_file(public.join("index.php")).unwrap();
+
+    assert_eq!(std::fs::read(machine.path("/etc/shadow")).unwrap(), shadow);
+    assert_eq!(walkdir(&machine.path("/etc")), etc);
+    assert_eq!(sql(&machine, "SHOW DATABASES").lines().filter(|l| l.ends_with("-wp")).count(), 0);
+    // Once the links are gone, the install goes through.
+    assert_eq!(machine.job("app.wordpress", params)["status"], "success");
+}

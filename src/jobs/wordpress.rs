@@ -196,3 +196,43 @@ fn report(installed: &WordPress, version: Option<&str>, sysuser: &str, app: &App
         "web_root": stack::web_root(sysuser, app),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::protocol::ErrorCode;
+
+    #[test]
+    fn database_names_follow_the_app_and_fit_their_rules() {
+        let names = |app: &str| {
+            let (db, user) = names(&AppName::try_from(app).unwrap());
+            (db.to_string(), user.to_string())
+        };
+        assert_eq!(names("blog"), ("blog-wp".into(), "wp_blog".into()));
+        assert_eq!(names("3po"), ("3po-wp".into(), "wp_3po".into()));
+        assert_eq!(names("abcdefghijklm").1, "wp_abcdefghijklm");
+        let (long_db, long_user) = names(&"a".repeat(30));
+        assert_eq!((long_db.len(), long_user.len()), (33, 16));
+        assert!(long_user.starts_with("wp_aaaaaaaa_"));
+        assert_ne!(names("abcdefghijklmn").1, names("abcdefghijklmo").1, "a shared start is told apart");
+        assert_eq!(names("abcdefghijklmn").1, names("abcdefghijklmn").1, "stable");
+    }
+
+    #[test]
+    fn the_site_is_parsed_with_a_default_prefix_and_errors_name_the_field() {
+        let catalogue = Catalogue::new(false);
+        let good = json!({"app": "blog", "site_title": "Blog", "admin_user": "boss",
+            "admin_password": "long-enough", "admin_email": "boss@Example.com"});
+        assert!(catalogue.parse("app.wordpress", &good).is_ok());
+        let mut bad = good.clone();
+        bad["table_prefix"] = json!("wp;");
+        let err = catalogue.parse("app.wordpress", &bad).err().unwrap();
+        assert_eq!((err.code(), err.field()), (ErrorCode::InvalidParams, Some("table_prefix")));
+        let create = json!({"name": "blog", "sysuser": "derek", "runtime": "php8.2", "domains": ["blog.test"],
+            "wordpress": {"site_title": "Blog", "admin_user": "boss", "admin_password": "short",
+                          "admin_email": "boss@example.com"}});
+        let err = catalogue.parse("app.create", &create).err().unwrap();
+        assert_eq!(err.field(), Some("wordpress.admin_password"));
+        assert!(!err.to_string().contains("short"), "{err}");
+    }
+}

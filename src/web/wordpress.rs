@@ -285,3 +285,101 @@ pub fn run_installer(
 fn parse_version_value(value: &str) -> Option<String> {
     parse_version(&format!("$wp_version = '{value}';"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// `ROOT/srv/users/derek/apps/blog/public/wp-includes`, made as plain directories.
+    fn site() -> (tempfile::TempDir, std::path::PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let includes = root.path().join("srv/users/derek/apps/blog/public/wp-includes");
+        std::fs::create_dir_all(&includes).unwrap();
+        (root, includes)
+    }
+
+    #[test]
+    fn the_version_is_read_from_version_php_and_nothing_else() {
+        let (root, includes) = site();
+        let version = || wordpress_version(root.path(), "derek", "blog").unwrap();
+        assert_eq!(version(), None, "no version.php");
+        std::fs::write(
+            includes.join("version.php"),
+            "<?php\n/**\n * @global string $wp_version\n */\n$wp_version = '6.1.9';\n$wp_db_version = 53496;\n",
+        )
+        .unwrap();
+        assert_eq!(version().as_deref(), Some("6.1.9"));
+        for hostile in [
+            "<?php $wp_version = '6.1'; system('id');",
+            "$wp_version = \"6.1\";",
+            "$wp_version = '6.1' . phpversion();",
+            "$wp_version = '6.1;\nrm -rf';",
+            "$wp_version = '<script>';",
+            "$wp_version = '';",
+        ] {
+            std::fs::write(includes.join("version.php"), hostile).unwrap();
+            assert_eq!(version(), None, "{hostile}");
+        }
+        std::fs::write(includes.join("version.php"), format!("$wp_version = '{}';", "1".repeat(33))).unwrap();
+        assert_eq!(version(), None, "too long a value");
+        let big = format!("{}\n$wp_version = '6.1.9';\n", "/* padding */\n".repeat(6000));
+        std::fs::write(includes.join("version.php"), big).unwrap();
+        assert_eq!(version(), None, "over 64 KiB: not read");
+    }
+
+    #[test]
+    fn a_link_planted_on_the_way_to_version_php_gives_no_version() {
+        let (root, includes) = site();
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("version.php"), "$wp_version = '9.9.9';").unwrap();
+        let version = || wordpress_version(root.path(), "derek", "blog").unwrap();
+
+        symlink(outside.join("version.php"), includes.join("version.php")).unwrap();
+        assert_eq!(version(), None, "version.php is a link");
+        std::fs::remove_dir_all(&includes).unwrap();
+        symlink(&outside, &includes).unwrap();
+        assert_eq!(version(), None, "wp-includes is a link");
+        let public = includes.parent().unwrap();
+        std::fs::remove_file(&includes).unwrap();
+        std::fs::remove_dir(public).unwrap();
+        symlink(&outside, public).unwrap();
+        assert_eq!(version(), None, "public is a link");
+        std::fs::remove_file(public).unwrap();
+        std::fs::create_dir_all(&includes).unwrap();
+        nix::unistd::mkfifo(&includes.join("version.php"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(version(), None, "a fifo is not opened for reading");
+        assert_eq!(wordpress_version(root.path(), "nobody", "blog").unwrap(), None, "no such user");
+    }
+
+    #[test]
+    fn php_literals_keep_hostile_values_inside_their_quotes() {
+        assert_eq!(php_literal("wp_"), "'wp_'");
+        assert_eq!(php_literal("it's"), r"'it\'s'");
+        assert_eq!(php_literal(r"a\'; system('id'); //"), r"'a\\\'; system(\'id\'); //'");
+    }
+
+    #[test]
+    fn the_config_has_fresh_salts_and_each_value_as_a_literal() {
+        let password = Secret::new(random(32).unwrap());
+        let config = Config {
+            app: "blog",
+            db_name: "blog-wp",
+            db_user: "wp_blog",
+            db_password: &password,
+            db_host: "localhost:/run/mysqld/mysqld.sock",
+            table_prefix: "blog_",
+        };
+        let (one, two) = (render_config(&config).unwrap(), render_config(&config).unwrap());
+        let one = one.expose();
+        assert!(one.starts_with("<?php\n/*\n * Written by berth for app blog."), "{one}");
+        assert!(one.contains("define( 'DB_NAME', 'blog-wp' );"));
+        assert!(one.contains(&format!("define( 'DB_PASSWORD', '{}' );", password.expose())));
+        assert!(one.contains("define( 'DB_HOST', 'localhost:/run/mysqld/mysqld.sock' );"));
+        assert!(one.contains("$table_prefix = 'blog_';"));
+        assert_eq!(one.matches("_KEY', '").count() + one.matches("_SALT', '").count(), 8);
+        assert_ne!(one, two.expose(), "the salts are drawn anew");
+        assert!(random(64).unwrap().bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+}
