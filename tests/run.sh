@@ -37,6 +37,11 @@ needs=(
   "/usr/lib/python3/dist-packages/requests:python3-requests"
   "/usr/bin/systemd-nspawn:systemd-container"
   "/usr/bin/mmdebstrap:mmdebstrap"
+  # tests/wordpress.rs: Debian's WordPress, its default theme, and PHP's MySQL client.
+  "/usr/share/wordpress/wp-load.php:wordpress"
+  "/usr/share/wordpress/wp-content/themes/twentytwentythree/style.css:wordpress-theme-twentytwentythree"
+  "/usr/bin/php8.2:php8.2-cli"
+  "/usr/lib/php/*/mysqli.so:php8.2-mysql"
 )
 missing=()
 for need in "${needs[@]}"; do
@@ -47,6 +52,15 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Debian's wordpress package pulls in mod_php, which moves Apache to mpm_prefork;
+# berth's Apache runs no PHP of its own (nginx passes PHP to each app's pool) and
+# refuses to start with mod_php loaded: back to mpm_event, without mod_php.
+for mod in /etc/apache2/mods-enabled/php*.load; do
+  if [ -e "$mod" ]; then a2dismod -q "$(basename "$mod" .load)"; fi
+done
+if [ -e /etc/apache2/mods-enabled/mpm_prefork.load ]; then
+  a2dismod -q mpm_prefork && a2enmod -q mpm_event
 fi
 
 if [ "$(id -u)" != 0 ]; then
