@@ -35,6 +35,8 @@ pub struct Config {
     /// What `server.reboot` runs once its final status is acknowledged: an absolute
     /// program and its arguments.
     pub reboot_command: Vec<String>,
+    /// The WordPress tree `app.wordpress` copies (an absolute directory).
+    pub wordpress_source: PathBuf,
 }
 
 /// The file as written; checked into [`Config`].
@@ -62,6 +64,7 @@ struct File {
     acme_profile: Option<String>,
     acme_email: Option<String>,
     reboot_command: Option<Vec<String>>,
+    wordpress_source: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/berth";
 pub const DEFAULT_MAX_PARALLEL_JOBS: usize = 4;
 /// systemd's reboot: units stop in order (the web servers and MariaDB shut down cleanly).
 pub const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["/usr/bin/systemctl", "reboot"];
+/// Debian's `wordpress` package.
+pub const DEFAULT_WORDPRESS_SOURCE: &str = "/usr/share/wordpress";
 
 impl Config {
     /// Reads and checks the config at `path`.
@@ -165,6 +170,14 @@ impl Config {
                 "must be an array whose first item is an absolute program path".into(),
             ));
         }
+        let wordpress_source = file.wordpress_source.unwrap_or_else(|| PathBuf::from(DEFAULT_WORDPRESS_SOURCE));
+        let dot_dot = wordpress_source.components().any(|c| c == std::path::Component::ParentDir);
+        if !wordpress_source.is_absolute() || dot_dot || wordpress_source.to_str().is_none() {
+            return Err(invalid(
+                "wordpress_source",
+                format!("must be an absolute path without '..', not {}", wordpress_source.display()),
+            ));
+        }
         Ok(Config {
             server_id: file.server_id,
             api_key: Secret::new(api_key),
@@ -180,6 +193,7 @@ impl Config {
             mysql,
             acme,
             reboot_command,
+            wordpress_source,
         })
     }
 }
@@ -411,6 +425,8 @@ control_plane_url = "wss://cp.example.com/agent"
             ("acme_ca_file = \"ca.pem\"", "acme_ca_file"),
             ("acme_profile = \"a b\"", "acme_profile"),
             ("acme_email = \"not-an-address\"", "acme_email"),
+            ("wordpress_source = \"wordpress\"", "wordpress_source"),
+            ("wordpress_source = \"/srv/../etc\"", "wordpress_source"),
         ] {
             let message = parse(&format!("{GOOD}{line}\n")).unwrap_err().to_string();
             assert!(message.contains(&format!("`{key}`")), "{line}: {message}");

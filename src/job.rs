@@ -43,6 +43,8 @@ pub struct Machine {
     pub acme: Arc<AcmeSettings>,
     /// What a `server.reboot` runs once its final status is out (config `reboot_command`).
     pub reboot_command: Vec<String>,
+    /// The WordPress tree `app.wordpress` copies (config `wordpress_source`).
+    pub wordpress_source: std::path::PathBuf,
 }
 
 impl Machine {
@@ -62,6 +64,7 @@ pub struct JobContext {
     pub inventory: Arc<InventoryStore>,
     pub mysql: MysqlSettings,
     pub acme: Arc<AcmeSettings>,
+    pub wordpress_source: std::path::PathBuf,
     secrets: Arc<Secrets>,
     output: mpsc::Sender<JobOutput>,
     /// The engine's scheduler, when the job runs under it (not in `berth apply`).
@@ -90,6 +93,7 @@ impl JobContext {
             inventory: machine.inventory.clone(),
             mysql: machine.mysql.clone(),
             acme: machine.acme.clone(),
+            wordpress_source: machine.wordpress_source.clone(),
             secrets,
             output,
             scheduler: None,

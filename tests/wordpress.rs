@@ -244,7 +244,7 @@ fn a_failed_step_leaves_no_app_no_database_and_no_files() {
 
     // The installer fails (php-cli broken) after the app and its database were made.
     machine.start_mariadb();
-    machine.program("/usr/bin", "php8.2", Some("#!/bin/sh\necho 'PHP broke' >&2\nexit 3\n"));
+    machine.program("/usr/bin", "php8.2", Some("#!/bin/sh\ncat >/dev/null\necho 'PHP broke' >&2\nexit 3\n"));
     let done = create(&machine, "blog", "nginx-apache", Some(site("Blog")));
     assert_eq!(done["error"]["code"], "tool_failed", "{done}");
     assert!(done["error"]["message"].as_str().unwrap().contains("PHP broke"), "{done}");

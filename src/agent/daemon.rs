@@ -57,6 +57,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         mysql: config.mysql.clone(),
         acme: Arc::new(config.acme.clone()),
         reboot_command: config.reboot_command.clone(),
+        wordpress_source: config.wordpress_source.clone(),
     };
     crate::jobs::firewall::reapply_at_start(&machine);
 

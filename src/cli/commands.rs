@@ -232,6 +232,7 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             mysql: config.mysql,
             acme: config.acme,
             reboot_command: config.reboot_command,
+            wordpress_source: config.wordpress_source,
         },
         Ok(None) => crate::engine::apply::Setup {
             state_dir: PathBuf::from(crate::config::DEFAULT_STATE_DIR),
@@ -240,6 +241,7 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             mysql: crate::host::mysql::MysqlSettings::under(std::path::Path::new("/")),
             acme: crate::web::acme::AcmeSettings::new(std::path::Path::new(crate::config::DEFAULT_STATE_DIR)),
             reboot_command: crate::config::DEFAULT_REBOOT_COMMAND.map(str::to_owned).to_vec(),
+            wordpress_source: PathBuf::from(crate::config::DEFAULT_WORDPRESS_SOURCE),
         },
         Err(e) => {
             tracing::error!("{e}");

@@ -29,6 +29,7 @@ pub struct Setup {
     pub mysql: crate::host::mysql::MysqlSettings,
     pub acme: crate::web::acme::AcmeSettings,
     pub reboot_command: Vec<String>,
+    pub wordpress_source: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,7 @@ pub fn machine(setup: &Setup) -> Result<Machine, ApplyError> {
         mysql: setup.mysql.clone(),
         acme: Arc::new(setup.acme.clone()),
         reboot_command: setup.reboot_command.clone(),
+        wordpress_source: setup.wordpress_source.clone(),
     })
 }
 

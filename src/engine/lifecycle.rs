@@ -152,6 +152,7 @@ mod tests {
             mysql: crate::host::mysql::MysqlSettings::under(root.path()),
             acme: Arc::new(crate::web::acme::AcmeSettings::new(root.path())),
             reboot_command: Vec::new(),
+            wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
         };
         let ctx = JobContext::new("j1".into(), &machine, Arc::default(), mpsc::channel(1).0);
         let result = run(Box::new(Panics), ctx.clone()).await;

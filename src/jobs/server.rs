@@ -325,6 +325,7 @@ mod tests {
             mysql: crate::host::mysql::MysqlSettings::under(dir.path()),
             acme: std::sync::Arc::new(crate::web::acme::AcmeSettings::new(dir.path())),
             reboot_command: vec!["/bin/false".into()],
+            wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
         };
         let ctx = JobContext::new("j".into(), &machine, Default::default(), tokio::sync::mpsc::channel(1).0);
         let outcome = Reboot.apply(&ctx).unwrap();

@@ -516,6 +516,7 @@ mod tests {
             mysql: crate::host::mysql::MysqlSettings::under(dir.path()),
             acme: std::sync::Arc::new(acme::AcmeSettings::new(dir.path())),
             reboot_command: Vec::new(),
+            wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
         };
         let ctx = JobContext::new("j".into(), &machine, Default::default(), tokio::sync::mpsc::channel(1).0);
         let planned = app(&["shop.test"], 1);

@@ -15,6 +15,8 @@
 //! but what an interrupted install of berth's left: a site of the user's own is a
 //! `conflict`, never written over.
 
+use std::path::Path;
+
 use serde_json::{json, Value};
 
 use crate::host::fs::under_root;
@@ -122,14 +124,14 @@ pub(crate) fn install(ctx: &JobContext, name: &AppName, site: &Site) -> Result<O
         outcome.result = Some(report(installed, version.as_deref(), &app.sysuser, name));
         return Ok(outcome);
     }
-    let php = format!("/usr/bin/{}", app.runtime);
-    if !under_root(root, &php).is_file() {
+    let php = under_root(root, &format!("/usr/bin/{}", app.runtime)).display().to_string();
+    if !Path::new(&php).is_file() {
         return Err(JobError::PreconditionFailed(format!(
             "WordPress is installed with php-cli of the app's runtime, and {php} is missing (package {}-cli)",
             app.runtime
         )));
     }
-    let source = wp::source_names(root)?;
+    let source = wp::source_names(root, &ctx.wordpress_source)?;
     let before = wp::check_web_root(root, &app.sysuser, name, &source)?;
     let (database, user) = names(name);
     let database_was_there = databases.contains_key(&database);
@@ -153,7 +155,8 @@ pub(crate) fn install(ctx: &JobContext, name: &AppName, site: &Site) -> Result<O
             &php,
             sitedirs::Owner { uid: account.uid, gid: account.gid },
             &wp::Install {
-                web_root: &stack::web_root(&app.sysuser, name),
+                source: &under_root(root, &ctx.wordpress_source.display().to_string()),
+                web_root: &under_root(root, &stack::web_root(&app.sysuser, name)),
                 config: &config,
                 host,
                 url: &format!("{scheme}://{host}"),

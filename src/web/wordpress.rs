@@ -11,8 +11,8 @@
 //! planted, it can reach nothing that user could not. Its input, with the admin's
 //! and the database's passwords, is JSON on its stdin; its argv holds no secret.
 //!
-//! The source is a WordPress tree on the host, Debian's `wordpress` package by
-//! default ([`SOURCE`]): a shared install whose files link into
+//! The source is a WordPress tree on the host (config `wordpress_source`), Debian's
+//! `wordpress` package by default (`/usr/share/wordpress`): a shared install whose files link into
 //! `/usr/share/javascript`, `/usr/share/php` and `/etc/wordpress`. It is root's and
 //! readable by all; the installer copies it dereferenced, without Debian's own
 //! `wp-config.php` and `.htaccess` ([`SKIPPED`]).
@@ -30,8 +30,6 @@ use crate::model::Secret;
 use crate::web::sitedirs::Owner;
 use crate::web::stack::USERS_DIR;
 
-/// Where the WordPress tree is copied from.
-pub const SOURCE: &str = "/usr/share/wordpress";
 /// Top-level names of the source that are not copied: Debian's config loader
 /// (berth writes its own `wp-config.php`) and its `.htaccess` link.
 pub const SKIPPED: [&str; 2] = ["wp-config.php", ".htaccess"];
@@ -90,13 +88,15 @@ fn parse_version(text: &str) -> Option<String> {
     })
 }
 
-/// The top-level names of the source tree (root's; read by root), or
-/// `precondition_failed` when it is not a WordPress tree.
-pub fn source_names(root: &Path) -> Result<Vec<String>, JobError> {
-    let source = under_root(root, SOURCE);
+/// The top-level names of the source tree `source` (the operator's; read by
+/// root), or `precondition_failed` when it is not a WordPress tree.
+pub fn source_names(root: &Path, source: &Path) -> Result<Vec<String>, JobError> {
+    let shown_source = source.display().to_string();
+    let source = under_root(root, &shown_source);
     let missing = || {
         JobError::PreconditionFailed(format!(
-            "no WordPress at {SOURCE} (install Debian's wordpress package, or another WordPress tree there)"
+            "no WordPress at {shown_source} (install Debian's wordpress package, or set wordpress_source to a \
+             WordPress tree)"
         ))
     };
     if !source.join("wp-includes/version.php").is_file() || !source.join("wp-load.php").is_file() {
@@ -219,7 +219,9 @@ pub fn random(len: usize) -> Result<String, JobError> {
 
 /// What the installer is to do (all of it goes on its stdin).
 pub struct Install<'a> {
-    pub web_root: &'a str,
+    /// The WordPress tree and the app's web root, as the installer sees them.
+    pub source: &'a Path,
+    pub web_root: &'a Path,
     pub config: &'a Secret,
     pub host: &'a str,
     pub url: &'a str,
@@ -249,7 +251,7 @@ pub fn run_installer(
 ) -> Result<Installed, JobError> {
     let input = json!({
         "program": INSTALLER,
-        "source": SOURCE,
+        "source": install.source,
         "skip": SKIPPED,
         "target": install.web_root,
         "config": install.config.expose(),
