@@ -470,3 +470,37 @@ fn without_root_the_trial_says_why_in_one_line_and_uses_the_sandbox() {
     }
     dev.server_when_connected();
 }
+
+/// `POST /apps` with `wordpress` (ServerPilot's nested shape) is one action: app,
+/// database and WordPress; a bad field is a 400 naming it; no password comes back.
+#[test]
+fn an_app_with_wordpress_is_one_action_and_its_password_never_comes_back() {
+    const ADMIN_PASSWORD: &str = "wp-Admin-pass-1";
+    let machine = Machine::start();
+    machine.start_mariadb();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    dev.server_when_connected();
+    let (user, action) =
+        dev.change("POST", "/sysusers", json!({"serverid": dev.server_id, "name": "derek", "password": USER_PASSWORD}));
+    dev.succeeds(&action);
+    let wordpress = |email: &str| {
+        json!({"site": {"title": "Derek Writes"},
+               "admin": {"user": "derek", "password": ADMIN_PASSWORD, "email": email}})
+    };
+    let body = |email: &str| {
+        json!({"name": "words", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["words.test"],
+               "wordpress": wordpress(email)})
+    };
+    let (status, refused) = dev.api("POST", "/apps", body("not-an-email"));
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().starts_with("wordpress.admin_email: "), "{refused}");
+
+    let (app, action) = dev.change("POST", "/apps", body("derek@example.com"));
+    dev.succeeds(&action);
+    assert!(machine.at_once_get("words.test", "/", 200).contains("<title>Derek Writes</title>"));
+    for path in [format!("/apps/{}", app["id"].as_str().unwrap()), format!("/actions/{action}")] {
+        let (_, answer) = dev.api("GET", &path, Value::Null);
+        assert!(!answer.to_string().contains(ADMIN_PASSWORD), "{answer}");
+    }
+    assert!(!dev.log().contains(ADMIN_PASSWORD), "the password is in berth dev's log");
+}

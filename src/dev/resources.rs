@@ -232,11 +232,33 @@ fn runtime_available(w: &Writer, server: &str, runtime: &Value) -> Result<(), Ap
     )))
 }
 
+/// `wordpress` of `POST /apps` as `app.create` takes it: berth's flat shape
+/// (`site_title`, `admin_user`, ...) as it is, or ServerPilot's nested one
+/// (`{"site": {"title"}, "admin": {"user", "password", "email"}}`) flattened.
+fn wordpress(body: &Value) -> Value {
+    let given = &body["wordpress"];
+    if given["site"].is_null() && given["admin"].is_null() {
+        return given.clone();
+    }
+    let mut flat = json!({"site_title": given["site"]["title"], "admin_user": given["admin"]["user"],
+        "admin_password": given["admin"]["password"], "admin_email": given["admin"]["email"]});
+    if !given["table_prefix"].is_null() {
+        flat["table_prefix"] = given["table_prefix"].clone();
+    }
+    flat
+}
+
+/// `POST /apps`; with `wordpress`, the one job installs WordPress too (its
+/// passwords go into the pending job only, and its database is the agent's: it is
+/// not a `/dbs` resource).
 pub fn create_app(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
     change(shared, |w| {
         let user = reference(w, body, "sysuserid", "sysuser")?;
         let mut params = pick(body, &["name", "runtime", "domains", "stack"]);
         params["sysuser"] = user["name"].clone();
+        if !body["wordpress"].is_null() {
+            params["wordpress"] = wordpress(body);
+        }
         if params["domains"].is_null() {
             params["domains"] = json!([]);
         }
