@@ -330,3 +330,57 @@ fn links_planted_in_the_web_root_are_refused_and_nothing_outside_changes() {
     // Once the links are gone, the install goes through.
     assert_eq!(machine.job("app.wordpress", params)["status"], "success");
 }
+
+/// While `app.wordpress` runs, the user swaps the web root with a link to a
+/// root-owned directory, again and again (`renameat2(RENAME_EXCHANGE)`): whatever
+/// the job then ends in, nothing lands in that directory.
+#[test]
+fn a_web_root_swapped_for_a_link_mid_job_leads_nothing_outside() {
+    let machine = machine();
+    assert_eq!(create(&machine, "blog", "nginx", None)["status"], "success");
+    let apps = machine.path("/srv/users/derek/apps/blog");
+    let victim = machine.path("/etc/victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("keep"), "root's").unwrap();
+    // The link names the victim as the machine sees it.
+    std::os::unix::fs::symlink("/etc/victim", apps.join("decoy")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, apps) = (stop.clone(), apps.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (public, decoy) = (apps.join("public"), apps.join("decoy"));
+                let exchange = rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &public,
+                    rustix::fs::CWD,
+                    &decoy,
+                    rustix::fs::RenameFlags::EXCHANGE,
+                );
+                swaps += usize::from(exchange.is_ok());
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            swaps
+        })
+    };
+    let mut ended = Vec::new();
+    for _ in 0..3 {
+        let done = machine.job(
+            "app.wordpress",
+            json!({"app": "blog", "site_title": "Blog", "admin_user": "boss",
+            "admin_password": ADMIN_PASSWORD, "admin_email": "boss@example.com"}),
+        );
+        ended.push(done["error"]["code"].as_str().unwrap_or("success").to_owned());
+        if done["status"] == "success" {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("{swaps} swaps; the jobs ended in {ended:?}");
+    assert!(swaps > 10, "the race did not happen");
+    let left: Vec<String> = walkdir(&victim);
+    assert_eq!(left, [victim.join("keep").display().to_string()], "ended {ended:?}");
+    assert_eq!(std::fs::read_to_string(victim.join("keep")).unwrap(), "root's");
+}
