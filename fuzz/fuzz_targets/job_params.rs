@@ -13,7 +13,8 @@
 //!   made a marker, no refusal holds the marker;
 //! - null counts as absent, and an unknown key is ignored (PROTOCOL §2.3);
 //! - an accepted job holds resources (or is exclusive), each named by a value of
-//!   its params and passing its name's rule.
+//!   its params (or, for WordPress's database and its user, derived from the app's
+//!   name) and passing its name's rule.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -59,6 +60,12 @@ const KEYS: &[&str] = &[
     "fail",
     "panic",
     "id",
+    "wordpress",
+    "site_title",
+    "admin_user",
+    "admin_password",
+    "admin_email",
+    "table_prefix",
 ];
 
 /// Values worth trying for a string.
@@ -94,6 +101,8 @@ const STRINGS: &[&str] = &[
     "a\u{0430}b",
     "0",
     "-1",
+    "wp_",
+    "boss@example.com",
 ];
 
 fn catalogue() -> &'static Catalogue {
@@ -258,7 +267,18 @@ fuzz_target!(|data: &[u8]| {
                     Resource::Test(n) => n,
                     _ => continue,
                 };
-                assert!(all.iter().any(|(s, _)| *s == name), "{kind}: resource {key} is named by no param");
+                // WordPress's database and user are named after the app (`wordpress::names`).
+                let derived = keys.iter().any(|k| match k {
+                    Resource::App(app) => {
+                        let (database, user) = berth::jobs::wordpress::names(app);
+                        name == database.as_str() || name == user.as_str()
+                    }
+                    _ => false,
+                });
+                assert!(
+                    derived || all.iter().any(|(s, _)| *s == name),
+                    "{kind}: resource {key} is named by no param"
+                );
             }
         }
     }
