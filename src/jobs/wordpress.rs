@@ -26,7 +26,8 @@ use crate::model::resource::Resource;
 use crate::model::validate::{self, shown, Params};
 use crate::model::{AppName, DbName, DbUserName, Email, Secret, SiteTitle, TablePrefix, WpUser};
 use crate::state::inventory::WordPress;
-use crate::web::wordpress::{self as wp, wordpress_version};
+use crate::web::wordpress as wp;
+pub use crate::web::wordpress::wordpress_version;
 use crate::web::{accounts, sitedirs, stack};
 
 /// The table prefix when none is given (WordPress's own default).
