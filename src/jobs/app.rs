@@ -141,6 +141,9 @@ impl BlockingJob for Create {
             converge(ctx, &self.name, app)?
         };
         let Some(site) = self.wordpress else { return Ok(outcome) };
+        // The install is the user's files and the database: later web jobs need not
+        // wait for it (a user's slow install never holds up another's config).
+        ctx.release(Resource::WebStack);
         let installed = wordpress::install(ctx, &self.name, &site).inspect_err(|_| {
             if new {
                 if let Err(e) = remove(ctx, &self.name) {
