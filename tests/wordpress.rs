@@ -384,3 +384,32 @@ fn a_web_root_swapped_for_a_link_mid_job_leads_nothing_outside() {
     assert_eq!(left, [victim.join("keep").display().to_string()], "ended {ended:?}");
     assert_eq!(std::fs::read_to_string(victim.join("keep")).unwrap(), "root's");
 }
+
+/// berth and its installer are killed (SIGKILL) while the installer copies: the
+/// install runs again to the end (the web root holds only what berth's install
+/// left, and the database is berth's), and the site answers.
+#[test]
+fn an_install_killed_midway_runs_again_to_the_end() {
+    let machine = machine();
+    assert_eq!(create(&machine, "blog", "nginx-apache", None)["status"], "success");
+    // Inside the machine: waits for the installer, then kills it and its parent, berth.
+    let killer = "for i in $(seq 3000); do for p in /proc/[0-9]*; do \
+        case \"$(tr '\\0' ' ' <$p/cmdline 2>/dev/null)\" in \"/usr/bin/php8.2 -d memory_limit\"*) \
+        sleep 0.2; parent=$(awk '/^PPid/ {print $2}' $p/status); kill -9 \"$parent\" \"${p#/proc/}\"; \
+        echo killed; exit 0;; esac; done; sleep 0.01; done; exit 1";
+    let killer = machine.command("/bin/sh", &["-c", killer]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let params = json!({"app": "blog", "site_title": "Blog", "admin_user": "boss",
+        "admin_password": ADMIN_PASSWORD, "admin_email": "boss@example.com"});
+    let (_, statuses) = machine.apply(json!({"kind": "app.wordpress", "params": params}));
+    let killed = killer.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&killed.stdout).trim(), "killed", "the installer was not met");
+    assert!(statuses.is_empty(), "berth was killed before its final status: {statuses:?}");
+    let left = walkdir(&machine.path("/srv/users/derek/apps/blog/public")).len();
+    eprintln!("the kill left {left} files and directories of about 2,600 in the web root");
+
+    let done = machine.job("app.wordpress", params);
+    assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}");
+    assert!(machine.at_once_get("blog.test", "/", 200).contains("<title>Blog</title>"));
+    let config = std::fs::metadata(machine.path("/srv/users/derek/apps/blog/public/wp-config.php")).unwrap();
+    assert_eq!(config.mode() & 0o777, 0o600);
+}
