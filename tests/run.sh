@@ -38,6 +38,8 @@ needs=(
   "/usr/bin/systemd-nspawn:systemd-container"
   "/usr/bin/mmdebstrap:mmdebstrap"
   # tests/wordpress.rs: Debian's WordPress, its default theme, and PHP's MySQL client.
+  # `php` satisfies wordpress's "libapache2-mod-php | php" (mod_php stays out).
+  "/usr/share/doc/php:php"
   "/usr/share/wordpress/wp-load.php:wordpress"
   "/usr/share/wordpress/wp-content/themes/twentytwentythree/style.css:wordpress-theme-twentytwentythree"
   "/usr/bin/php8.2:php8.2-cli"
