@@ -55,9 +55,10 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# Debian's wordpress package pulls in mod_php, which moves Apache to mpm_prefork;
-# berth's Apache runs no PHP of its own (nginx passes PHP to each app's pool) and
-# refuses to start with mod_php loaded: back to mpm_event, without mod_php.
+# Installed without `php`, Debian's wordpress package pulls in mod_php, which moves
+# Apache to mpm_prefork; berth's Apache runs no PHP of its own (nginx passes PHP to
+# each app's pool) and refuses to start with mod_php loaded: back to mpm_event,
+# without mod_php (only when needed).
 for mod in /etc/apache2/mods-enabled/php*.load; do
   if [ -e "$mod" ]; then a2dismod -q "$(basename "$mod" .load)"; fi
 done
