@@ -883,4 +883,53 @@ mod tests {
         let empty = json!({});
         assert_eq!(Params::new(&empty).unwrap().opt_u64("n").unwrap(), None);
     }
+
+    #[test]
+    fn wordpress_fields_take_what_wordpress_takes_and_nothing_that_breaks_out() {
+        let max_email = format!("{}@{}.com", "a".repeat(64), "b".repeat(31));
+        assert_eq!(max_email.len(), 100);
+        let good: [(Rule, &str); 13] = [
+            (table_prefix, "wp_"),
+            (table_prefix, "_"),
+            (table_prefix, "My_Site2_"),
+            (table_prefix, "abcdefghijklmnopqrs_"),
+            (site_title, "Derek's \"blog\" <3 — ünïcode"),
+            (site_title, &"t".repeat(200)),
+            (wp_user, "admin"),
+            (wp_user, "derek.o-k_1@home"),
+            (wp_user, &"u".repeat(60)),
+            (email, "derek@example.com"),
+            (email, "d.e+tag%x_y-z@Sub.Example.COM"),
+            (email, &max_email),
+            (email, "a@xn--bcher-kva.example"),
+        ];
+        for (rule, v) in good {
+            rule("f", v).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+        }
+        let bad: [(Rule, &str); 20] = [
+            (table_prefix, "wp"),
+            (table_prefix, "wp;_"),
+            (table_prefix, "wp'_"),
+            (table_prefix, "wp-_"),
+            (table_prefix, "abcdefghijklmnopqrst_"),
+            (site_title, ""),
+            (site_title, "\t \n"),
+            (site_title, "a\u{0}b"),
+            (site_title, &"t".repeat(201)),
+            (wp_user, "a b"),
+            (wp_user, "a'b"),
+            (wp_user, "ädmin"),
+            (email, "derek"),
+            (email, "derek@localhost"),
+            (email, ".derek@example.com"),
+            (email, "de\"rek@example.com"),
+            (email, "derek@*.example.com"),
+            (email, "derek@example.com\n"),
+            (email, "derek@192.0.2.1"),
+            (email, &format!("{}@example.com", "a".repeat(65))),
+        ];
+        for (rule, v) in bad {
+            rejected(rule, "wordpress.f", v);
+        }
+    }
 }
