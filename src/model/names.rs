@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn each_type_runs_its_rule_with_the_rules_own_message() {
         type Check = fn(&str, &str) -> Result<(), FieldError>;
-        let cases: [(&str, Check, Check); 8] = [
+        let cases: [(&str, Check, Check); 12] = [
             ("Ab", validate::app_name, |f, v| AppName::parse(f, v).map(drop)),
             ("3po", validate::sysuser_name, |f, v| SysuserName::parse(f, v).map(drop)),
             ("example", validate::domain, |f, v| Domain::parse(f, v).map(drop)),
@@ -219,6 +219,10 @@ mod tests {
             ("1user", validate::db_user_name, |f, v| DbUserName::parse(f, v).map(drop)),
             ("job id", validate::job_id, |f, v| JobId::parse(f, v).map(drop)),
             ("www.*.a.test", validate::server_name, |f, v| ServerName::parse(f, v).map(drop)),
+            ("wp;_", validate::table_prefix, |f, v| TablePrefix::parse(f, v).map(drop)),
+            ("", validate::site_title, |f, v| SiteTitle::parse(f, v).map(drop)),
+            ("a b", validate::wp_user, |f, v| WpUser::parse(f, v).map(drop)),
+            ("a@b", validate::email, |f, v| Email::parse(f, v).map(drop)),
         ];
         for (bad, rule, parse) in cases {
             let expected = rule("params.x", bad).unwrap_err();
