@@ -131,7 +131,6 @@ pub fn due(inventory: &Inventory, root: &Path, now: SystemTime) -> Vec<(AppName,
 mod tests {
     use super::*;
     use crate::state::inventory::{App, Ssl};
-    use crate::web::stack::Stack;
 
     fn cert(dir: &Path, app: &str, days: (i64, i64)) {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -152,14 +151,7 @@ mod tests {
             failures: 0,
             next_attempt_ms,
         };
-        let app = App {
-            sysuser: "derek".try_into().unwrap(),
-            runtime: "php8.2".try_into().unwrap(),
-            domains: vec!["a.test".try_into().unwrap()],
-            stack: Stack::Nginx,
-            created_ms: 0,
-            ssl: Some(ssl),
-        };
+        let app = App { ssl: Some(ssl), ..App::fixture(&["a.test"], 0) };
         Inventory { apps: [("shop".try_into().unwrap(), app)].into(), ..Inventory::default() }
     }
 

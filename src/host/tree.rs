@@ -354,6 +354,21 @@ impl Dir {
         Ok(file.set_owner_and_mode(mode, uid, gid)? || created)
     }
 
+    /// The names in this directory (not `.` and `..`), read through its descriptor,
+    /// in no particular order. Names that are not UTF-8 are left out.
+    pub fn entries(&self) -> Result<Vec<String>, TreeError> {
+        let reader = rfs::Dir::read_from(&self.fd).map_err(|e| TreeError::io(&self.path, e))?;
+        let mut names = Vec::new();
+        for entry in reader {
+            let entry = entry.map_err(|e| TreeError::io(&self.path, e))?;
+            let name = entry.file_name();
+            if name != c"." && name != c".." {
+                names.extend(name.to_str().ok().map(str::to_owned));
+            }
+        }
+        Ok(names)
+    }
+
     /// Where this directory was when opened (for messages).
     pub fn path(&self) -> &Path {
         &self.path

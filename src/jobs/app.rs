@@ -123,6 +123,7 @@ impl BlockingJob for Create {
             stack: self.stack,
             created_ms: 0,
             ssl: None,
+            page_cache: None,
         };
         let _web = crate::web::weblock::hold(ctx.root())?;
         converge(ctx, &self.name, app)
@@ -211,6 +212,7 @@ fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, J
         Some(existing) => {
             app.created_ms = existing.created_ms;
             app.ssl = existing.ssl.clone();
+            app.page_cache = existing.page_cache.clone();
         }
         None => {
             within_limit(

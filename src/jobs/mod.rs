@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::job::{Job, JobError};
 
 pub mod app;
+pub mod cache;
 pub mod db;
 pub mod firewall;
 pub mod server;
@@ -36,6 +37,7 @@ impl Catalogue {
         let mut catalogue = Catalogue { kinds: BTreeMap::new(), internal: BTreeMap::new() };
         sysuser::register(&mut catalogue);
         app::register(&mut catalogue);
+        cache::register(&mut catalogue);
         db::register(&mut catalogue);
         ssl::register(&mut catalogue);
         firewall::register(&mut catalogue);

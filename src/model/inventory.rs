@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AppName, DbName, DbUserName, Domain, Rule, Runtime, ServerName, Stack, SysuserName};
+use super::{AppName, DbName, DbUserName, Domain, PageCache, Rule, Runtime, ServerName, Stack, SysuserName};
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
@@ -103,6 +103,9 @@ pub struct App {
     /// The app's certificate, when it serves HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<Ssl>,
+    /// The page cache (`app.page_cache`), while it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_cache: Option<PageCache>,
 }
 
 #[cfg(test)]
@@ -117,6 +120,7 @@ impl App {
             stack: Stack::Nginx,
             created_ms,
             ssl: None,
+            page_cache: None,
         }
     }
 }

@@ -4,10 +4,12 @@
 //!
 //! `validate` holds the field rules of PROTOCOL section 3 and `names` a checked
 //! newtype per field; `inventory` is the schema of `inventory.json`; `firewall` the
-//! custom allow rules kept there; `stack` how an app is served; `secret` a value
+//! custom allow rules kept there; `cache` the page cache's lifetime and purge
+//! paths; `stack` how an app is served; `secret` a value
 //! that never prints; `resource` what a job holds while it runs; `protocol` the
 //! wire's messages (the protocol core, which does no I/O).
 
+pub mod cache;
 pub mod firewall;
 pub mod inventory;
 pub mod names;
@@ -17,6 +19,7 @@ pub mod secret;
 pub mod stack;
 pub mod validate;
 
+pub use cache::{CacheTtl, PageCache, UrlPath};
 pub use firewall::{Protocol, Rule};
 pub use inventory::{App, Database, Inventory, Settings, Ssl, SslSource, User};
 pub use names::{AppName, DbName, DbUserName, Domain, JobId, Runtime, ServerName, SysuserName};

@@ -38,6 +38,8 @@ const NGINX_TLS: &str = "/etc/nginx/snippets/berth-tls.conf";
 /// Certificates and keys, one root-owned directory per app.
 pub const SSL_DIR: &str = "/etc/berth/ssl";
 const NGINX_BASE: &str = "/etc/nginx/conf.d/berth.conf";
+/// When a request bypasses the apps' page caches, and what `X-Cache` says (http level).
+const NGINX_PAGE_CACHE: &str = "/etc/nginx/conf.d/berth-page-cache.conf";
 const NGINX_VHOSTS: &str = "/etc/nginx/berth.d";
 const NGINX_DEFAULT_SITE: &str = "/etc/nginx/sites-enabled/default";
 /// Debian's nginx.conf includes this directory at the main level: the one place
@@ -74,6 +76,8 @@ pub struct AppSite<'a> {
     pub ssl: bool,
     /// ForceSSL: plain HTTP redirects to HTTPS.
     pub force_ssl: bool,
+    /// The page cache, when on ([`crate::web::cache`]).
+    pub page_cache: Option<&'a crate::model::PageCache>,
 }
 
 impl<'a> AppSite<'a> {
@@ -87,6 +91,7 @@ impl<'a> AppSite<'a> {
             stack: app.stack,
             ssl: app.ssl.is_some(),
             force_ssl: app.ssl.as_ref().is_some_and(|s| s.force),
+            page_cache: app.page_cache.as_ref(),
         }
     }
 }
@@ -315,6 +320,7 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
         write(root, NGINX_BASE, render(templates, "nginx-catchall.conf", &context)?, Service::Nginx),
         write(root, NGINX_LIMITS, render(templates, "nginx-limits.conf", &context)?, Service::Nginx),
         write(root, NGINX_TLS, render(templates, "nginx-tls.conf", &context)?, Service::Nginx),
+        write(root, NGINX_PAGE_CACHE, render(templates, "nginx-page-cache.conf", &context)?, Service::Nginx),
         FileChange::remove(under_root(root, NGINX_DEFAULT_SITE), Service::Nginx),
     ];
     if apache {
@@ -383,6 +389,7 @@ pub fn app_changes(
     context.insert("ssl_certificate_key", &path(ssl_key(site.name)));
     context.insert("tls_snippet", &under_root(root, NGINX_TLS));
     context.insert("force_ssl", &(site.ssl && site.force_ssl));
+    context.insert("page_cache", &site.page_cache.map(|cache| crate::web::cache::context(root, site.name, cache)));
     let mut changes =
         vec![write(root, &nginx_vhost(site.name), render(templates, "nginx-vhost.conf", &context)?, Service::Nginx)];
     if apache {
@@ -576,6 +583,7 @@ mod tests {
             stack: Stack::Nginx,
             ssl: false,
             force_ssl: false,
+            page_cache: None,
         };
         let host = Facts {
             apache: true,
