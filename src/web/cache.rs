@@ -173,8 +173,8 @@ pub fn remove(root: &Path, app: &str) -> Result<bool, JobError> {
 mod tests {
     use super::*;
 
-    /// The file nginx 1.22 wrote for `GET http://blog.test/` with this key and
-    /// `levels=1:2` (seen in the test machine).
+    /// The last hex digit, then the two before it (tests/page_cache.rs finds the
+    /// file the real nginx wrote where this says).
     #[test]
     fn an_entry_is_named_as_nginx_names_it() {
         let hash = md5::hex(b"httpGETblog.test/");
