@@ -342,6 +342,41 @@ fn ssl_routes_answer_with_serverpilots_ssl_object() {
     assert_eq!(one["data"]["ssl"], Value::Null, "{one}");
 }
 
+/// Issue 16: `POST /apps/:id/page_cache` and `POST /apps/:id/cache_purge` become
+/// `app.page_cache` and `app.cache_purge`, their bodies checked by the agent's rules.
+#[test]
+fn page_cache_routes_turn_the_cache_on_and_purge_it() {
+    let machine = Machine::start();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"], "stack": "nginx"}),
+    );
+    dev.succeeds(&action);
+    let app_id = app["id"].as_str().unwrap();
+    let (status, answer) =
+        dev.api("POST", &format!("/apps/{app_id}/page_cache"), json!({"enabled": true, "ttl_secs": 0}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("ttl_secs: "), "{answer}");
+    let (cache, action) =
+        dev.change("POST", &format!("/apps/{app_id}/page_cache"), json!({"enabled": true, "ttl_secs": 60}));
+    assert_eq!(cache, json!({"enabled": true, "ttl_secs": 60}));
+    dev.succeeds(&action);
+    let (_, one) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
+    assert_eq!(one["data"]["page_cache"], cache, "{one}");
+    let (status, answer) = dev.api("POST", &format!("/apps/{app_id}/cache_purge"), json!({"paths": ["/", "x"]}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("paths[1]: "), "{answer}");
+    let (purged, action) = dev.change("POST", &format!("/apps/{app_id}/cache_purge"), json!({"paths": ["/"]}));
+    assert_eq!(purged, json!({}));
+    dev.succeeds(&action);
+    let (_, action) = dev.change("POST", &format!("/apps/{app_id}/cache_purge"), json!({}));
+    dev.succeeds(&action);
+}
+
 /// Issue 14: a third-party ServerPilot client from PyPI (rwsp 1.0.1, installed by
 /// tests/run.sh into target/rwsp) drives `berth dev` through users, apps, SSL,
 /// databases and actions, and gets what it expects (tests/rwsp_client.py asserts).

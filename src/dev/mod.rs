@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod ca;
+pub mod cache;
 pub mod control_plane;
 pub mod error;
 pub mod machine;
