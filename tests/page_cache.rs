@@ -121,6 +121,7 @@ fn the_page_cache_caches_php_bypasses_private_requests_and_purges_one_app(stack:
     assert_eq!(String::from_utf8_lossy(&zone.stdout).trim(), "700 www-data www-data");
     let vhost = std::fs::read_to_string(machine.path("/etc/nginx/berth.d/blog.conf")).unwrap();
     assert!(vhost.contains("keys_zone=berth_blog:2m") && vhost.contains("inactive=600s"), "{vhost}");
+    assert!(!vhost.contains("ignore_headers"), "nginx's own rule stands: a response with Set-Cookie is never stored");
     let (code, report) = machine.reconcile();
     assert_eq!((code, &report["changed"]), (Some(0), &json!(false)), "reconcile renders the cache as it is: {report}");
 
