@@ -148,6 +148,18 @@ mod tests {
         assert_eq!(serde_json::to_string(&kept).unwrap(), r#"{"ttl_secs":600}"#);
     }
 
+    /// The inventory keeps the cache while it is on, and no key at all while it is
+    /// off (so an inventory from before the page cache saves byte for byte).
+    #[test]
+    fn an_app_keeps_its_page_cache_and_one_without_has_no_key() {
+        let on = r#"{"sysuser":"derek","runtime":"php8.2","domains":["a.test"],"stack":"nginx","created_ms":1,"page_cache":{"ttl_secs":600}}"#;
+        let app: crate::model::App = serde_json::from_str(on).unwrap();
+        assert_eq!(app.page_cache.as_ref().map(|c| c.ttl_secs.secs()), Some(600));
+        assert_eq!(serde_json::to_string(&app).unwrap(), on);
+        let off = crate::model::App { page_cache: None, ..app };
+        assert!(!serde_json::to_string(&off).unwrap().contains("page_cache"));
+    }
+
     #[test]
     fn a_purge_path_is_a_plain_absolute_url_path() {
         for ok in
