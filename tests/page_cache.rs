@@ -190,6 +190,19 @@ fn the_page_cache_caches_php_bypasses_private_requests_and_purges_one_app(stack:
     assert_eq!((shop_after.x_cache(), &shop_after.body), ("HIT", &shop_home));
     assert_eq!(nginx_processes(&machine), nginx, "no purge reloaded nginx");
 
+    // app.update keeps the cache: the new name is cached too.
+    ok(machine.job("app.update", json!({"name": "blog", "domains": ["blog.test", "blog2.test"]})));
+    cached(&machine, "blog2.test", "/");
+
+    // Whatever removed berth's cache directory (no user can), reconcile puts it back
+    // (nginx's own check would fail without its parents) and the cache works on.
+    std::fs::remove_dir_all(machine.path("/var/cache/berth")).unwrap();
+    let (code, report) = machine.reconcile();
+    assert_eq!(code, Some(0), "{report}");
+    let zone = machine.run("/usr/bin/stat", &["-c", "%a %U %G", "/var/cache/berth/nginx/blog"]);
+    assert_eq!(String::from_utf8_lossy(&zone.stdout).trim(), "700 www-data www-data");
+    cached(&machine, "blog.test", "/");
+
     // Off: no cache, no header, no directory; app.delete takes the other's directory.
     let off = ok(machine.job("app.page_cache", json!({"app": "blog", "enabled": false})));
     assert_eq!((off["changed"].as_bool(), &off["result"]["enabled"]), (Some(true), &json!(false)), "{off}");
