@@ -97,7 +97,9 @@ fn setup(stack: &str) -> Machine {
             "app.create",
             json!({"name": app, "sysuser": "derek", "runtime": "php8.2", "domains": [domain], "stack": stack}),
         ));
-        for file in ["index.php", "other.php", "wp-login.php", "xmlrpc.php", "wp-admin/index.php"] {
+        for file in
+            ["index.php", "other.php", "wp-login.php", "xmlrpc.php", "wp-admin/index.php", "blog/wp-admin/index.php"]
+        {
             publish(&machine, app, file, FRESH);
         }
         publish(&machine, app, "cookie.php", SETS_COOKIE);
@@ -137,10 +139,12 @@ fn the_page_cache_caches_php_bypasses_private_requests_and_purges_one_app(stack:
     assert_eq!(fetch(&machine, "blog.test", "/", &["-I"]).x_cache(), "HIT");
 
     // Never from the cache: each of these runs PHP and says BYPASS.
-    let bypassed: [(&str, &[&str]); 9] = [
+    let bypassed: [(&str, &[&str]); 11] = [
         ("/", &["-H", "Cookie: wordpress_logged_in_x=admin"]),
         ("/", &["-H", "Cookie: a=1; woocommerce_items_in_cart=1"]),
         ("/", &["-H", "Cookie: wp-postpass_abc=1"]),
+        ("/", &["-H", "Cookie: PHPSESSID=abc"]),
+        ("/blog/wp-admin/", &[]),
         ("/?p=1", &[]),
         ("/", &["-X", "POST", "-d", "x=1"]),
         ("/", &["-H", "Authorization: Basic dTpw"]),
