@@ -31,12 +31,24 @@ impl Answer {
 
 /// curl inside the machine, to `http://127.0.0.1{path}` as `host`, with `extra` args.
 fn fetch(machine: &Machine, host: &str, path: &str, extra: &[&str]) -> Answer {
-    let url = format!("http://127.0.0.1{path}");
-    let host = format!("Host: {host}");
-    let mut args = vec!["-s", "-i", "--max-time", "10", "-H", &host];
+    let (url, host) = (format!("http://127.0.0.1{path}"), format!("Host: {host}"));
+    let mut args = vec!["-H", host.as_str()];
     args.extend(extra);
     args.push(&url);
-    let out = machine.run("/usr/bin/curl", &args);
+    curl(machine, &args)
+}
+
+/// An HTTPS GET of `https://{host}{path}` on the machine's port 443.
+fn get_https(machine: &Machine, host: &str, path: &str) -> Answer {
+    let (resolve, url) = (format!("{host}:443:127.0.0.1"), format!("https://{host}{path}"));
+    curl(machine, &["-k", "--resolve", &resolve, &url])
+}
+
+/// curl inside the machine with `args`: the answer, headers and all.
+fn curl(machine: &Machine, args: &[&str]) -> Answer {
+    let mut all = vec!["-s", "-i", "--http1.1", "--max-time", "10"];
+    all.extend(args);
+    let out = machine.run("/usr/bin/curl", &all);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -137,6 +149,11 @@ fn the_page_cache_caches_php_bypasses_private_requests_and_purges_one_app(stack:
     let head = fetch(&machine, "blog.test", "/", &["-I"]);
     assert_eq!(head.x_cache(), "MISS", "HEAD is cached apart");
     assert_eq!(fetch(&machine, "blog.test", "/", &["-I"]).x_cache(), "HIT");
+    let (cert, key) = support::pki::TestCa::new("page cache CA").leaf(&["blog.test"], support::pki::Validity::normal());
+    ok(machine.job("ssl.install", json!({"app": "blog", "key": key, "cert": cert})));
+    let https = get_https(&machine, "blog.test", "/");
+    assert_eq!((https.code, https.x_cache()), (200, "MISS"), "HTTPS is cached apart: {}", https.body);
+    assert_eq!(get_https(&machine, "blog.test", "/").body, https.body);
 
     // Never from the cache: each of these runs PHP and says BYPASS.
     let bypassed: [(&str, &[&str]); 11] = [
@@ -172,10 +189,11 @@ fn the_page_cache_caches_php_bypasses_private_requests_and_purges_one_app(stack:
     let nginx = nginx_processes(&machine);
     let purged = ok(machine.job("app.cache_purge", json!({"app": "blog", "paths": ["/"]})));
     assert_eq!((purged["changed"].as_bool(), reloads(&purged).len()), (Some(true), 0), "{purged}");
-    assert_eq!(purged["result"], json!({"removed": 2, "enabled": true}), "GET and HEAD of /");
+    assert_eq!(purged["result"], json!({"removed": 3, "enabled": true}), "GET and HEAD of http, GET of https");
     assert!(!entry.exists());
     let idle = ok(machine.job("app.cache_purge", json!({"app": "blog", "paths": ["/"]})));
     assert_eq!(idle["changed"], false, "idempotent: {idle}");
+    assert_eq!(get_https(&machine, "blog.test", "/").x_cache(), "MISS");
     let after = get(&machine, "blog.test", "/");
     assert_eq!(after.x_cache(), "MISS");
     assert_ne!(after.body, home);
