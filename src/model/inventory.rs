@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AppName, DbName, DbUserName, Domain, Rule, Runtime, ServerName, Stack, SysuserName};
+use super::site::{BasicAuth, Protections};
+use super::{AppName, DbName, DbUserName, Domain, PublicFolder, Rule, Runtime, ServerName, Stack, SysuserName};
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
@@ -103,6 +104,18 @@ pub struct App {
     /// The app's certificate, when it serves HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<Ssl>,
+    /// Names that answer a redirect to the first domain (and are in its certificate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_domains: Vec<Domain>,
+    /// The web root below the app's directory; `None` is `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_folder: Option<PublicFolder>,
+    /// SpinupWP's `nginx` object: the WordPress doors shut.
+    #[serde(default, skip_serializing_if = "Protections::is_off")]
+    pub nginx: Protections,
+    /// Basic auth in front of the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
 }
 
 #[cfg(test)]
@@ -117,6 +130,10 @@ impl App {
             stack: Stack::Nginx,
             created_ms,
             ssl: None,
+            redirect_domains: Vec::new(),
+            public_folder: None,
+            nginx: Protections::default(),
+            basic_auth: None,
         }
     }
 }

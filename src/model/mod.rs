@@ -5,7 +5,7 @@
 //! `validate` holds the field rules of PROTOCOL section 3 and `names` a checked
 //! newtype per field; `inventory` is the schema of `inventory.json`; `firewall` the
 //! custom allow rules kept there; `stack` how an app is served; `secret` a value
-//! that never prints; `resource` what a job holds while it runs; `protocol` the
+//! that never prints; `site` an app's site options; `resource` what a job holds while it runs; `protocol` the
 //! wire's messages (the protocol core, which does no I/O).
 
 pub mod firewall;
@@ -14,11 +14,14 @@ pub mod names;
 pub mod protocol;
 pub mod resource;
 pub mod secret;
+pub mod site;
 pub mod stack;
 pub mod validate;
 
 pub use firewall::{Protocol, Rule};
 pub use inventory::{App, Database, Inventory, Settings, Ssl, SslSource, User};
-pub use names::{AppName, DbName, DbUserName, Domain, JobId, Runtime, ServerName, SysuserName};
+pub use names::{
+    AppName, AuthUser, DbName, DbUserName, Domain, JobId, PasswordHash, PublicFolder, Runtime, ServerName, SysuserName,
+};
 pub use secret::Secret;
 pub use stack::Stack;

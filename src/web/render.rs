@@ -57,6 +57,9 @@ impl WebConfig {
     /// transaction; every app's log directory is made sure of first.
     pub fn apply(&self, host: &dyn Host, inventory: &Inventory, changes: &[FileChange]) -> Result<Applied, JobError> {
         crate::web::sitedirs::ensure_all_logs(&self.root, inventory)?;
+        if inventory.apps.values().any(|app| app.basic_auth.is_some()) {
+            crate::web::basicauth::ensure_dir(&self.root)?;
+        }
         transaction::apply(host, &self.services, changes).map_err(JobError::from)
     }
 }
