@@ -186,6 +186,7 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         ("DELETE", ["apps", id]) => r::delete_app(shared, id),
         ("POST", ["apps", id, "ssl"]) => r::set_ssl(shared, id, &body),
         ("DELETE", ["apps", id, "ssl"]) => r::delete_ssl(shared, id),
+        ("POST", ["apps", id, "basic_auth"]) => super::sites::set_basic_auth(shared, id, &body),
         ("GET", ["dbs"]) => r::list(shared, "db"),
         ("POST", ["dbs"]) => r::create_db(shared, &body),
         ("GET", ["dbs", id]) => r::get(shared, "db", id),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod machine;
 pub mod resources;
 pub mod servers;
+pub mod sites;
 pub mod store;
 
 use std::collections::HashMap;
