@@ -281,6 +281,24 @@ fn the_public_folder_moves_the_web_root_and_a_planted_link_on_it_is_refused() {
         assert_eq!(get(&machine, &host, "/"), (200, "from web".into()), "{stack}: the old web root still serves");
         let info = machine.job("app.info", json!({"app": app}));
         assert_eq!(info["result"]["public_folder"], "public/web", "{info}");
+        // The user swaps the web root itself for a link to a root directory: nginx serves
+        // nothing through it, and a reconcile neither follows it nor changes /etc.
+        let web = app_dir.join("public/web");
+        std::fs::rename(&web, app_dir.join("public/web.moved")).unwrap();
+        let web_inside = format!("/srv/users/derek/apps/{app}/public/web");
+        let planted = machine.run(
+            "/usr/bin/setpriv",
+            &["--reuid=derek", "--regid=derek", "--init-groups", "/bin/ln", "-s", "/etc", &web_inside],
+        );
+        assert!(planted.status.success(), "{}", String::from_utf8_lossy(&planted.stderr));
+        let (code, body) = get(&machine, &host, "/passwd");
+        assert!(!body.contains("root:x:0:0"), "{stack}: /etc/passwd served through the swapped web root: {code}");
+        let etc_before = machine.run("/usr/bin/stat", &["-c", "%U %a", "/etc"]).stdout;
+        let (_, report) = machine.reconcile();
+        assert!(report.to_string().contains("not repaired"), "the planted link is reported: {report}");
+        assert_eq!(machine.run("/usr/bin/stat", &["-c", "%U %a", "/etc"]).stdout, etc_before, "{stack}");
+        std::fs::remove_file(&web).unwrap();
+        std::fs::rename(app_dir.join("public/web.moved"), &web).unwrap();
         // A link deeper on the way is refused too; the default comes back with "public".
         std::os::unix::fs::symlink("/root", app_dir.join("public/deep")).unwrap();
         let deep = machine.job("app.update", json!({"name": app, "public_folder": "public/deep/x"}));
