@@ -257,4 +257,27 @@ mod tests {
         assert_eq!(ssl.ordered_for[1].len(), 257);
         assert!(serde_json::from_str::<Ssl>(r#"{"source": "auto", "ordered_for": ["www.*.a.test"]}"#).is_err());
     }
+
+    #[test]
+    fn site_options_round_trip_and_a_hand_edit_they_refuse_fails_the_load() {
+        let mut app = App::fixture(&["shop.test"], 7);
+        app.redirect_domains = vec!["old-shop.test".try_into().unwrap()];
+        app.public_folder = Some("public/web".try_into().unwrap());
+        app.nginx = Protections { uploads_directory_protected: true, xmlrpc_protected: false };
+        app.basic_auth =
+            Some(BasicAuth { username: "ann".try_into().unwrap(), password_hash: "$6$salt$hash".try_into().unwrap() });
+        let text = serde_json::to_string(&app).unwrap();
+        assert_eq!(serde_json::from_str::<App>(&text).unwrap(), app);
+        let plain = serde_json::to_string(&App::fixture(&["shop.test"], 7)).unwrap();
+        assert!(!plain.contains("\"nginx\":") && !plain.contains("basic_auth"), "defaults are left out: {plain}");
+        for (good, bad, field) in [
+            ("public/web", "../etc", "public_folder"),
+            ("old-shop.test", "old shop.test", "domain"),
+            ("\"ann\"", "\"a:b\"", "username"),
+            ("$6$salt$hash", "$1$salt$hash", "password_hash"),
+        ] {
+            let err = serde_json::from_str::<App>(&text.replacen(good, bad, 1)).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{field}: ")), "{bad}: {err}");
+        }
+    }
 }
