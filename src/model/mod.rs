@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod resource;
 pub mod secret;
 pub mod site;
+pub mod siterules;
 pub mod stack;
 pub mod validate;
 

@@ -179,21 +179,21 @@ checked_string!(
 );
 
 checked_string!(
-    /// An app's web root below its directory: [`crate::model::site::public_folder`].
+    /// An app's web root below its directory: [`crate::model::siterules::public_folder`].
     PublicFolder,
-    crate::model::site::public_folder,
+    crate::model::siterules::public_folder,
     "public_folder"
 );
 checked_string!(
-    /// A basic auth user name: [`crate::model::site::auth_user`].
+    /// A basic auth user name: [`crate::model::siterules::auth_user`].
     AuthUser,
-    crate::model::site::auth_user,
+    crate::model::siterules::auth_user,
     "username"
 );
 checked_string!(
-    /// A basic auth password's SHA-512 crypt hash: [`crate::model::site::password_hash`].
+    /// A basic auth password's SHA-512 crypt hash: [`crate::model::siterules::password_hash`].
     PasswordHash,
-    crate::model::site::password_hash,
+    crate::model::siterules::password_hash,
     "password_hash"
 );
 

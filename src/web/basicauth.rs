@@ -37,11 +37,11 @@ pub fn change(root: &Path, app: &str, auth: Option<&BasicAuth>) -> FileChange {
     }
 }
 
-/// Makes [`DIR`] exist, `root:www-data` 0750 (before the password files are written
+/// Makes [`DIR`] exist, `root:WEB_USER` 0750 (before the password files are written
 /// in it). True when anything changed. A host without the web server's user gets
 /// a root-only directory: there is no web server to read it.
-pub fn ensure_dir(root: &Path) -> Result<bool, JobError> {
-    let gid = crate::web::accounts::passwd_entry(root, crate::web::stack::WEB_USER)?.map_or(0, |a| a.gid);
+pub fn ensure_dir(root: &Path, web_user: &str) -> Result<bool, JobError> {
+    let gid = crate::web::accounts::passwd_entry(root, web_user)?.map_or(0, |a| a.gid);
     let (_, changed) = Dir::ensure_trusted(&under_root(root, DIR), 0o750, 0, gid)?;
     Ok(changed)
 }
