@@ -505,3 +505,55 @@ fn without_root_the_trial_says_why_in_one_line_and_uses_the_sandbox() {
     }
     dev.server_when_connected();
 }
+
+/// Issue 16's site options through the API: `POST /apps` with a public folder,
+/// redirect domains and SpinupWP's `nginx` object, then `POST /apps/:id/basic_auth`.
+#[test]
+fn site_option_routes_set_the_public_folder_redirects_protections_and_basic_auth() {
+    let machine = Machine::start();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    dev.server_when_connected();
+    let (user, action) =
+        dev.change("POST", "/sysusers", json!({"serverid": dev.server_id, "name": "derek", "password": USER_PASSWORD}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"],
+               "public_folder": "public/web", "redirect_domains": ["old-shop.test"],
+               "nginx": {"uploads_directory_protected": true, "xmlrpc_protected": true}}),
+    );
+    assert_eq!(app["public_folder"], "public/web", "{app}");
+    assert_eq!(app["redirect_domains"], json!(["old-shop.test"]), "{app}");
+    assert_eq!(app["nginx"], json!({"uploads_directory_protected": true, "xmlrpc_protected": true}), "{app}");
+    assert_eq!(app["basic_auth"], json!({"enabled": false, "username": null}), "{app}");
+    dev.succeeds(&action);
+    std::fs::write(machine.path("/srv/users/derek/apps/shop/public/web/index.php"), "<?php echo 'shop';").unwrap();
+    assert_eq!(machine.at_once_get("shop.test", "/", 200), "shop");
+    assert_eq!(machine.get("shop.test", "/xmlrpc.php").0, 403);
+    assert_eq!(machine.get("old-shop.test", "/").0, 301);
+
+    let id = app["id"].as_str().unwrap();
+    let (status, refused) = dev.api(
+        "POST",
+        &format!("/apps/{id}/basic_auth"),
+        json!({"enabled": true, "username": "a:b", "password": "x"}),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("username"), "{refused}");
+    let (auth, action) = dev.change(
+        "POST",
+        &format!("/apps/{id}/basic_auth"),
+        json!({"enabled": true, "username": "ann", "password": DB_PASSWORD}),
+    );
+    assert_eq!(auth, json!({"enabled": true, "username": "ann"}));
+    dev.succeeds(&action);
+    assert_eq!(machine.get("shop.test", "/").0, 401);
+    let (_, shown) = dev.api("GET", &format!("/apps/{id}"), Value::Null);
+    assert_eq!(shown["data"]["basic_auth"], json!({"enabled": true, "username": "ann"}), "{shown}");
+    assert!(!shown.to_string().contains(DB_PASSWORD), "no password comes back: {shown}");
+
+    let (updated, action) = dev.change("POST", &format!("/apps/{id}"), json!({"xmlrpc_protected": false}));
+    assert_eq!(updated["nginx"], json!({"uploads_directory_protected": true, "xmlrpc_protected": false}));
+    dev.succeeds(&action);
+}

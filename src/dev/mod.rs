@@ -15,6 +15,8 @@ pub mod error;
 pub mod machine;
 pub mod resources;
 pub mod servers;
+pub mod sites;
+pub mod siteview;
 pub mod store;
 
 use std::collections::HashMap;

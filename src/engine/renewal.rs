@@ -26,7 +26,7 @@ use crate::model::AppName;
 use crate::state::inventory::{Inventory, InventoryStore, SslSource};
 use crate::time::unix_millis;
 use crate::web::acme::{self, AcmeSettings};
-use crate::web::stack::server_names;
+use crate::web::stack::certificate_names;
 
 /// How often certificates are looked at. A 6-day certificate is due 2 days before
 /// it expires, so an hour is plenty.
@@ -120,7 +120,7 @@ pub fn due(inventory: &Inventory, root: &Path, now: SystemTime) -> Vec<(AppName,
         }
         let reason = match current_cert(root, name) {
             None => Some("its certificate file is missing or unreadable"),
-            Some(info) => renewal_due(ssl, &info, &server_names(&app.domains), now),
+            Some(info) => renewal_due(ssl, &info, &certificate_names(app), now),
         };
         due.extend(reason.map(|r| (name.clone(), r)));
     }

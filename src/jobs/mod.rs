@@ -11,10 +11,13 @@ use serde_json::Value;
 use crate::job::{Job, JobError};
 
 pub mod app;
+pub mod appinfo;
+pub mod basicauth;
 pub mod cache;
 pub mod db;
 pub mod firewall;
 pub mod server;
+pub mod siteopts;
 pub mod ssl;
 pub mod sysuser;
 #[cfg(feature = "test-jobs")]
@@ -38,6 +41,8 @@ impl Catalogue {
         sysuser::register(&mut catalogue);
         app::register(&mut catalogue);
         cache::register(&mut catalogue);
+        appinfo::register(&mut catalogue);
+        basicauth::register(&mut catalogue);
         db::register(&mut catalogue);
         ssl::register(&mut catalogue);
         firewall::register(&mut catalogue);

@@ -178,6 +178,25 @@ checked_string!(
     "ordered_for"
 );
 
+checked_string!(
+    /// An app's web root below its directory: [`crate::model::siterules::public_folder`].
+    PublicFolder,
+    crate::model::siterules::public_folder,
+    "public_folder"
+);
+checked_string!(
+    /// A basic auth user name: [`crate::model::siterules::auth_user`].
+    AuthUser,
+    crate::model::siterules::auth_user,
+    "username"
+);
+checked_string!(
+    /// A basic auth password's SHA-512 crypt hash: [`crate::model::siterules::password_hash`].
+    PasswordHash,
+    crate::model::siterules::password_hash,
+    "password_hash"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -427,6 +427,11 @@ impl<'a> Params<'a> {
         let map = self.required(key)?.as_object().ok_or_else(|| self.error(key, "must be an object"))?;
         Ok(Params { map: Some(map), prefix: self.field(key) })
     }
+
+    /// [`Self::object`] for an optional param (null counts as absent).
+    pub fn opt_object(&self, key: &str) -> Result<Option<Params<'a>>> {
+        self.get(key).map(|_| self.object(key)).transpose()
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,9 @@ impl WebConfig {
     pub fn apply(&self, host: &dyn Host, inventory: &Inventory, changes: &[FileChange]) -> Result<Applied, JobError> {
         crate::web::sitedirs::ensure_all_logs(&self.root, inventory)?;
         crate::web::cache::ensure_all(&self.root, inventory, stack::WEB_USER)?;
+        if inventory.apps.values().any(|app| app.basic_auth.is_some()) {
+            crate::web::basicauth::ensure_dir(&self.root, stack::WEB_USER)?;
+        }
         transaction::apply(host, &self.services, changes).map_err(JobError::from)
     }
 }
