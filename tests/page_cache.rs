@@ -233,6 +233,13 @@ fn the_page_cache_caches_php_bypasses_private_requests_and_purges_one_app(stack:
     assert!(!machine.path("/var/cache/berth/nginx/blog").exists());
     let none = ok(machine.job("app.cache_purge", json!({"app": "blog"})));
     assert_eq!(none["result"], json!({"removed": 0, "enabled": false}));
+    // Behind basic auth, shop's cached page is never shown without credentials, and
+    // with them (an Authorization header) nothing is taken from the cache.
+    let auth = json!({"app": "shop", "enabled": true, "username": "ann", "password": "staging-only-2026"});
+    ok(machine.job("app.basic_auth", auth));
+    assert_eq!(get(&machine, "shop.test", "/").code, 401);
+    let with = fetch(&machine, "shop.test", "/", &["-u", "ann:staging-only-2026"]);
+    assert_eq!((with.code, with.x_cache()), (200, "BYPASS"), "{}", with.body);
     ok(machine.job("app.delete", json!({"name": "shop"})));
     assert!(!machine.path("/var/cache/berth/nginx/shop").exists());
     let missing = machine.job("app.cache_purge", json!({"app": "shop"}));
