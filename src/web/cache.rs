@@ -207,4 +207,27 @@ mod tests {
         assert!(remove(root.path(), "blog").unwrap());
         assert!(!zone.exists());
     }
+
+    /// No one but the web server can write in a zone, but a link there (a level, or
+    /// an entry) is unlinked itself: what it points to stays.
+    #[test]
+    fn a_link_in_a_zone_is_removed_never_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(outside.join("ab")).unwrap();
+        std::fs::write(outside.join("ab/keep"), "kept").unwrap();
+        let zone = root.path().join("var/cache/berth/nginx/blog");
+        std::fs::create_dir_all(zone.join("c/de")).unwrap();
+        std::os::unix::fs::symlink(&outside, zone.join("f")).unwrap();
+        std::os::unix::fs::symlink(outside.join("ab/keep"), zone.join("c/de/entry")).unwrap();
+        let [first, second, file] = entry("httpGETblog.test/");
+        std::fs::create_dir_all(zone.join(&first)).unwrap();
+        std::os::unix::fs::symlink(&outside, zone.join(&first).join(&second)).unwrap();
+        let home = [UrlPath::parse("paths[0]", "/").unwrap()];
+        assert!(purge_paths(root.path(), "blog", &["blog.test".to_owned()], &home).is_err(), "{file}: a planted level");
+        assert_eq!(purge_all(root.path(), "blog").unwrap(), 3, "three links unlinked");
+        assert_eq!(std::fs::read_to_string(outside.join("ab/keep")).unwrap(), "kept");
+        assert!(remove(root.path(), "blog").unwrap());
+        assert_eq!(std::fs::read_to_string(outside.join("ab/keep")).unwrap(), "kept");
+    }
 }
