@@ -342,6 +342,41 @@ fn ssl_routes_answer_with_serverpilots_ssl_object() {
     assert_eq!(one["data"]["ssl"], Value::Null, "{one}");
 }
 
+/// Issue 16: `POST /apps/:id/page_cache` and `POST /apps/:id/cache_purge` become
+/// `app.page_cache` and `app.cache_purge`, their bodies checked by the agent's rules.
+#[test]
+fn page_cache_routes_turn_the_cache_on_and_purge_it() {
+    let machine = Machine::start();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"], "stack": "nginx"}),
+    );
+    dev.succeeds(&action);
+    let app_id = app["id"].as_str().unwrap();
+    let (status, answer) =
+        dev.api("POST", &format!("/apps/{app_id}/page_cache"), json!({"enabled": true, "ttl_secs": 0}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("ttl_secs: "), "{answer}");
+    let (cache, action) =
+        dev.change("POST", &format!("/apps/{app_id}/page_cache"), json!({"enabled": true, "ttl_secs": 60}));
+    assert_eq!(cache, json!({"enabled": true, "ttl_secs": 60}));
+    dev.succeeds(&action);
+    let (_, one) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
+    assert_eq!(one["data"]["page_cache"], cache, "{one}");
+    let (status, answer) = dev.api("POST", &format!("/apps/{app_id}/cache_purge"), json!({"paths": ["/", "x"]}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("paths[1]: "), "{answer}");
+    let (purged, action) = dev.change("POST", &format!("/apps/{app_id}/cache_purge"), json!({"paths": ["/"]}));
+    assert_eq!(purged, json!({}));
+    dev.succeeds(&action);
+    let (_, action) = dev.change("POST", &format!("/apps/{app_id}/cache_purge"), json!({}));
+    dev.succeeds(&action);
+}
+
 /// Issue 14: a third-party ServerPilot client from PyPI (rwsp 1.0.1, installed by
 /// tests/run.sh into target/rwsp) drives `berth dev` through users, apps, SSL,
 /// databases and actions, and gets what it expects (tests/rwsp_client.py asserts).
@@ -469,6 +504,58 @@ fn without_root_the_trial_says_why_in_one_line_and_uses_the_sandbox() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     dev.server_when_connected();
+}
+
+/// Issue 16's site options through the API: `POST /apps` with a public folder,
+/// redirect domains and SpinupWP's `nginx` object, then `POST /apps/:id/basic_auth`.
+#[test]
+fn site_option_routes_set_the_public_folder_redirects_protections_and_basic_auth() {
+    let machine = Machine::start();
+    let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    dev.server_when_connected();
+    let (user, action) =
+        dev.change("POST", "/sysusers", json!({"serverid": dev.server_id, "name": "derek", "password": USER_PASSWORD}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"],
+               "public_folder": "public/web", "redirect_domains": ["old-shop.test"],
+               "nginx": {"uploads_directory_protected": true, "xmlrpc_protected": true}}),
+    );
+    assert_eq!(app["public_folder"], "public/web", "{app}");
+    assert_eq!(app["redirect_domains"], json!(["old-shop.test"]), "{app}");
+    assert_eq!(app["nginx"], json!({"uploads_directory_protected": true, "xmlrpc_protected": true}), "{app}");
+    assert_eq!(app["basic_auth"], json!({"enabled": false, "username": null}), "{app}");
+    dev.succeeds(&action);
+    std::fs::write(machine.path("/srv/users/derek/apps/shop/public/web/index.php"), "<?php echo 'shop';").unwrap();
+    assert_eq!(machine.at_once_get("shop.test", "/", 200), "shop");
+    assert_eq!(machine.get("shop.test", "/xmlrpc.php").0, 403);
+    assert_eq!(machine.get("old-shop.test", "/").0, 301);
+
+    let id = app["id"].as_str().unwrap();
+    let (status, refused) = dev.api(
+        "POST",
+        &format!("/apps/{id}/basic_auth"),
+        json!({"enabled": true, "username": "a:b", "password": "x"}),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("username"), "{refused}");
+    let (auth, action) = dev.change(
+        "POST",
+        &format!("/apps/{id}/basic_auth"),
+        json!({"enabled": true, "username": "ann", "password": DB_PASSWORD}),
+    );
+    assert_eq!(auth, json!({"enabled": true, "username": "ann"}));
+    dev.succeeds(&action);
+    assert_eq!(machine.get("shop.test", "/").0, 401);
+    let (_, shown) = dev.api("GET", &format!("/apps/{id}"), Value::Null);
+    assert_eq!(shown["data"]["basic_auth"], json!({"enabled": true, "username": "ann"}), "{shown}");
+    assert!(!shown.to_string().contains(DB_PASSWORD), "no password comes back: {shown}");
+
+    let (updated, action) = dev.change("POST", &format!("/apps/{id}"), json!({"xmlrpc_protected": false}));
+    assert_eq!(updated["nginx"], json!({"uploads_directory_protected": true, "xmlrpc_protected": false}));
+    dev.succeeds(&action);
 }
 
 /// `POST /apps` with `wordpress` (ServerPilot's nested shape) is one action: app,

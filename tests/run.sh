@@ -22,6 +22,7 @@ needs=(
   "/usr/sbin/mariadbd:mariadb-server"
   "/usr/bin/openssl:openssl"
   "/usr/bin/curl:curl"
+  "/usr/bin/wrk:wrk"
   "/usr/bin/pebble:pebble"
   "/usr/sbin/nft:nftables"
   "/usr/bin/apt-config:apt"

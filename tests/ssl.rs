@@ -306,6 +306,52 @@ fn a_certificate_near_expiry_is_renewed_once_and_a_failed_renewal_keeps_it_and_f
     assert_eq!((code, events.len()), (Some(0), 0), "no new attempt before the next attempt time: {events:?}");
 }
 
+/// Issue 16: redirect domains are in the AutoSSL certificate and redirect over HTTPS
+/// too; basic auth on the app holds up neither the self-probe, the issuance nor a
+/// renewal (ACME challenges pass without credentials).
+#[test]
+fn autossl_covers_redirect_domains_and_issues_and_renews_while_basic_auth_is_on() {
+    let machine = machine_with_app("shop", &["shop.test"]);
+    machine.add_hosts(&["old-shop.test"]);
+    let pebble = Pebble::start(&machine);
+    pebble.configure_berth();
+    let updated = machine.job("app.update", json!({"name": "shop", "redirect_domains": ["old-shop.test"]}));
+    assert_eq!(updated["status"], "success", "{updated}");
+    let auth = machine.job(
+        "app.basic_auth",
+        json!({"app": "shop", "enabled": true, "username": "ann", "password": "staging password"}),
+    );
+    assert_eq!(auth["status"], "success", "{auth}");
+    assert_eq!(machine.get("shop.test", "/index.html").0, 401);
+
+    let done = machine.job("ssl.auto", json!({"app": "shop"}));
+    assert_eq!(done["status"], "success", "{done}\n{}", pebble.log());
+    assert_eq!(names(&done["result"]["domains_covered"]), ["shop.test", "www.shop.test", "old-shop.test"], "{done}");
+    let roots = pebble.issuance_roots_file();
+    let (code, body, _) = machine.https_get("shop.test", "/index.html", &roots);
+    assert_eq!(code, 401, "HTTPS asks for credentials too: {body}");
+    let (code, body, _) = machine.https_get("old-shop.test", "/a?b=c", &roots);
+    assert_eq!(code, 301, "the redirect domain's certificate verifies and it redirects: {body}");
+    let (code, headers, _) = machine.http_get_full("old-shop.test", "/a?b=c");
+    assert_eq!((code, header(&headers, "location")), (301, Some("https://shop.test/a?b=c")));
+
+    // Renewal while basic auth is on.
+    let cert_path = machine.path("/etc/berth/ssl/shop/fullchain.pem");
+    let key = std::fs::read_to_string(machine.path("/etc/berth/ssl/shop/key.pem")).unwrap();
+    let near_expiry = TestCa::new("old CA").leaf_with_key(
+        &["shop.test", "www.shop.test", "old-shop.test"],
+        Validity::expiring_in(std::time::Duration::from_secs(86_400)),
+        &key,
+    );
+    std::fs::write(&cert_path, &near_expiry).unwrap();
+    let (code, events, log) = machine.renew();
+    assert_eq!(code, Some(0), "{events:?}\n{log}");
+    assert_eq!(events.len(), 1, "{events:?}\n{log}");
+    assert_eq!(events[0]["status"], "success", "{events:?}");
+    assert_ne!(der_b64(&std::fs::read_to_string(&cert_path).unwrap()), der_b64(&near_expiry));
+    assert_eq!(machine.https_get("old-shop.test", "/", &roots).0, 301, "renewed for the redirect domain too");
+}
+
 #[test]
 fn with_deny_unknown_domains_off_the_default_app_answers_unknown_names_over_https_too() {
     let machine = machine_with_app("main", &["main.test"]);

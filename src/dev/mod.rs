@@ -9,11 +9,14 @@
 
 pub mod api;
 pub mod ca;
+pub mod cache;
 pub mod control_plane;
 pub mod error;
 pub mod machine;
 pub mod resources;
 pub mod servers;
+pub mod sites;
+pub mod siteview;
 pub mod store;
 
 use std::collections::HashMap;

@@ -254,7 +254,8 @@ fn wordpress(body: &Value) -> Value {
 pub fn create_app(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
     change(shared, |w| {
         let user = reference(w, body, "sysuserid", "sysuser")?;
-        let mut params = pick(body, &["name", "runtime", "domains", "stack"]);
+        let mut params =
+            pick(body, &[&["name", "runtime", "domains", "stack"], super::siteview::SITE_OPTIONS].concat());
         params["sysuser"] = user["name"].clone();
         if !body["wordpress"].is_null() {
             params["wordpress"] = wordpress(body);
@@ -270,6 +271,8 @@ pub fn create_app(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
         let app = json!({"id": id, "name": params["name"], "sysuserid": user["id"], "serverid": server,
             "runtime": params["runtime"], "domains": params["domains"], "stack": params["stack"].as_str().unwrap_or("nginx-apache"),
             "ssl": null, "autossl": {"available": true}, "datecreated": super::now_secs()});
+        let mut app = app;
+        super::siteview::show_options(&mut app, &params);
         w.put("app", &app);
         Ok((action(w, sid(&app), "app.create", params, Some(format!("app/{id}"))), app))
     })
@@ -279,7 +282,7 @@ pub fn update_app(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiE
     change(shared, |w| {
         let mut app = found(w, "app", id)?;
         immutable(&app, body, &["name", "sysuserid", "serverid", "stack"])?;
-        let mut params = pick(body, &["runtime", "domains"]);
+        let mut params = pick(body, &[&["runtime", "domains"], super::siteview::SITE_OPTIONS].concat());
         params["name"] = app["name"].clone();
         check(shared, "app.update", &params)?;
         runtime_available(w, sid(&app), &params["runtime"])?;
@@ -289,6 +292,7 @@ pub fn update_app(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiE
                 app[key] = params[key].clone();
             }
         }
+        super::siteview::show_options(&mut app, &params);
         w.put("app", &app);
         Ok((action(w, sid(&app), "app.update", params, None), app))
     })

@@ -39,7 +39,8 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
     let (mut repaired, mut refused) = (Vec::new(), Vec::new());
     for (name, app) in &inventory.apps {
         let prepared = crate::web::accounts::account(root, &app.sysuser).and_then(|account| {
-            sitedirs::prepare(root, sitedirs::Owner { uid: account.uid, gid: account.gid }, &app.sysuser, name)
+            let folder = crate::model::site::public_folder_or_default(app.public_folder.as_ref());
+            sitedirs::prepare(root, sitedirs::Owner { uid: account.uid, gid: account.gid }, &app.sysuser, name, folder)
         });
         match prepared {
             Ok(true) => repaired.push(name.clone()),

@@ -26,7 +26,7 @@ use crate::model::AppName;
 use crate::state::inventory::{Inventory, InventoryStore, SslSource};
 use crate::time::unix_millis;
 use crate::web::acme::{self, AcmeSettings};
-use crate::web::stack::server_names;
+use crate::web::stack::certificate_names;
 
 /// How often certificates are looked at. A 6-day certificate is due 2 days before
 /// it expires, so an hour is plenty.
@@ -120,7 +120,7 @@ pub fn due(inventory: &Inventory, root: &Path, now: SystemTime) -> Vec<(AppName,
         }
         let reason = match current_cert(root, name) {
             None => Some("its certificate file is missing or unreadable"),
-            Some(info) => renewal_due(ssl, &info, &server_names(&app.domains), now),
+            Some(info) => renewal_due(ssl, &info, &certificate_names(app), now),
         };
         due.extend(reason.map(|r| (name.clone(), r)));
     }
@@ -131,7 +131,6 @@ pub fn due(inventory: &Inventory, root: &Path, now: SystemTime) -> Vec<(AppName,
 mod tests {
     use super::*;
     use crate::state::inventory::{App, Ssl};
-    use crate::web::stack::Stack;
 
     fn cert(dir: &Path, app: &str, days: (i64, i64)) {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -152,15 +151,7 @@ mod tests {
             failures: 0,
             next_attempt_ms,
         };
-        let app = App {
-            sysuser: "derek".try_into().unwrap(),
-            runtime: "php8.2".try_into().unwrap(),
-            domains: vec!["a.test".try_into().unwrap()],
-            stack: Stack::Nginx,
-            created_ms: 0,
-            ssl: Some(ssl),
-            wordpress: None,
-        };
+        let app = App { ssl: Some(ssl), ..App::fixture(&["a.test"], 0) };
         Inventory { apps: [("shop".try_into().unwrap(), app)].into(), ..Inventory::default() }
     }
 

@@ -354,10 +354,25 @@ impl Dir {
         Ok(file.set_owner_and_mode(mode, uid, gid)? || created)
     }
 
+    /// The names in this directory (not `.` and `..`), read through its descriptor,
+    /// in no particular order. Names that are not UTF-8 are left out.
+    pub fn entries(&self) -> Result<Vec<String>, TreeError> {
+        let reader = rfs::Dir::read_from(&self.fd).map_err(|e| TreeError::io(&self.path, e))?;
+        let mut names = Vec::new();
+        for entry in reader {
+            let entry = entry.map_err(|e| TreeError::io(&self.path, e))?;
+            let name = entry.file_name();
+            if name != c"." && name != c".." {
+                names.extend(name.to_str().ok().map(str::to_owned));
+            }
+        }
+        Ok(names)
+    }
+
     /// The names in this directory with what each is (not following a link, as
     /// [`TreeError::Planted`] names them: [`SYMLINK`], "a directory", "a regular
     /// file", ...), sorted. A name that vanished meanwhile is left out.
-    pub fn entries(&self) -> Result<Vec<(String, &'static str)>, TreeError> {
+    pub fn entries_with_kinds(&self) -> Result<Vec<(String, &'static str)>, TreeError> {
         let reader = rfs::Dir::read_from(&self.fd).map_err(|e| TreeError::io(&self.path, e))?;
         let mut entries = Vec::new();
         for entry in reader {

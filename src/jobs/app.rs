@@ -13,9 +13,11 @@ use serde_json::{json, Value};
 
 use crate::host::fs::under_root;
 use crate::job::{blocking, within_limit, BlockingJob, BoxFuture, Job, JobContext, JobError, Outcome, Resources};
+use crate::jobs::siteopts::SiteOptions;
 use crate::jobs::web::{apply_config, remove};
 use crate::jobs::{wordpress, Catalogue};
 use crate::model::resource::Resource;
+use crate::model::site::public_folder_or_default;
 use crate::model::validate::{self, shown, FieldError, Params};
 use crate::model::{AppName, Domain, Runtime, SysuserName};
 use crate::state::inventory::{App, SslSource};
@@ -32,7 +34,7 @@ pub fn register(catalogue: &mut Catalogue) {
     catalogue.register("app.delete", Delete::parse);
 }
 
-/// `app.create {name, sysuser, runtime, domains, stack?, wordpress?}`.
+/// `app.create {name, sysuser, runtime, domains, stack?, wordpress?}` and the site options.
 #[derive(Debug)]
 struct Create {
     name: AppName,
@@ -40,16 +42,18 @@ struct Create {
     runtime: Runtime,
     domains: Vec<Domain>,
     stack: Stack,
+    options: SiteOptions,
     /// WordPress installed in the same job ([`crate::jobs::wordpress`]).
     wordpress: Option<wordpress::Site>,
 }
 
-/// `app.update {name, runtime?, domains?}`.
+/// `app.update {name, runtime?, domains?}` and the site options.
 #[derive(Debug)]
 struct Update {
     name: AppName,
     runtime: Option<Runtime>,
     domains: Option<Vec<Domain>>,
+    options: SiteOptions,
 }
 
 /// `app.delete {name}`.
@@ -91,8 +95,9 @@ impl Create {
                 )
             })?,
         };
+        let options = SiteOptions::parse(&params)?;
         let wordpress = params.opt_object("wordpress")?.map(|site| wordpress::Site::parse(&site)).transpose()?;
-        Ok(Box::new(Create { name, sysuser, runtime, domains, stack, wordpress }))
+        Ok(Box::new(Create { name, sysuser, runtime, domains, stack, options, wordpress }))
     }
 }
 
@@ -102,7 +107,8 @@ impl Update {
         let name = app_name(&params)?;
         let runtime = Runtime::opt_param(&params, "runtime")?;
         let domains = params.opt_str_array("domains")?.map(|d| domains(&params, d)).transpose()?;
-        Ok(Box::new(Update { name, runtime, domains }))
+        let options = SiteOptions::parse(&params)?;
+        Ok(Box::new(Update { name, runtime, domains, options }))
     }
 }
 
@@ -126,15 +132,21 @@ impl BlockingJob for Create {
     /// With `wordpress`, the install follows in the same job; when it fails, an app
     /// this job created is removed again (its database, files, config and record).
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
-        let app = App {
+        let mut app = App {
             sysuser: self.sysuser,
             runtime: self.runtime,
             domains: self.domains,
             stack: self.stack,
             created_ms: 0,
             ssl: None,
+            page_cache: None,
+            redirect_domains: Vec::new(),
+            public_folder: None,
+            nginx: Default::default(),
+            basic_auth: None,
             wordpress: None,
         };
+        self.options.apply_to(&mut app)?;
         let new = ctx.inventory.read(|inv| !inv.apps.contains_key(&self.name));
         let mut outcome = {
             let _web = crate::web::weblock::hold(ctx.root())?;
@@ -178,6 +190,7 @@ impl Job for Update {
                     .ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(&self.name))))?;
                 app.runtime = self.runtime.unwrap_or(app.runtime);
                 app.domains = self.domains.unwrap_or(app.domains);
+                self.options.apply_to(&mut app)?;
                 converge(ctx, &self.name, app)
             })
             .await?;
@@ -241,6 +254,8 @@ fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, J
         Some(existing) => {
             app.created_ms = existing.created_ms;
             app.ssl = existing.ssl.clone();
+            app.page_cache = existing.page_cache.clone();
+            app.basic_auth = existing.basic_auth.clone();
             app.wordpress = existing.wordpress.clone();
         }
         None => {
@@ -253,9 +268,9 @@ fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, J
             app.created_ms = crate::time::unix_millis(std::time::SystemTime::now());
         }
     }
-    let wanted = stack::server_names(&app.domains);
+    let wanted = stack::certificate_names(&app);
     for (other, held) in inventory.apps.iter().filter(|(other, _)| *other != name) {
-        if let Some(taken) = stack::server_names(&held.domains).into_iter().find(|d| wanted.contains(d)) {
+        if let Some(taken) = stack::certificate_names(held).into_iter().find(|d| wanted.contains(d)) {
             return Err(JobError::Conflict(format!("domain {} belongs to app {}", shown(&taken), shown(other))));
         }
     }
@@ -263,17 +278,21 @@ fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, J
     let mut outcome = Outcome::default();
     let account = accounts::account(root, &app.sysuser)?;
     let owner = sitedirs::Owner { uid: account.uid, gid: account.gid };
-    let mut changed = sitedirs::prepare(root, owner, &app.sysuser, name)?;
+    let folder = public_folder_or_default(app.public_folder.as_ref());
+    let mut changed = sitedirs::prepare(root, owner, &app.sysuser, name, folder)?;
     changed |= accounts::ensure_dir(&under_root(root, "/run/php"), 0o755, 0, 0)?;
     outcome.step("directories", changed);
     outcome.step("web server access", grant_web_server(ctx, &app.sysuser)?);
 
     outcome.applied(&apply_config(ctx, &web, &inventory, name, &app, Vec::new())?);
     let result = json!({
-        "web_root": stack::web_root(&app.sysuser, name),
+        "web_root": stack::web_root(&app.sysuser, name, folder),
         "log_dir": stack::log_dir(&app.sysuser, name),
         "domains": stack::server_names(&app.domains),
         "stack": app.stack.as_str(),
+        "public_folder": folder,
+        "redirect_domains": app.redirect_domains,
+        "nginx": app.nginx,
     });
     ctx.record(|inv| inv.apps.insert(name.clone(), app))?;
     outcome.result = Some(result);

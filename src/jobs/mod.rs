@@ -11,9 +11,13 @@ use serde_json::Value;
 use crate::job::{Job, JobError};
 
 pub mod app;
+pub mod appinfo;
+pub mod basicauth;
+pub mod cache;
 pub mod db;
 pub mod firewall;
 pub mod server;
+pub mod siteopts;
 pub mod ssl;
 pub mod sysuser;
 #[cfg(feature = "test-jobs")]
@@ -37,6 +41,9 @@ impl Catalogue {
         let mut catalogue = Catalogue { kinds: BTreeMap::new(), internal: BTreeMap::new() };
         sysuser::register(&mut catalogue);
         app::register(&mut catalogue);
+        cache::register(&mut catalogue);
+        appinfo::register(&mut catalogue);
+        basicauth::register(&mut catalogue);
         db::register(&mut catalogue);
         ssl::register(&mut catalogue);
         firewall::register(&mut catalogue);

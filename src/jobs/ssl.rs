@@ -191,7 +191,7 @@ impl Job for Install {
                     shown(&name)
                 )));
             }
-            let names = stack::server_names(&app.domains);
+            let names = stack::certificate_names(&app);
             if !names.iter().any(|n| checked.info.covers(n)) {
                 return Err(FieldError::new(
                     "cert",
@@ -293,7 +293,7 @@ fn ordered_for(names: &[String]) -> Result<Vec<ServerName>, JobError> {
 /// current names and not yet due for renewal.
 fn plan(ctx: &JobContext, name: &str, renew: bool, force: bool) -> Result<Plan, JobError> {
     let app = load(ctx, name)?;
-    let names = stack::server_names(&app.domains);
+    let names = stack::certificate_names(&app);
     let holds = |info: &CertInfo| {
         let mut outcome = Outcome::default();
         outcome.step("certificate", false);
@@ -350,7 +350,7 @@ fn still_wanted(ctx: &JobContext, name: &str, planned: &App, names: &[String]) -
             shown(name)
         )));
     }
-    let now = stack::server_names(&app.domains);
+    let now = stack::certificate_names(&app);
     if now != names {
         return Err(JobError::Conflict(format!(
             "the domains of app {} changed while its certificate was being issued (ordered for {}; now {}); the \

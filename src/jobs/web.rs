@@ -81,6 +81,7 @@ pub(crate) fn remove(ctx: &JobContext, name: &AppName) -> Result<Outcome, JobErr
         std::fs::remove_dir_all(&ssl_dir).map_err(|e| JobError::Internal(format!("{}: {e}", ssl_dir.display())))?;
         removed = true;
     }
+    removed |= crate::web::cache::remove(root, name)?;
     outcome.step("files, logs and certificates", removed);
     ctx.record(|inv| {
         inv.apps.remove(name);

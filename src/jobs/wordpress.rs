@@ -119,10 +119,12 @@ pub(crate) fn install(ctx: &JobContext, name: &AppName, site: &Site) -> Result<O
     let (inventory_app, databases) = ctx.inventory.read(|inv| (inv.apps.get(name).cloned(), inv.databases.clone()));
     let app = inventory_app.ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(name))))?;
     let mut outcome = Outcome::default();
+    let public_folder = crate::model::site::public_folder_or_default(app.public_folder.as_ref());
+    let web_root = stack::web_root(&app.sysuser, name, public_folder);
     if let Some(installed) = &app.wordpress {
         outcome.step("wordpress", false);
-        let version = wordpress_version(root, &app.sysuser, name)?;
-        outcome.result = Some(report(installed, version.as_deref(), &app.sysuser, name));
+        let version = wordpress_version(root, &app.sysuser, name, public_folder)?;
+        outcome.result = Some(report(installed, version.as_deref(), name, &web_root));
         return Ok(outcome);
     }
     let php = under_root(root, &format!("/usr/bin/{}", app.runtime)).display().to_string();
@@ -133,7 +135,8 @@ pub(crate) fn install(ctx: &JobContext, name: &AppName, site: &Site) -> Result<O
         )));
     }
     let source = wp::source_names(root, &ctx.wordpress_source)?;
-    let before = wp::check_web_root(root, &app.sysuser, name, &source)?;
+    let site_dirs = (app.sysuser.as_str(), name.as_str(), public_folder);
+    let before = wp::check_web_root(root, site_dirs, &source)?;
     let (database, user) = names(name);
     let database_was_there = databases.contains_key(&database);
     let db_password = Secret::new(wp::random(32)?);
@@ -157,7 +160,7 @@ pub(crate) fn install(ctx: &JobContext, name: &AppName, site: &Site) -> Result<O
             sitedirs::Owner { uid: account.uid, gid: account.gid },
             &wp::Install {
                 source: &under_root(root, &ctx.wordpress_source.display().to_string()),
-                web_root: &under_root(root, &stack::web_root(&app.sysuser, name)),
+                web_root: &under_root(root, &web_root),
                 config: &config,
                 host,
                 url: &format!("{scheme}://{host}"),
@@ -171,14 +174,14 @@ pub(crate) fn install(ctx: &JobContext, name: &AppName, site: &Site) -> Result<O
         outcome.step("files", true);
         outcome.step("wordpress", installed.installed);
         let record = WordPress { database: database.clone(), table_prefix: site.table_prefix.clone() };
-        ctx.record(|inv| inv.apps.get_mut(name).map(|a| a.wordpress = Some(record.clone())))?;
-        outcome.result = Some(report(&record, Some(&installed.version), &app.sysuser, name));
+        ctx.record(|inv| inv.apps.get_mut(name).map(|a| a.wordpress = Some(Box::new(record.clone()))))?;
+        outcome.result = Some(report(&record, Some(&installed.version), name, &web_root));
         Ok(outcome)
     })();
     done.inspect_err(|_| {
         // Undone in reverse: the files this job added, then the database it made.
         let added: Vec<String> = source.into_iter().filter(|n| !before.contains(n)).collect();
-        if let Err(e) = wp::remove_files(root, &app.sysuser, name, &added) {
+        if let Err(e) = wp::remove_files(root, site_dirs, &added) {
             tracing::warn!(app = %name, "a failed WordPress install left files: {e}");
         }
         if !database_was_there {
@@ -190,14 +193,14 @@ pub(crate) fn install(ctx: &JobContext, name: &AppName, site: &Site) -> Result<O
 }
 
 /// The result of an install: what it made, never a password.
-fn report(installed: &WordPress, version: Option<&str>, sysuser: &str, app: &AppName) -> Value {
+fn report(installed: &WordPress, version: Option<&str>, app: &AppName, web_root: &str) -> Value {
     let (_, user) = names(app);
     json!({
         "version": version,
         "database": installed.database,
         "database_user": user,
         "table_prefix": installed.table_prefix,
-        "web_root": stack::web_root(sysuser, app),
+        "web_root": web_root,
     })
 }
 

@@ -15,7 +15,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AppName, DbName, DbUserName, Domain, Rule, Runtime, ServerName, Stack, SysuserName, TablePrefix};
+use super::site::{BasicAuth, Protections};
+use super::{
+    AppName, DbName, DbUserName, Domain, PageCache, PublicFolder, Rule, Runtime, ServerName, Stack, SysuserName,
+    TablePrefix,
+};
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
@@ -103,9 +107,25 @@ pub struct App {
     /// The app's certificate, when it serves HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<Ssl>,
-    /// WordPress, when berth installed it (`app.wordpress`, `app.create`'s `wordpress`).
+    /// The page cache (`app.page_cache`), while it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wordpress: Option<WordPress>,
+    pub page_cache: Option<PageCache>,
+    /// Names that answer a redirect to the first domain (and are in its certificate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_domains: Vec<Domain>,
+    /// The web root below the app's directory; `None` is `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_folder: Option<PublicFolder>,
+    /// SpinupWP's `nginx` object: the WordPress doors shut.
+    #[serde(default, skip_serializing_if = "Protections::is_off")]
+    pub nginx: Protections,
+    /// Basic auth in front of the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// WordPress, when berth installed it (`app.wordpress`, `app.create`'s `wordpress`);
+    /// boxed, as most apps have none (an `App` is moved around whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wordpress: Option<Box<WordPress>>,
 }
 
 /// A WordPress berth installed in an app: its database (one of the app's, so
@@ -129,6 +149,11 @@ impl App {
             stack: Stack::Nginx,
             created_ms,
             ssl: None,
+            page_cache: None,
+            redirect_domains: Vec::new(),
+            public_folder: None,
+            nginx: Protections::default(),
+            basic_auth: None,
             wordpress: None,
         }
     }
@@ -252,5 +277,28 @@ mod tests {
         let ssl: Ssl = serde_json::from_str(&ssl).unwrap();
         assert_eq!(ssl.ordered_for[1].len(), 257);
         assert!(serde_json::from_str::<Ssl>(r#"{"source": "auto", "ordered_for": ["www.*.a.test"]}"#).is_err());
+    }
+
+    #[test]
+    fn site_options_round_trip_and_a_hand_edit_they_refuse_fails_the_load() {
+        let mut app = App::fixture(&["shop.test"], 7);
+        app.redirect_domains = vec!["old-shop.test".try_into().unwrap()];
+        app.public_folder = Some("public/web".try_into().unwrap());
+        app.nginx = Protections { uploads_directory_protected: true, xmlrpc_protected: false };
+        app.basic_auth =
+            Some(BasicAuth { username: "ann".try_into().unwrap(), password_hash: "$6$salt$hash".try_into().unwrap() });
+        let text = serde_json::to_string(&app).unwrap();
+        assert_eq!(serde_json::from_str::<App>(&text).unwrap(), app);
+        let plain = serde_json::to_string(&App::fixture(&["shop.test"], 7)).unwrap();
+        assert!(!plain.contains("\"nginx\":") && !plain.contains("basic_auth"), "defaults are left out: {plain}");
+        for (good, bad, field) in [
+            ("public/web", "../etc", "public_folder"),
+            ("old-shop.test", "old shop.test", "domain"),
+            ("\"ann\"", "\"a:b\"", "username"),
+            ("$6$salt$hash", "$1$salt$hash", "password_hash"),
+        ] {
+            let err = serde_json::from_str::<App>(&text.replacen(good, bad, 1)).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{field}: ")), "{bad}: {err}");
+        }
     }
 }

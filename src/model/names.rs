@@ -179,6 +179,24 @@ checked_string!(
 );
 
 checked_string!(
+    /// An app's web root below its directory: [`crate::model::siterules::public_folder`].
+    PublicFolder,
+    crate::model::siterules::public_folder,
+    "public_folder"
+);
+checked_string!(
+    /// A basic auth user name: [`crate::model::siterules::auth_user`].
+    AuthUser,
+    crate::model::siterules::auth_user,
+    "username"
+);
+checked_string!(
+    /// A basic auth password's SHA-512 crypt hash: [`crate::model::siterules::password_hash`].
+    PasswordHash,
+    crate::model::siterules::password_hash,
+    "password_hash"
+);
+checked_string!(
     /// A WordPress table prefix: [`validate::table_prefix`].
     TablePrefix,
     validate::table_prefix,

@@ -490,15 +490,15 @@ impl<'a> Params<'a> {
             .map(Some)
     }
 
-    /// [`Params::object`] for an optional object (null counts as absent).
-    pub fn opt_object(&self, key: &str) -> Result<Option<Params<'a>>> {
-        self.get(key).map(|_| self.object(key)).transpose()
-    }
-
     /// Required nested object; fields inside are reported as "key.inner".
     pub fn object(&self, key: &str) -> Result<Params<'a>> {
         let map = self.required(key)?.as_object().ok_or_else(|| self.error(key, "must be an object"))?;
         Ok(Params { map: Some(map), prefix: self.field(key) })
+    }
+
+    /// [`Self::object`] for an optional param (null counts as absent).
+    pub fn opt_object(&self, key: &str) -> Result<Option<Params<'a>>> {
+        self.get(key).map(|_| self.object(key)).transpose()
     }
 }
 

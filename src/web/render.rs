@@ -8,8 +8,8 @@
 //! 3. [`WebConfig::render`] renders, from that state alone, the files of what it
 //!    affects: the base files and the apps in scope ([`stack::changes`], the walk
 //!    reconcile uses for every app). No I/O.
-//! 4. [`WebConfig::apply`] makes sure every app's log directory exists (the servers'
-//!    checks open every log path), then applies all files as one transaction:
+//! 4. [`WebConfig::apply`] makes sure every app's log directory and page cache
+//!    directory exists (the servers' checks open every log path and cache zone), then applies all files as one transaction:
 //!    written, checked by the servers' own tools, restored on failure, reloaded once.
 //! 5. Only then does the caller store the state.
 
@@ -57,6 +57,10 @@ impl WebConfig {
     /// transaction; every app's log directory is made sure of first.
     pub fn apply(&self, host: &dyn Host, inventory: &Inventory, changes: &[FileChange]) -> Result<Applied, JobError> {
         crate::web::sitedirs::ensure_all_logs(&self.root, inventory)?;
+        crate::web::cache::ensure_all(&self.root, inventory, stack::WEB_USER)?;
+        if inventory.apps.values().any(|app| app.basic_auth.is_some()) {
+            crate::web::basicauth::ensure_dir(&self.root, stack::WEB_USER)?;
+        }
         transaction::apply(host, &self.services, changes).map_err(JobError::from)
     }
 }

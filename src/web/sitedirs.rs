@@ -51,11 +51,16 @@ fn home(root: &Path, sysuser: &str) -> Result<Dir, JobError> {
 /// the app's directory and web root, its temp directory and its logs. True when
 /// anything changed. A link planted on the way is `conflict`, with nothing changed
 /// outside the home.
-pub fn prepare(root: &Path, owner: Owner, sysuser: &str, app: &str) -> Result<bool, JobError> {
+///
+/// The public folder (`public`, or the app's own, validated: relative, no `..`) is
+/// made component by component below the app's directory: a link anywhere on it is
+/// refused, so the web root can never lead out of the app's directory when set.
+pub fn prepare(root: &Path, owner: Owner, sysuser: &str, app: &str, public_folder: &str) -> Result<bool, JobError> {
     let home = home(root, sysuser)?;
     let (uid, gid) = (owner.uid, owner.gid);
-    let web =
-        home.ensure_chain(&[("apps", APP_MODE, uid, gid), (app, APP_MODE, uid, gid), ("public", APP_MODE, uid, gid)])?;
+    let mut chain = vec![("apps", APP_MODE, uid, gid), (app, APP_MODE, uid, gid)];
+    chain.extend(public_folder.split('/').map(|part| (part, APP_MODE, uid, gid)));
+    let web = home.ensure_chain(&chain)?;
     let tmp = home.ensure_chain(&[("tmp", APP_MODE, uid, gid), (app, TMP_MODE, uid, gid)])?;
     Ok(web.1 | tmp.1 | ensure_logs(root, owner, sysuser, app)?)
 }

@@ -15,6 +15,7 @@ use crate::host::fs::under_root;
 use crate::host::services::Service;
 use crate::host::transaction::FileChange;
 use crate::job::JobError;
+use crate::model::site::{BasicAuth, Protections};
 use crate::model::{AppName, Domain};
 use crate::state::inventory::{App, Inventory};
 use crate::web::templates::{TemplateError, Templates};
@@ -38,6 +39,8 @@ const NGINX_TLS: &str = "/etc/nginx/snippets/berth-tls.conf";
 /// Certificates and keys, one root-owned directory per app.
 pub const SSL_DIR: &str = "/etc/berth/ssl";
 const NGINX_BASE: &str = "/etc/nginx/conf.d/berth.conf";
+/// When a request bypasses the apps' page caches, and what `X-Cache` says (http level).
+const NGINX_PAGE_CACHE: &str = "/etc/nginx/conf.d/berth-page-cache.conf";
 const NGINX_VHOSTS: &str = "/etc/nginx/berth.d";
 const NGINX_DEFAULT_SITE: &str = "/etc/nginx/sites-enabled/default";
 /// Debian's nginx.conf includes this directory at the main level: the one place
@@ -74,6 +77,16 @@ pub struct AppSite<'a> {
     pub ssl: bool,
     /// ForceSSL: plain HTTP redirects to HTTPS.
     pub force_ssl: bool,
+    /// The page cache, when on ([`crate::web::cache`]).
+    pub page_cache: Option<&'a crate::model::PageCache>,
+    /// The web root below the app's directory.
+    pub public_folder: &'a str,
+    /// Names that only redirect to the app's first domain.
+    pub redirect_domains: &'a [Domain],
+    /// The WordPress doors shut.
+    pub protections: Protections,
+    /// Basic auth in front of the app.
+    pub basic_auth: Option<&'a BasicAuth>,
 }
 
 impl<'a> AppSite<'a> {
@@ -87,6 +100,11 @@ impl<'a> AppSite<'a> {
             stack: app.stack,
             ssl: app.ssl.is_some(),
             force_ssl: app.ssl.as_ref().is_some_and(|s| s.force),
+            page_cache: app.page_cache.as_ref(),
+            public_folder: crate::model::site::public_folder_or_default(app.public_folder.as_ref()),
+            redirect_domains: &app.redirect_domains,
+            protections: app.nginx,
+            basic_auth: app.basic_auth.as_ref(),
         }
     }
 }
@@ -95,8 +113,22 @@ pub fn app_dir(sysuser: &str, app: &str) -> String {
     format!("{USERS_DIR}/{sysuser}/apps/{app}")
 }
 
-pub fn web_root(sysuser: &str, app: &str) -> String {
-    format!("{}/public", app_dir(sysuser, app))
+/// The app's web root: its public folder (validated: relative, no `..`) below its directory.
+pub fn web_root(sysuser: &str, app: &str, public_folder: &str) -> String {
+    format!("{}/{public_folder}", app_dir(sysuser, app))
+}
+
+/// The names an app's certificate is for: its server names, then its redirect domains.
+pub fn certificate_names(app: &App) -> Vec<String> {
+    let mut names = server_names(&app.domains);
+    names.extend(app.redirect_domains.iter().map(|d| d.to_string()).filter(|d| !names.contains(d)).collect::<Vec<_>>());
+    names
+}
+
+/// Where a redirect domain sends its requests: the app's first domain that is not a
+/// wildcard (`None` when all are).
+pub fn redirect_target(domains: &[Domain]) -> Option<&str> {
+    domains.iter().map(|d| d.as_str()).find(|d| !d.starts_with("*."))
 }
 
 /// The user's logs: `root:USER` 0750, holding a directory per app.
@@ -315,6 +347,7 @@ pub fn base_changes(templates: &Templates, root: &Path, host: &Facts) -> Result<
         write(root, NGINX_BASE, render(templates, "nginx-catchall.conf", &context)?, Service::Nginx),
         write(root, NGINX_LIMITS, render(templates, "nginx-limits.conf", &context)?, Service::Nginx),
         write(root, NGINX_TLS, render(templates, "nginx-tls.conf", &context)?, Service::Nginx),
+        write(root, NGINX_PAGE_CACHE, render(templates, "nginx-page-cache.conf", &context)?, Service::Nginx),
         FileChange::remove(under_root(root, NGINX_DEFAULT_SITE), Service::Nginx),
     ];
     if apache {
@@ -368,7 +401,15 @@ pub fn app_changes(
     context.insert("http_listen", HTTP_LISTEN);
     context.insert("server_names", &server_names(site.domains));
     context.insert("app_dir", &under_root(root, &app_dir(site.sysuser, site.name)));
-    context.insert("web_root", &under_root(root, &web_root(site.sysuser, site.name)));
+    context.insert("web_root", &under_root(root, &web_root(site.sysuser, site.name, site.public_folder)));
+    let redirects: Vec<&str> = site.redirect_domains.iter().map(|d| d.as_str()).collect();
+    context.insert("redirect_names", &redirects);
+    context.insert("redirect_target", redirect_target(site.domains).unwrap_or_default());
+    context.insert("redirect_scheme", if site.ssl { "https" } else { "$scheme" });
+    context.insert("uploads_protected", &site.protections.uploads_directory_protected);
+    context.insert("xmlrpc_protected", &site.protections.xmlrpc_protected);
+    let htpasswd = under_root(root, &crate::web::basicauth::file(site.name));
+    context.insert("htpasswd", &if site.basic_auth.is_some() { htpasswd.display().to_string() } else { String::new() });
     context.insert("log_dir", &under_root(root, &log_dir(site.sysuser, site.name)));
     context.insert("tmp_dir", &under_root(root, &tmp_dir(site.sysuser, site.name)));
     context.insert("apache_proxy_snippet", &under_root(root, NGINX_APACHE_PROXY));
@@ -383,8 +424,15 @@ pub fn app_changes(
     context.insert("ssl_certificate_key", &path(ssl_key(site.name)));
     context.insert("tls_snippet", &under_root(root, NGINX_TLS));
     context.insert("force_ssl", &(site.ssl && site.force_ssl));
+    context.insert("page_cache", &site.page_cache.map(|cache| crate::web::cache::context(root, site.name, cache)));
+    // The password file stands before the vhost that names it, and goes after it.
     let mut changes =
         vec![write(root, &nginx_vhost(site.name), render(templates, "nginx-vhost.conf", &context)?, Service::Nginx)];
+    let htpasswd = crate::web::basicauth::change(root, site.name, site.basic_auth);
+    match htpasswd.content {
+        Some(_) => changes.insert(0, htpasswd),
+        None => changes.push(htpasswd),
+    }
     if apache {
         let vhost = under_root(root, &apache_vhost(site.name));
         changes.push(match site.stack {
@@ -421,6 +469,7 @@ pub fn ssl_changes(root: &Path, app: &str, files: Option<(&str, &str)>) -> Vec<F
 /// Every file of an app, to be removed.
 pub fn app_removal(root: &Path, app: &str, runtimes: &[String], apache: bool) -> Vec<FileChange> {
     let mut changes = vec![FileChange::remove(under_root(root, &nginx_vhost(app)), Service::Nginx)];
+    changes.push(crate::web::basicauth::change(root, app, None));
     changes.extend(ssl_changes(root, app, None));
     if apache {
         changes.push(FileChange::remove(under_root(root, &apache_vhost(app)), Service::Apache));
@@ -576,6 +625,11 @@ mod tests {
             stack: Stack::Nginx,
             ssl: false,
             force_ssl: false,
+            page_cache: None,
+            public_folder: "public",
+            redirect_domains: &[],
+            protections: Protections::default(),
+            basic_auth: None,
         };
         let host = Facts {
             apache: true,

@@ -23,6 +23,7 @@ pub const OVERRIDE_DIR: &str = "/etc/berth/templates";
 const BUILTIN: &[(&str, &str)] = &[
     ("nginx-vhost.conf", include_str!("../../templates/nginx-vhost.conf")),
     ("nginx-catchall.conf", include_str!("../../templates/nginx-catchall.conf")),
+    ("nginx-page-cache.conf", include_str!("../../templates/nginx-page-cache.conf")),
     ("php-fpm-pool.conf", include_str!("../../templates/php-fpm-pool.conf")),
     ("apache-vhost.conf", include_str!("../../templates/apache-vhost.conf")),
     ("apache-ports.conf", include_str!("../../templates/apache-ports.conf")),

@@ -43,11 +43,12 @@ const INSTALLER: &str = include_str!("../../templates/wordpress/install.php");
 /// php-cli's whole program: the installer comes on stdin with its input.
 const BOOTSTRAP: &str = "$in = json_decode(stream_get_contents(STDIN), true); eval($in['program']);";
 
-/// The app's web root, opened from `/srv/users` without following a link; `None`
-/// when some directory on the way is missing.
-fn web_root(root: &Path, sysuser: &str, app: &str) -> Result<Option<Dir>, TreeError> {
+/// The app's web root (`public_folder` below its directory: `public`, or the app's
+/// own, validated), opened from `/srv/users` without following a link; `None` when
+/// some directory on the way is missing.
+fn web_root(root: &Path, sysuser: &str, app: &str, public_folder: &str) -> Result<Option<Dir>, TreeError> {
     let mut dir = Dir::open_trusted(&under_root(root, USERS_DIR))?;
-    for name in [sysuser, "apps", app, "public"] {
+    for name in [sysuser, "apps", app].into_iter().chain(public_folder.split('/')) {
         match dir.open_dir(name)? {
             Some(next) => dir = next,
             None => return Ok(None),
@@ -56,14 +57,20 @@ fn web_root(root: &Path, sysuser: &str, app: &str) -> Result<Option<Dir>, TreeEr
     Ok(Some(dir))
 }
 
-/// The WordPress version of app `app` of `sysuser`, from `wp-includes/version.php`
+/// The WordPress version of app `app` of `sysuser` whose web root is
+/// `public_folder` (`public` unless the app has its own), from `wp-includes/version.php`
 /// (`$wp_version = '6.1.9';`): `None` when there is none, or when anything on the
 /// way is not what WordPress has there (a link, a fifo, a file over 64 KiB, no such
 /// line). The user controls the file: it is opened without following a link, read
 /// up to its bound, and only that one assignment is parsed, never run.
-pub fn wordpress_version(root: &Path, sysuser: &str, app: &str) -> Result<Option<String>, JobError> {
+pub fn wordpress_version(
+    root: &Path,
+    sysuser: &str,
+    app: &str,
+    public_folder: &str,
+) -> Result<Option<String>, JobError> {
     let read = || -> Result<Option<Vec<u8>>, TreeError> {
-        let Some(public) = web_root(root, sysuser, app)? else { return Ok(None) };
+        let Some(public) = web_root(root, sysuser, app, public_folder)? else { return Ok(None) };
         let Some(includes) = public.open_dir("wp-includes")? else { return Ok(None) };
         includes.read_file("version.php", MAX_VERSION_FILE)
     };
@@ -110,11 +117,15 @@ pub fn source_names(root: &Path, source: &Path) -> Result<Vec<String>, JobError>
 /// the WordPress tree (what an interrupted install left), none of them a link, its
 /// `index.php` WordPress's and its `wp-config.php` berth's. Anything else is a
 /// site berth would write over: `conflict`, naming it. Returns the names present.
-pub fn check_web_root(root: &Path, sysuser: &str, app: &str, source: &[String]) -> Result<Vec<String>, JobError> {
-    let public = web_root(root, sysuser, app)?.ok_or_else(|| {
+pub fn check_web_root(
+    root: &Path,
+    (sysuser, app, public_folder): (&str, &str, &str),
+    source: &[String],
+) -> Result<Vec<String>, JobError> {
+    let public = web_root(root, sysuser, app, public_folder)?.ok_or_else(|| {
         JobError::PreconditionFailed(format!("the web root of app {} is missing; run app.update", shown(app)))
     })?;
-    let entries = public.entries()?;
+    let entries = public.entries_with_kinds()?;
     let conflict = |name: &str, why: &str| {
         JobError::Conflict(format!(
             "{}/{name} {why}; WordPress is installed into an empty web root only",
@@ -150,8 +161,12 @@ pub fn check_web_root(root: &Path, sysuser: &str, app: &str, source: &[String]) 
 
 /// Removes `names` from the web root (what a failed install added), each through
 /// descriptors: a link is unlinked, never followed. True when anything went.
-pub fn remove_files(root: &Path, sysuser: &str, app: &str, names: &[String]) -> Result<bool, JobError> {
-    let Some(public) = web_root(root, sysuser, app)? else { return Ok(false) };
+pub fn remove_files(
+    root: &Path,
+    (sysuser, app, public_folder): (&str, &str, &str),
+    names: &[String],
+) -> Result<bool, JobError> {
+    let Some(public) = web_root(root, sysuser, app, public_folder)? else { return Ok(false) };
     let mut removed = false;
     for name in names.iter().map(String::as_str).chain(["wp-config.php", ".wp-config.php.berth"]) {
         removed |= public.remove_tree(name)?;
@@ -306,7 +321,7 @@ mod tests {
     #[test]
     fn the_version_is_read_from_version_php_and_nothing_else() {
         let (root, includes) = site();
-        let version = || wordpress_version(root.path(), "derek", "blog").unwrap();
+        let version = || wordpress_version(root.path(), "derek", "blog", "public").unwrap();
         assert_eq!(version(), None, "no version.php");
         std::fs::write(
             includes.join("version.php"),
@@ -338,7 +353,7 @@ mod tests {
         let outside = root.path().join("outside");
         std::fs::create_dir_all(&outside).unwrap();
         std::fs::write(outside.join("version.php"), "$wp_version = '9.9.9';").unwrap();
-        let version = || wordpress_version(root.path(), "derek", "blog").unwrap();
+        let version = || wordpress_version(root.path(), "derek", "blog", "public").unwrap();
 
         symlink(outside.join("version.php"), includes.join("version.php")).unwrap();
         assert_eq!(version(), None, "version.php is a link");
@@ -354,7 +369,12 @@ mod tests {
         std::fs::create_dir_all(&includes).unwrap();
         nix::unistd::mkfifo(&includes.join("version.php"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         assert_eq!(version(), None, "a fifo is not opened for reading");
-        assert_eq!(wordpress_version(root.path(), "nobody", "blog").unwrap(), None, "no such user");
+        assert_eq!(wordpress_version(root.path(), "nobody", "blog", "public").unwrap(), None, "no such user");
+        let web = root.path().join("srv/users/derek/apps/blog/public/web/wp-includes");
+        std::fs::create_dir_all(&web).unwrap();
+        std::fs::write(web.join("version.php"), "$wp_version = '6.1.9';").unwrap();
+        let in_folder = wordpress_version(root.path(), "derek", "blog", "public/web").unwrap();
+        assert_eq!(in_folder.as_deref(), Some("6.1.9"), "a public folder of the app's own");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A test machine: mount, network and pid namespaces in which a copy of the host's
-//! `/etc`, and fresh `/srv`, `/run` and `/var/log`, stand in for the real ones.
+//! `/etc`, and fresh `/srv`, `/run`, `/var/log` and `/var/cache` (the page cache),
+//! stand in for the real ones.
 //!
 //! berth runs inside with `root = "/"`, its production paths, and starts the real
 //! nginx, Apache and PHP-FPM there (port 80 is the namespace's own). Nothing reaches
@@ -31,7 +32,7 @@ impl Machine {
         let copied = Command::new("cp").arg("-a").arg("/etc").arg(d.join("etc")).status().unwrap();
         assert!(copied.success(), "cannot copy /etc");
         std::fs::write(d.join("etc/.berth-test-machine"), "").unwrap();
-        for sub in ["srv", "log/nginx", "log/apache2", "log/mysql", "state", "mysql"] {
+        for sub in ["srv", "log/nginx", "log/apache2", "log/mysql", "state", "mysql", "cache"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         let d = d.display();
@@ -40,7 +41,7 @@ impl Machine {
         // zombie whose pid still looks alive (shadow-utils would think its lock held).
         let script = format!(
             "set -e; mount --bind {d}/etc /etc; mount --bind {d}/srv /srv; mount -t tmpfs -o mode=0755 tmpfs /run; \
-             mkdir -p /run/lock; mount --bind {d}/log /var/log; \
+             mkdir -p /run/lock; mount --bind {d}/log /var/log; mount --bind {d}/cache /var/cache; \
              if [ -d /var/lib/mysql ]; then mount --bind {d}/mysql /var/lib/mysql; fi; \
              ip link set lo up; test -e {MARKER}; \
              echo ready; exec perl -e 'while (1) {{ sleep 1 if waitpid(-1, 0) < 0 }}'"
@@ -338,7 +339,7 @@ impl Machine {
     /// A path of the machine's filesystem, seen from the host.
     pub fn path(&self, inside: &str) -> PathBuf {
         let inside = Path::new(inside).strip_prefix("/").unwrap();
-        for (mount, source) in [("etc", "etc"), ("srv", "srv"), ("var/log", "log")] {
+        for (mount, source) in [("etc", "etc"), ("srv", "srv"), ("var/log", "log"), ("var/cache", "cache")] {
             if let Ok(rest) = inside.strip_prefix(mount) {
                 return self.dir.path().join(source).join(rest);
             }
