@@ -413,3 +413,19 @@ fn an_install_killed_midway_runs_again_to_the_end() {
     let config = std::fs::metadata(machine.path("/srv/users/derek/apps/blog/public/wp-config.php")).unwrap();
     assert_eq!(config.mode() & 0o777, 0o600);
 }
+
+/// An app with a public folder of its own (`public/web`, as Bedrock has it) gets
+/// WordPress there, where nginx serves it.
+#[test]
+fn wordpress_goes_into_the_apps_public_folder() {
+    let machine = machine();
+    let done = machine.job(
+        "app.create",
+        json!({"name": "blog", "sysuser": "derek", "runtime": "php8.2", "domains": ["blog.test"], "stack": "nginx",
+               "public_folder": "public/web", "wordpress": site("Deep")}),
+    );
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["result"]["wordpress"]["web_root"], "/srv/users/derek/apps/blog/public/web", "{done}");
+    assert!(machine.path("/srv/users/derek/apps/blog/public/web/wp-config.php").is_file());
+    assert!(machine.at_once_get("blog.test", "/", 200).contains("<title>Deep</title>"));
+}
