@@ -134,6 +134,15 @@ fn wordpress_answers_its_title_and_its_admin_logs_in_on_both_stacks() {
         assert_eq!(std::fs::read(public.join("wp-config.php")).unwrap(), before);
         assert!(public.join("wp-content/mine.txt").is_file());
         assert_eq!(create(&machine, app, stack, Some(site(&title)))["changed"], false, "app.create again");
+
+        // The site facts: WordPress, and the version its own files say.
+        let source = std::fs::read_to_string("/usr/share/wordpress/wp-includes/version.php").unwrap();
+        let version = source.lines().find_map(|l| l.strip_prefix("$wp_version = '")).unwrap().trim_end_matches("';");
+        let info = machine.job("app.info", json!({"app": app}));
+        assert_eq!(info["result"]["is_wordpress"], true, "{info}");
+        assert_eq!(info["result"]["wordpress"]["version"], version, "{info}");
+        assert_eq!(info["result"]["wordpress"]["installed_by_berth"], true, "{info}");
+        assert_eq!(info["changed"], false, "{info}");
     }
 
     // app.delete drops the database and its user.

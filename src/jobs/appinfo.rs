@@ -16,6 +16,7 @@ use crate::model::validate::{shown, Params};
 use crate::model::AppName;
 use crate::state::inventory::{App, SslSource};
 use crate::web::stack;
+use crate::web::wordpress::wordpress_version;
 
 pub fn register(catalogue: &mut Catalogue) {
     catalogue.register("app.info", Info::parse);
@@ -44,15 +45,18 @@ impl BlockingJob for Info {
             .inventory
             .read(|inv| inv.apps.get(&self.app).cloned())
             .ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(&self.app))))?;
+        let folder = public_folder_or_default(app.public_folder.as_ref());
+        let version = wordpress_version(ctx.root(), &app.sysuser, &self.app, folder)?;
         let mut outcome = Outcome::default();
         outcome.step("site", false);
-        outcome.result = Some(site(&self.app, &app));
+        outcome.result = Some(site(&self.app, &app, version.as_deref()));
         Ok(outcome)
     }
 }
 
-/// The site object of app `name`.
-pub fn site(name: &str, app: &App) -> Value {
+/// The site object of app `name`, whose web root holds WordPress `version` (read by
+/// the caller from the user's files: only what they say).
+pub fn site(name: &str, app: &App, version: Option<&str>) -> Value {
     let folder = public_folder_or_default(app.public_folder.as_ref());
     json!({
         "name": name,
@@ -77,6 +81,13 @@ pub fn site(name: &str, app: &App) -> Value {
             "enabled": app.page_cache.is_some(),
             "ttl_secs": app.page_cache.as_ref().map(|c| c.ttl_secs.secs()),
         },
+        "is_wordpress": app.wordpress.is_some() || version.is_some(),
+        "wordpress": {
+            "version": version,
+            "installed_by_berth": app.wordpress.is_some(),
+            "database": app.wordpress.as_ref().map(|w| w.database.as_str()),
+            "table_prefix": app.wordpress.as_ref().map(|w| w.table_prefix.as_str()),
+        },
     })
 }
 
@@ -93,7 +104,10 @@ mod tests {
         app.nginx = Protections { uploads_directory_protected: true, xmlrpc_protected: false };
         app.basic_auth =
             Some(BasicAuth { username: "ann".try_into().unwrap(), password_hash: "$6$salt$hash".try_into().unwrap() });
-        let site = site("shop", &app);
+        let site = site("shop", &app, Some("6.1.9"));
+        assert_eq!(site["is_wordpress"], true, "WordPress the user put there counts");
+        assert_eq!(site["wordpress"]["version"], "6.1.9");
+        assert_eq!(site["wordpress"]["installed_by_berth"], false);
         assert_eq!(site["web_root"], "/srv/users/derek/apps/shop/public/web");
         assert_eq!(site["domains"], json!(["shop.test", "www.shop.test"]));
         assert_eq!(site["redirect_domains"], json!(["old-shop.test"]));
