@@ -5,7 +5,8 @@
 //! tests/support/machine.rs), on each stack:
 //! - requests per second of a PHP page, without the cache and from it (`wrk`, run
 //!   inside the machine on loopback), for three pages: one that only prints, and
-//!   two that make PHP work (20,000 and 100,000 md5 calls);
+//!   two that make PHP work (20,000 and 100,000 md5 calls), and WordPress's home
+//!   page (Debian's WordPress with MariaDB, installed by `app.create`);
 //! - `app.cache_purge` (the job's own started_at to finished_at) of every entry and
 //!   of one path, with 10,000 pages in the cache.
 
@@ -34,6 +35,7 @@ const SECONDS: &str = "10s";
 
 fn main() {
     let machine = Machine::start();
+    machine.start_mariadb();
     assert_eq!(machine.job("sysuser.create", json!({"name": "bench"}))["status"], "success");
     let mut lines = Vec::new();
     for stack in ["nginx", "nginx-apache"] {
@@ -66,6 +68,29 @@ fn main() {
                 cached / uncached
             ));
         }
+        // A real page: WordPress's home (Debian's WordPress, offline), on the same stack.
+        let wp = format!("{app}wp");
+        let wp_host = format!("{wp}.test");
+        let done = machine.job(
+            "app.create",
+            json!({"name": wp, "sysuser": "bench", "runtime": "php8.2", "domains": [wp_host], "stack": stack,
+                   "wordpress": {"site_title": "Bench", "admin_user": "boss", "admin_password": "bench-password-1",
+                                 "admin_email": "boss@example.com"}}),
+        );
+        assert_eq!(done["status"], "success", "{done}");
+        assert!(curl(&machine, &wp_host, "/").contains("<title>Bench"), "WordPress answers its home");
+        let uncached = wrk(&machine, &wp_host, "/");
+        switch(&machine, &wp, true);
+        assert!(curl(&machine, &wp_host, "/").contains("X-Cache: MISS"));
+        let cached = wrk(&machine, &wp_host, "/");
+        assert!(curl(&machine, &wp_host, "/").contains("X-Cache: HIT"));
+        lines.push(format!(
+            "stack {stack:<12} {:<11} ({:<17}): uncached {uncached:>8.0} req/s, cached {cached:>8.0} req/s: {:.1}x",
+            "/",
+            "WordPress home",
+            cached / uncached
+        ));
+
         switch(&machine, &app, true);
         let filled = fill(&machine, &app, &host);
         let one = purge(&machine, &app, Some(json!(["/p/5000"])));
@@ -75,7 +100,7 @@ fn main() {
             one.0, one.1, all.0, all.1
         ));
     }
-    println!("berth page cache benchmark (release build; test machine, wrk -t2 -c32 -d{SECONDS} on loopback)");
+    println!("berth page cache benchmark (release build; test machine, wrk -t2 -c32 -d{SECONDS} --timeout 10s on loopback)");
     for line in lines {
         println!("{line}");
     }
@@ -95,7 +120,7 @@ fn curl(machine: &Machine, host: &str, path: &str) -> String {
 /// wrk inside the machine; requests per second (non-2xx answers fail the bench).
 fn wrk(machine: &Machine, host: &str, path: &str) -> f64 {
     let (host, url) = (format!("Host: {host}"), format!("http://127.0.0.1{path}"));
-    let out = machine.run("/usr/bin/wrk", &["-t2", "-c32", "-d", SECONDS, "-H", &host, &url]);
+    let out = machine.run("/usr/bin/wrk", &["-t2", "-c32", "-d", SECONDS, "--timeout", "10s", "-H", &host, &url]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "{text}");
     text.lines()
