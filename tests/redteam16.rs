@@ -643,8 +643,6 @@ fn redteam_a_public_folder_swapped_for_a_link_to_another_user_s_web_root_serves_
 /// `www.` twin, or a name under its wildcard (nginx prefers an exact name to a
 /// wildcard, so the redirect would win the victim's traffic).
 #[test]
-#[ignore = "finding: a name under another app's wildcard domain (shop.mwild.test under *.mwild.test) is accepted as a \
-            redirect domain (and as a domain), and nginx's exact name then wins that app's traffic and its AutoSSL"]
 fn redteam_redirect_domains_cannot_take_another_app_s_names() {
     let machine = Machine::start();
     for user in [A, B] {
@@ -668,6 +666,23 @@ fn redteam_redirect_domains_cannot_take_another_app_s_names() {
         );
         let _ = machine.job("app.update", json!({"name": "dapp", "redirect_domains": []}));
     }
+    // Nor as a domain of an app of the attacker's; the wildcard's own user may.
+    let steal = machine.job(
+        "app.create",
+        json!({"name": "dsteal", "sysuser": A, "runtime": "php8.2",
+        "domains": ["a.b.mwild.test"], "stack": "nginx"}),
+    );
+    let served = get(&machine, "a.b.mwild.test", "/", &[]);
+    verdicts.judge(
+        "domain a.b.mwild.test under another user's wildcard",
+        steal["status"] != "success" && served.body.contains("maria-site"),
+        format!("job {}; answers {} {}", steal["status"], served.code, short(&served.body)),
+    );
+    ok(machine.job(
+        "app.create",
+        json!({"name": "mown", "sysuser": B, "runtime": "php8.2",
+        "domains": ["own.mwild.test"], "stack": "nginx"}),
+    ));
     verdicts.assert_none_worked();
 }
 
