@@ -913,3 +913,45 @@ fn redteam_another_user_cannot_fail_a_wordpress_install_by_taking_its_database_n
     }
     verdicts.assert_none_worked();
 }
+
+/// `app.info` reads the WordPress version from the user's `wp-includes/version.php`:
+/// a fifo there must not hang it, a link (to another user's WordPress, or to a
+/// root file) must not be read, a huge file must not be read whole, and a
+/// directory swapped for a link on the way must not be followed.
+#[test]
+fn redteam_app_info_s_version_read_follows_no_link_and_blocks_on_nothing() {
+    let machine = Machine::start();
+    for user in [A, B] {
+        ok(machine.job("sysuser.create", json!({"name": user})));
+    }
+    create(&machine, B, "mvictim", "nginx", json!({}));
+    put(&machine, B, &format!("{}/wp-includes/version.php", public(B, "mvictim")), "<?php\n$wp_version = '9.9.9';\n");
+    create(&machine, A, "dinfo", "nginx", json!({}));
+    let web = public(A, "dinfo");
+    let victim = format!("{}/wp-includes", public(B, "mvictim"));
+    let mut verdicts = Verdicts::new();
+    for (what, plant) in [
+        ("a fifo", format!("mkdir -p {web}/wp-includes && mkfifo {web}/wp-includes/version.php")),
+        ("a link to another user's version.php", format!("mkdir -p {web}/wp-includes && ln -s {victim}/version.php {web}/wp-includes/version.php")),
+        ("wp-includes as a link", format!("ln -s {victim} {web}/wp-includes")),
+        ("a link to /dev/zero", format!("mkdir -p {web}/wp-includes && ln -s /dev/zero {web}/wp-includes/version.php")),
+        ("a huge sparse file", format!("mkdir -p {web}/wp-includes && truncate -s 20G {web}/wp-includes/version.php && printf \"\\$wp_version = '1.2.3';\" >> {web}/wp-includes/version.php")),
+    ] {
+        let out = as_user(&machine, A, &format!("rm -rf {web}/wp-includes; {plant}"));
+        assert!(out.status.success(), "{what}: {}", text(&out));
+        let started = std::time::Instant::now();
+        let info = machine.job("app.info", json!({"app": "dinfo"}));
+        let took = started.elapsed();
+        verdicts.judge(
+            &format!("app.info with {what}"),
+            info["status"] == "success" && info["result"]["wordpress"]["version"].is_null() && took.as_secs() < 10,
+            format!("after {took:?}: {}", info["result"]),
+        );
+    }
+    // Control: a plain version.php of the user's own is read.
+    let _ = as_user(&machine, A, &format!("rm -rf {web}/wp-includes"));
+    put(&machine, A, &format!("{web}/wp-includes/version.php"), "<?php\n$wp_version = '1.2.3';\n");
+    let info = machine.job("app.info", json!({"app": "dinfo"}));
+    assert_eq!(info["result"]["wordpress"]["version"], "1.2.3", "{info}");
+    verdicts.assert_none_worked();
+}
