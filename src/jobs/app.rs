@@ -225,6 +225,13 @@ impl BlockingJob for Delete {
     }
 }
 
+/// Whether `name` (not itself a wildcard) is one that a wildcard among `domains`
+/// (`*.example.com`: any name ending in `.example.com`) answers for.
+fn under_wildcard(name: &str, domains: &[Domain]) -> bool {
+    !name.starts_with("*.")
+        && domains.iter().filter_map(|d| d.as_str().strip_prefix('*')).any(|suffix| name.ends_with(suffix))
+}
+
 /// Makes the host hold `app` as `name`: the whole desired state, for create and
 /// update. The caller holds the web-config lock (and read the app inside it).
 fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, JobError> {
@@ -273,6 +280,17 @@ fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, J
         if let Some(taken) = stack::certificate_names(held).into_iter().find(|d| wanted.contains(d)) {
             return Err(JobError::Conflict(format!("domain {} belongs to app {}", shown(&taken), shown(other))));
         }
+        // A name under another user's wildcard is theirs too: nginx prefers an exact
+        // name to a wildcard, so it would take that app's traffic (and certificate).
+        if held.sysuser != app.sysuser {
+            if let Some(taken) = wanted.iter().find(|w| under_wildcard(w, &held.domains)) {
+                return Err(JobError::Conflict(format!(
+                    "domain {} is under a wildcard domain of app {}",
+                    shown(taken),
+                    shown(other)
+                )));
+            }
+        }
     }
 
     let mut outcome = Outcome::default();
@@ -311,4 +329,21 @@ fn grant_web_server(ctx: &JobContext, sysuser: &str) -> Result<bool, JobError> {
         stack::WEB_USER,
     ]))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_under_a_wildcard_only_below_its_suffix() {
+        let domains: Vec<Domain> =
+            ["shop.test", "*.wild.test"].iter().map(|d| Domain::parse("domains[0]", d).unwrap()).collect();
+        assert!(under_wildcard("a.wild.test", &domains));
+        assert!(under_wildcard("a.b.wild.test", &domains));
+        assert!(!under_wildcard("wild.test", &domains), "the wildcard's own base is not under it");
+        assert!(!under_wildcard("evilwild.test", &domains));
+        assert!(!under_wildcard("*.a.wild.test", &domains), "a wildcard is not a name");
+        assert!(!under_wildcard("a.shop.test", &domains), "no wildcard there");
+    }
 }
