@@ -100,7 +100,9 @@ fn main() {
             one.0, one.1, all.0, all.1
         ));
     }
-    println!("berth page cache benchmark (release build; test machine, wrk -t2 -c32 -d{SECONDS} --timeout 10s on loopback)");
+    println!(
+        "berth page cache benchmark (release build; test machine, wrk -t2 -c32 -d{SECONDS} --timeout 10s on loopback)"
+    );
     for line in lines {
         println!("{line}");
     }

@@ -883,9 +883,9 @@ fn redteam_apache_s_link_race_does_not_reach_another_app_s_password_file() {
 /// choice: another user who made a database (or a database user) of those names
 /// first, for an app of their own, fails the victim's install. Each squat is tried
 /// on its own app.
+/// It worked before the names were reserved: `db.create` of `mone-wp` (or of user
+/// `wp_mtwo`) for an app of the squatter's own made the victim's install `conflict`.
 #[test]
-#[ignore = "finding: another user squats the derived names (db.create of APP-wp or of user wp_APP for an app of \
-            their own) and the victim's app.wordpress fails with conflict"]
 fn redteam_another_user_cannot_fail_a_wordpress_install_by_taking_its_database_names() {
     let machine = Machine::start();
     machine.start_mariadb();
@@ -896,10 +896,11 @@ fn redteam_another_user_cannot_fail_a_wordpress_install_by_taking_its_database_n
     let mut verdicts = Verdicts::new();
     for (victim, database, db_user) in [("mone", "mone-wp", "squat_one"), ("mtwo", "squat-two", "wp_mtwo")] {
         create(&machine, B, victim, "nginx", json!({}));
-        ok(machine.job(
+        let squat = machine.job(
             "db.create",
             json!({"app": "dsquat", "name": database, "user": {"name": db_user, "password": "a long password 1"}}),
-        ));
+        );
+        assert_eq!(squat["error"]["code"], "invalid_params", "the names are reserved: {squat}");
         let done = machine.job(
             "app.wordpress",
             json!({"app": victim, "site_title": "Blog", "admin_user": "boss",

@@ -12,7 +12,7 @@ use crate::host::mysql::Server;
 use crate::job::{within_limit, BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
 use crate::model::resource::Resource;
-use crate::model::validate::{self, shown, Params};
+use crate::model::validate::{self, shown, FieldError, Params};
 use crate::model::{AppName, DbName, DbUserName};
 use crate::state::inventory::Database;
 
@@ -66,8 +66,24 @@ impl Create {
         let app = AppName::param(&params, "app")?;
         let name = db_name(&params)?;
         let (user, password) = db_user(&params)?;
+        not_reserved(&params, &name, &user)?;
         Ok(Box::new(Create { app, name, user, password }))
     }
+}
+
+/// The names a WordPress install takes (`APP-wp`, `wp_…`: [`crate::jobs::wordpress::names`])
+/// are reserved: otherwise one user's `db.create` could take another app's names
+/// before its install, and fail it.
+fn not_reserved(params: &Params, name: &DbName, user: &DbUserName) -> Result<(), JobError> {
+    if name.ends_with("-wp") {
+        let message = "database names ending in '-wp' are reserved for WordPress installs (app.wordpress)";
+        return Err(FieldError::new(params.field("name"), message).into());
+    }
+    if user.starts_with("wp_") {
+        let message = "database user names starting with 'wp_' are reserved for WordPress installs (app.wordpress)";
+        return Err(FieldError::new(format!("{}.name", params.field("user")), message).into());
+    }
+    Ok(())
 }
 
 impl BlockingJob for Create {
