@@ -678,6 +678,18 @@ fn redteam_redirect_domains_cannot_take_another_app_s_names() {
         steal["status"] != "success" && served.body.contains("maria-site"),
         format!("job {}; answers {} {}", steal["status"], served.code, short(&served.body)),
     );
+    // Nor as a narrower wildcard, which nginx prefers to the longer one's suffix.
+    let narrower = machine.job(
+        "app.create",
+        json!({"name": "dnarrow", "sysuser": A, "runtime": "php8.2",
+        "domains": ["*.b.mwild.test"], "stack": "nginx"}),
+    );
+    let served = get(&machine, "x.b.mwild.test", "/", &[]);
+    verdicts.judge(
+        "wildcard *.b.mwild.test under another user's *.mwild.test",
+        narrower["status"] != "success" && served.body.contains("maria-site"),
+        format!("job {}; answers {} {}", narrower["status"], served.code, short(&served.body)),
+    );
     ok(machine.job(
         "app.create",
         json!({"name": "mown", "sysuser": B, "runtime": "php8.2",

@@ -225,11 +225,13 @@ impl BlockingJob for Delete {
     }
 }
 
-/// Whether `name` (not itself a wildcard) is one that a wildcard among `domains`
-/// (`*.example.com`: any name ending in `.example.com`) answers for.
+/// Whether `name` is one that a wildcard among `domains` (`*.example.com`: any name
+/// ending in `.example.com`) answers for, or a narrower wildcard below one
+/// (`*.a.example.com`, which nginx would prefer, being longer). The same wildcard
+/// is not "under" itself: that is a plain conflict of names.
 fn under_wildcard(name: &str, domains: &[Domain]) -> bool {
-    !name.starts_with("*.")
-        && domains.iter().filter_map(|d| d.as_str().strip_prefix('*')).any(|suffix| name.ends_with(suffix))
+    let name = name.strip_prefix('*').unwrap_or(name);
+    domains.iter().filter_map(|d| d.as_str().strip_prefix('*')).any(|suffix| name.ends_with(suffix) && name != suffix)
 }
 
 /// Makes the host hold `app` as `name`: the whole desired state, for create and
@@ -343,7 +345,8 @@ mod tests {
         assert!(under_wildcard("a.b.wild.test", &domains));
         assert!(!under_wildcard("wild.test", &domains), "the wildcard's own base is not under it");
         assert!(!under_wildcard("evilwild.test", &domains));
-        assert!(!under_wildcard("*.a.wild.test", &domains), "a wildcard is not a name");
+        assert!(under_wildcard("*.a.wild.test", &domains), "a narrower wildcard would take its names");
+        assert!(!under_wildcard("*.wild.test", &domains), "the same wildcard is a plain conflict");
         assert!(!under_wildcard("a.shop.test", &domains), "no wildcard there");
     }
 }
