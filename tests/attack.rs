@@ -21,36 +21,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::machine::Machine;
+use support::verdicts::Verdicts;
 
 const A: &str = "derek";
 const B: &str = "maria";
 /// What B's `wp-config.php` (0640, in B's web root) and `private.txt` (0640, in B's
 /// app dir, outside the web root) hold; no response to anyone else may carry it.
 const SECRET: &str = "maria-secret-4242";
-
-/// The attacks that worked in one test: all are reported, then the test fails.
-struct Verdicts(Vec<String>);
-
-impl Verdicts {
-    fn new() -> Verdicts {
-        Verdicts(Vec::new())
-    }
-
-    /// `held`: berth's promise held against `attack`; otherwise `effect` says what happened.
-    fn judge(&mut self, attack: &str, held: bool, effect: impl std::fmt::Display) {
-        if held {
-            eprintln!("attack failed, as it must [{attack}]");
-        } else {
-            let line = format!("[{attack}] {effect}");
-            eprintln!("ATTACK WORKED {line}");
-            self.0.push(line);
-        }
-    }
-
-    fn assert_none_worked(self) {
-        assert!(self.0.is_empty(), "{} attack(s) worked:\n{}", self.0.len(), self.0.join("\n"));
-    }
-}
 
 /// `script` run by `/bin/sh` inside the machine as the hosted `user` (uid, gid, groups).
 fn as_user(machine: &Machine, user: &str, script: &str) -> Output {

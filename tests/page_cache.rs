@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use support::http::{curl, fetch, Answer};
 use support::machine::Machine;
 
 /// A PHP page whose body is new on every run of PHP.
@@ -12,52 +13,10 @@ const FRESH: &str = "<?php echo 'page ', $_SERVER['REQUEST_URI'], ' ', bin2hex(r
 /// A PHP page that sets a cookie of its own for each visitor.
 const SETS_COOKIE: &str = "<?php setcookie('visitor', bin2hex(random_bytes(4))); echo bin2hex(random_bytes(8));";
 
-/// An answer: status code, headers (lowercase names) and body.
-struct Answer {
-    code: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    fn x_cache(&self) -> &str {
-        self.header("x-cache").unwrap_or("")
-    }
-}
-
-/// curl inside the machine, to `http://127.0.0.1{path}` as `host`, with `extra` args.
-fn fetch(machine: &Machine, host: &str, path: &str, extra: &[&str]) -> Answer {
-    let (url, host) = (format!("http://127.0.0.1{path}"), format!("Host: {host}"));
-    let mut args = vec!["-H", host.as_str()];
-    args.extend(extra);
-    args.push(&url);
-    curl(machine, &args)
-}
-
 /// An HTTPS GET of `https://{host}{path}` on the machine's port 443.
 fn get_https(machine: &Machine, host: &str, path: &str) -> Answer {
     let (resolve, url) = (format!("{host}:443:127.0.0.1"), format!("https://{host}{path}"));
     curl(machine, &["-k", "--resolve", &resolve, &url])
-}
-
-/// curl inside the machine with `args`: the answer, headers and all.
-fn curl(machine: &Machine, args: &[&str]) -> Answer {
-    let mut all = vec!["-s", "-i", "--http1.1", "--max-time", "10"];
-    all.extend(args);
-    let out = machine.run("/usr/bin/curl", &all);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let code = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Answer { code, headers, body: body.to_owned() }
 }
 
 fn get(machine: &Machine, host: &str, path: &str) -> Answer {

@@ -9,33 +9,12 @@ mod support;
 use std::process::Output;
 
 use serde_json::{json, Value};
+use support::http::{self, Answer};
 use support::machine::Machine;
+use support::verdicts::Verdicts;
 
 const A: &str = "derek";
 const B: &str = "maria";
-
-/// The attacks that worked in one test: all are reported, then the test fails.
-struct Verdicts(Vec<String>);
-
-impl Verdicts {
-    fn new() -> Verdicts {
-        Verdicts(Vec::new())
-    }
-
-    fn judge(&mut self, attack: &str, held: bool, effect: impl std::fmt::Display) {
-        if held {
-            eprintln!("attack failed, as it must [{attack}]");
-        } else {
-            let line = format!("[{attack}] {effect}");
-            eprintln!("ATTACK WORKED {line}");
-            self.0.push(line);
-        }
-    }
-
-    fn assert_none_worked(self) {
-        assert!(self.0.is_empty(), "{} attack(s) worked:\n{}", self.0.len(), self.0.join("\n"));
-    }
-}
 
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
@@ -75,41 +54,13 @@ fn create(machine: &Machine, user: &str, app: &str, stack: &str, extra: Value) {
     ok(machine.job("app.create", params));
 }
 
-/// An answer: status code, headers (lowercase names) and body.
-struct Answer {
-    code: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn x_cache(&self) -> &str {
-        self.headers.iter().find(|(n, _)| n == "x-cache").map_or("", |(_, v)| v.as_str())
-    }
-}
-
-/// curl inside the machine to port 80 of 127.0.0.1, with `args`.
+/// curl inside the machine with `args`, the path sent as it is (no `..` or `//` folded).
 fn curl(machine: &Machine, args: &[&str]) -> Answer {
-    let mut all = vec!["-s", "-i", "--http1.1", "--path-as-is", "--max-time", "10"];
-    all.extend(args);
-    let out = machine.run("/usr/bin/curl", &all);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let code = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Answer { code, headers, body: body.to_owned() }
+    http::curl(machine, &[&["--path-as-is"], args].concat())
 }
 
 fn get(machine: &Machine, host: &str, path: &str, extra: &[&str]) -> Answer {
-    let (url, host) = (format!("http://127.0.0.1{path}"), format!("Host: {host}"));
-    let mut args = vec!["-H", host.as_str()];
-    args.extend(extra);
-    args.push(&url);
-    curl(machine, &args)
+    http::fetch(machine, host, path, &[&["--path-as-is"], extra].concat())
 }
 
 /// A raw HTTP/1.0 request line `target` (sent byte for byte) with `Host: host`:

@@ -10,6 +10,7 @@
 
 pub mod deb;
 pub mod dev;
+pub mod http;
 pub mod machine;
 pub mod netns;
 pub mod nspawn;
@@ -19,6 +20,7 @@ pub mod plane;
 pub mod probes;
 pub mod servers;
 pub mod stall;
+pub mod verdicts;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
