@@ -189,6 +189,7 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         ("POST", ["apps", id, "page_cache"]) => super::cache::set_page_cache(shared, id, &body),
         ("POST", ["apps", id, "cache_purge"]) => super::cache::purge_cache(shared, id, &body),
         ("POST", ["apps", id, "basic_auth"]) => super::sites::set_basic_auth(shared, id, &body),
+        ("POST", ["apps", id, "fix_permissions"]) => super::sites::fix_permissions(shared, id),
         ("GET", ["dbs"]) => r::list(shared, "db"),
         ("POST", ["dbs"]) => r::create_db(shared, &body),
         ("GET", ["dbs", id]) => r::get(shared, "db", id),

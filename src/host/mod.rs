@@ -14,6 +14,7 @@ pub mod generation;
 pub mod mysql;
 pub mod nft;
 pub mod pending;
+pub mod perms;
 pub mod probe;
 pub mod services;
 pub mod transaction;

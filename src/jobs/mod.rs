@@ -16,6 +16,7 @@ pub mod basicauth;
 pub mod cache;
 pub mod db;
 pub mod firewall;
+pub mod permissions;
 pub mod server;
 pub mod siteopts;
 pub mod ssl;
@@ -47,6 +48,7 @@ impl Catalogue {
         db::register(&mut catalogue);
         ssl::register(&mut catalogue);
         firewall::register(&mut catalogue);
+        permissions::register(&mut catalogue);
         server::register(&mut catalogue);
         wordpress::register(&mut catalogue);
         #[cfg(feature = "test-jobs")]
