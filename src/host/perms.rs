@@ -15,7 +15,9 @@
 //!   link itself, a fifo without blocking, and no device), looked at through that
 //!   descriptor, and changed through it (`fchownat(AT_EMPTY_PATH)`, `chmod` of
 //!   `/proc/self/fd/N`, which reaches the very inode opened): whatever is at its
-//!   name a moment later, it is never touched;
+//!   name a moment later, it is never touched; it too is opened with
+//!   `RESOLVE_NO_XDEV`, as a single file can be bind-mounted onto a name in the
+//!   tree (an `O_PATH` open would reach the mounted file: redteam17);
 //! - symbolic links, fifos, sockets and devices are left as they are; so is a file
 //!   with other names (a hard link) that is not already the user's: its other name
 //!   may be anywhere, and changing it would change that file;
@@ -27,7 +29,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Stat, Uid};
+use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Uid};
 use rustix::io::Errno;
 use serde::Serialize;
 
@@ -66,7 +68,7 @@ pub struct Skipped {
     pub hard_links: u64,
     /// Fifos, sockets, devices.
     pub special: u64,
-    /// Directories of another mount (and all below them).
+    /// Directories (and all below them) and files of another mount.
     pub mount_points: u64,
     /// Entries that changed or went while the walk looked at them.
     pub changed_meanwhile: u64,
@@ -177,9 +179,13 @@ fn fix_file(
     report: &mut Report,
 ) -> Result<(), TreeError> {
     let io = |e: Errno| TreeError::Io { path: path.to_owned(), source: e.into() };
-    let fd = match rfs::openat(parent, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+    let fd = match open_entry(parent, name) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => {
+        Err(Errno::XDEV) => {
+            report.skipped.mount_points += 1;
+            return Ok(());
+        }
+        Err(Errno::NOENT | Errno::LOOP | Errno::AGAIN) => {
             report.skipped.changed_meanwhile += 1;
             return Ok(());
         }
@@ -212,6 +218,26 @@ fn fix_file(
     }
     report.changed += 1;
     Ok(())
+}
+
+/// An `O_PATH` descriptor of entry `name` of `parent` (a link itself, not what it
+/// points to), refused with `XDEV` when the entry is a mount point: a single file
+/// can be bind-mounted too, and `O_PATH` alone would open the mounted file (an
+/// `/etc` file an admin shared into the tree).
+fn open_entry(parent: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let resolve =
+        ResolveFlags::NO_XDEV | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::BENEATH;
+    match rfs::openat2(parent, name, flags, Mode::empty(), resolve) {
+        Err(Errno::NOSYS) => {}
+        other => return other,
+    }
+    // No openat2 (Linux before 5.6): a mount of another filesystem is still seen.
+    let fd = rfs::openat(parent, name, flags, Mode::empty())?;
+    if rfs::fstat(&fd)?.st_dev != rfs::fstat(parent)?.st_dev {
+        return Err(Errno::XDEV);
+    }
+    Ok(fd)
 }
 
 #[cfg(test)]
@@ -343,6 +369,25 @@ mod tests {
         let app = t.path().join("app");
         std::fs::create_dir_all(app.join("mnt")).unwrap();
         mount(&["--bind", other.to_str().unwrap(), app.join("mnt").to_str().unwrap()]);
+        let report = fix(&app);
+        assert_eq!(report.skipped.mount_points, 1, "{report:?}");
+        assert_eq!(modes(&other), before);
+    }
+
+    /// A single file bind-mounted onto a name in the tree is another mount too
+    /// (redteam17: it was chowned to the user through the `O_PATH` open).
+    #[test]
+    fn a_file_bind_mount_in_the_tree_is_not_crossed_regression() {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare (run the tests as root)");
+        let mount = |args: &[&str]| assert!(std::process::Command::new("mount").args(args).status().unwrap().success());
+        mount(&["--make-rprivate", "/"]);
+        let t = tempfile::tempdir().unwrap();
+        let other = outside(t.path());
+        let before = modes(&other);
+        let app = t.path().join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(app.join("bound"), "").unwrap();
+        mount(&["--bind", other.join("shadow").to_str().unwrap(), app.join("bound").to_str().unwrap()]);
         let report = fix(&app);
         assert_eq!(report.skipped.mount_points, 1, "{report:?}");
         assert_eq!(modes(&other), before);
