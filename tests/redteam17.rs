@@ -271,3 +271,57 @@ fn odd_trees_are_walked_and_no_special_bit_is_left() {
     verdicts.judge("rerun", again["result"]["changed"] == 0, &again["result"]);
     verdicts.assert_none_worked();
 }
+
+/// Derek shares his files with maria through ACLs (an access ACL on a file and
+/// the directories above it, a default ACL on a directory), then asks berth to
+/// put his permissions right: is maria still let in? And a file an admin made
+/// immutable (`chattr +i`, which derek cannot do) in the tree.
+#[test]
+#[ignore = "finding (design): fix_permissions leaves POSIX ACLs in place; after the job an ACL entry of \
+            derek's still lets maria read his 0640 files and the default ACL still hands her every new file \
+            (chmod only narrows the ACL mask); the result says nothing of it"]
+fn acls_granting_another_user_do_not_survive_the_fix() {
+    let (machine, _, _) = setup();
+    let mut verdicts = Verdicts::new();
+    let public = machine.path(PUBLIC);
+    std::fs::write(public.join("index.php"), "<?php // derek's code").unwrap();
+    std::fs::create_dir(public.join("shared")).unwrap();
+    sh(&machine, &format!("chown -R derek:derek {PUBLIC}"));
+    let out = as_user(
+        &machine,
+        "derek",
+        &format!(
+            "setfacl -m u:maria:x /srv/users/derek /srv/users/derek/apps /srv/users/derek/apps/blog && \
+             setfacl -m u:maria:rx {PUBLIC} && setfacl -m u:maria:rw {PUBLIC}/index.php && \
+             setfacl -m u:maria:rwx -d -m u:maria:rwx {PUBLIC}/shared && chmod 0666 {PUBLIC}/index.php"
+        ),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done = fix(&machine, "blog");
+    assert_eq!(done["status"], "success", "{done}");
+    let read = as_user(&machine, "maria", &format!("cat {PUBLIC}/index.php"));
+    verdicts.judge("access ACL", !read.status.success(), "maria still reads derek's index.php after the fix");
+    let made = as_user(&machine, "derek", &format!("echo new > {PUBLIC}/shared/new.php"));
+    assert!(made.status.success());
+    let acl = machine.run("/usr/bin/getfacl", &["-p", &format!("{PUBLIC}/shared")]);
+    let acl = String::from_utf8_lossy(&acl.stdout).into_owned();
+    verdicts.judge("default ACL", !acl.contains("default:user:maria"), format!("left in place: {acl}"));
+    verdicts.assert_none_worked();
+}
+
+/// A file an admin made immutable in the tree: the job does not hang, says which
+/// file it could not change, and is not an internal error.
+#[test]
+fn an_immutable_file_in_the_tree_is_named_in_the_error() {
+    let (machine, _, _) = setup();
+    let public = machine.path(PUBLIC);
+    std::fs::write(public.join("frozen.php"), "x").unwrap();
+    std::fs::write(public.join("zz-after.php"), "x").unwrap();
+    chmod(&public.join("frozen.php"), 0o666);
+    sh(&machine, &format!("chattr +i {PUBLIC}/frozen.php"));
+    let done = fix(&machine, "blog");
+    sh(&machine, &format!("chattr -i {PUBLIC}/frozen.php"));
+    eprintln!("{done}");
+    assert_eq!(done["status"], "error", "{done}");
+    assert!(done["error"]["message"].as_str().unwrap_or("").contains("frozen.php"), "{done}");
+}
