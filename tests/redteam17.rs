@@ -96,7 +96,8 @@ fn a_file_bind_mounted_into_the_tree_is_not_given_to_the_user() {
 /// root's `cp` left there. (The link is made by the test, as root.)
 #[test]
 #[ignore = "finding: a root file hard-linked into the tree whose other name root later replaces by rename \
-            (/etc/shadow on every passwd change, package upgrades) has nlink 1 and is chowned to the user, \
+            (/etc/shadow on every passwd change, package upgrades; another user's wp-config.php that their \
+            WordPress rewrites) has nlink 1 and is chowned to the user, \
             who then reads it: only where fs.protected_hardlinks is 0 (or the file was the user's to write). \
             The walk cannot tell it from a root's `cp`; a fix is to refuse to chown others' files unless \
             /proc/sys/fs/protected_hardlinks is 1"]
@@ -107,9 +108,27 @@ fn an_orphaned_hard_link_of_a_replaced_root_file_is_not_given_to_the_user() {
     let (secret_in, secret) = root_secret(&machine, "rt17-shadow");
     std::fs::hard_link(&secret, public.join("old-shadow")).unwrap();
     sh(&machine, &format!("cp -p {secret_in} {secret_in}+ && mv {secret_in}+ {secret_in}"));
+    // The same with maria's wp-config.php: while both names exist derek's job
+    // leaves it (nlink 2) and maria's job fixes it; then maria's WordPress
+    // replaces it by a rename, and derek's copy is the old one, alone.
+    let maria_public = machine.path("/srv/users/maria/apps/shop/public");
+    std::fs::write(maria_public.join("wp-config.php"), "<?php // maria's DB password").unwrap();
+    assert_eq!(fix(&machine, "shop")["status"], "success");
+    std::fs::hard_link(maria_public.join("wp-config.php"), public.join("maria-config")).unwrap();
+    let linked = fix(&machine, "blog");
+    let got = owner_and_mode(&public.join("maria-config"));
+    verdicts.judge("linked maria's file", got.0 != uid, format!("maria's linked file is now {got:?}: {linked}"));
+    assert_eq!(fix(&machine, "shop")["status"], "success", "maria's job with derek's link to her file");
+    sh(
+        &machine,
+        "cd /srv/users/maria/apps/shop/public && cp -p wp-config.php .wp-config.new && mv .wp-config.new wp-config.php",
+    );
+
     let done = fix(&machine, "blog");
     let got = owner_and_mode(&public.join("old-shadow"));
     verdicts.judge("orphaned hard link", got.0 != uid, format!("the old /etc inode is now {got:?}: {done}"));
+    let got = owner_and_mode(&public.join("maria-config"));
+    verdicts.judge("orphaned link of maria's", got.0 != uid, format!("maria's old wp-config.php is now {got:?}"));
     verdicts.assert_none_worked();
 }
 
