@@ -49,6 +49,18 @@ pub struct Policy {
     /// Regular files with one of these names (`wp-config.php`), wherever they are.
     pub private_names: &'static [&'static str],
     pub private_mode: u32,
+    /// Whether a regular file of someone else's with a single name is given to
+    /// the user (a root's `cp`). Only where users cannot link files they may not
+    /// write ([`kernel_protects_hard_links`]): elsewhere it may be a hard link the
+    /// user made to root's file (`/etc/shadow`) whose other name was since replaced
+    /// by a rename, so that the user's is its only name (redteam17).
+    pub others_files: bool,
+}
+
+/// Whether the kernel keeps users from linking files they could not write
+/// (`fs.protected_hardlinks = 1`); false when it cannot be read.
+pub fn kernel_protects_hard_links(sysctl: &std::path::Path) -> bool {
+    std::fs::read_to_string(sysctl).is_ok_and(|value| value.trim() == "1")
 }
 
 /// What a walk did, and what it left alone and why.
@@ -66,6 +78,8 @@ pub struct Skipped {
     pub symlinks: u64,
     /// Files with other names that are not the user's.
     pub hard_links: u64,
+    /// Files of someone else's, left because [`Policy::others_files`] is false.
+    pub others_files: u64,
     /// Fifos, sockets, devices.
     pub special: u64,
     /// Directories (and all below them) and files of another mount.
@@ -200,6 +214,10 @@ fn fix_file(
         report.skipped.hard_links += 1;
         return Ok(());
     }
+    if stat.st_uid != policy.uid && !policy.others_files {
+        report.skipped.others_files += 1;
+        return Ok(());
+    }
     let mode = policy.file(name, stat.st_mode);
     if policy.holds(&stat, mode) {
         report.unchanged += 1;
@@ -258,6 +276,7 @@ mod tests {
         exec_mode: 0o740,
         private_names: &["wp-config.php"],
         private_mode: 0o600,
+        others_files: true,
     };
 
     fn chmod(path: &Path, mode: u32) {
@@ -372,6 +391,33 @@ mod tests {
         let report = fix(&app);
         assert_eq!(report.skipped.mount_points, 1, "{report:?}");
         assert_eq!(modes(&other), before);
+    }
+
+    /// Where the kernel lets users link any file (`fs.protected_hardlinks = 0`), a
+    /// root file's only name may be a link the user made before its other name was
+    /// replaced: root's files are not given away there (redteam17).
+    #[test]
+    fn an_orphaned_link_to_a_root_file_is_kept_where_the_kernel_lets_users_link_regression() {
+        let t = tempfile::tempdir().unwrap();
+        let other = outside(t.path());
+        let app = t.path().join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::hard_link(other.join("shadow"), app.join("old-shadow")).unwrap();
+        std::fs::write(other.join("shadow+"), "root:new").unwrap();
+        std::fs::rename(other.join("shadow+"), other.join("shadow")).unwrap();
+        let policy = Policy { others_files: false, ..POLICY };
+        let report = fix_tree(&Dir::open_trusted(&app).unwrap(), &policy).unwrap();
+        assert_eq!(report.skipped.others_files, 1, "{report:?}");
+        let meta = std::fs::metadata(app.join("old-shadow")).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o600), "root's old file stays root's");
+        let given = fix(&app);
+        assert_eq!(given.changed, 1, "with others_files, a root's file is the user's: {given:?}");
+        let sysctl = t.path().join("protected_hardlinks");
+        std::fs::write(&sysctl, "1\n").unwrap();
+        assert!(kernel_protects_hard_links(&sysctl));
+        std::fs::write(&sysctl, "0\n").unwrap();
+        assert!(!kernel_protects_hard_links(&sysctl));
+        assert!(!kernel_protects_hard_links(&t.path().join("missing")));
     }
 
     /// A single file bind-mounted onto a name in the tree is another mount too

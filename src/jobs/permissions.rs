@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::host::perms::{fix_tree, Policy};
+use crate::host::perms::{fix_tree, kernel_protects_hard_links, Policy};
 use crate::job::{BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
 use crate::model::resource::Resource;
@@ -32,6 +32,9 @@ pub const FILE_MODE: u32 = 0o640;
 pub const EXEC_MODE: u32 = 0o740;
 pub const PRIVATE_MODE: u32 = 0o600;
 pub const PRIVATE_NAMES: &[&str] = &["wp-config.php"];
+/// Others' files are given to the user only when this says 1 (see
+/// [`Policy::others_files`]): the kernel's, not under the job's root.
+const PROTECTED_HARDLINKS: &str = "/proc/sys/fs/protected_hardlinks";
 
 /// `app.fix_permissions {app}`.
 #[derive(Debug)]
@@ -67,6 +70,7 @@ impl BlockingJob for FixPermissions {
             exec_mode: EXEC_MODE,
             private_names: PRIVATE_NAMES,
             private_mode: PRIVATE_MODE,
+            others_files: kernel_protects_hard_links(std::path::Path::new(PROTECTED_HARDLINKS)),
         };
         let started = Instant::now();
         let dir = sitedirs::open_app(root, &sysuser, &self.app)?;
