@@ -107,24 +107,32 @@ impl Policy {
     }
 }
 
-/// A directory being walked: its descriptor and the names left to look at.
+/// A directory being walked: its descriptor and its entries, read as the walk
+/// goes. Not collected first: the user decides how many names a directory holds
+/// and how long they are, and a walk holds a frame per level (1,024 levels of
+/// directories of a million long names each would be gigabytes: redteam17).
 struct Frame {
     fd: OwnedFd,
     path: PathBuf,
-    entries: Vec<CString>,
+    entries: rfs::Dir,
 }
 
 impl Frame {
     fn new(fd: OwnedFd, path: PathBuf) -> Result<Frame, TreeError> {
-        let io = |e: Errno| TreeError::Io { path: path.clone(), source: e.into() };
-        let mut entries = Vec::new();
-        for entry in rfs::Dir::read_from(&fd).map_err(io)? {
-            let name = entry.map_err(io)?.file_name().to_owned();
+        let entries = rfs::Dir::read_from(&fd).map_err(|e| TreeError::Io { path: path.clone(), source: e.into() })?;
+        Ok(Frame { fd, path, entries })
+    }
+
+    /// The next name of the directory (not `.` or `..`), `None` at its end.
+    fn next_name(&mut self) -> Result<Option<CString>, TreeError> {
+        for entry in self.entries.by_ref() {
+            let name =
+                entry.map_err(|e| TreeError::Io { path: self.path.clone(), source: e.into() })?.file_name().to_owned();
             if name.as_bytes() != b"." && name.as_bytes() != b".." {
-                entries.push(name);
+                return Ok(Some(name));
             }
         }
-        Ok(Frame { fd, path, entries })
+        Ok(None)
     }
 }
 
@@ -138,7 +146,7 @@ pub fn fix_tree(top: &Dir, policy: &Policy) -> Result<Report, TreeError> {
     loop {
         let depth = stack.len();
         let Some(frame) = stack.last_mut() else { break };
-        let Some(name) = frame.entries.pop() else {
+        let Some(name) = frame.next_name()? else {
             stack.pop();
             continue;
         };
