@@ -55,6 +55,10 @@ pub struct Policy {
     /// user made to root's file (`/etc/shadow`) whose other name was since replaced
     /// by a rename, so that the user's is its only name (redteam17).
     pub others_files: bool,
+    /// How many entries the walk looks at before it stops ([`Report::stopped`]):
+    /// the user decides how big the tree is, and can keep it growing (or move
+    /// walked directories ahead of the walk) while it runs.
+    pub max_entries: u64,
 }
 
 /// Whether the kernel keeps users from linking files they could not write
@@ -68,6 +72,9 @@ pub fn kernel_protects_hard_links(sysctl: &std::path::Path) -> bool {
 pub struct Report {
     /// Entries whose owner or mode changed.
     pub changed: u64,
+    /// The walk stopped at [`Policy::max_entries`]; what it had not reached is as
+    /// it was.
+    pub stopped: bool,
     /// Entries that were already right.
     pub unchanged: u64,
     pub skipped: Skipped,
@@ -143,6 +150,7 @@ pub fn fix_tree(top: &Dir, policy: &Policy) -> Result<Report, TreeError> {
     let fd = top.as_fd().try_clone_to_owned().map_err(|e| TreeError::Io { path: top.path().into(), source: e })?;
     fix_dir(fd.as_fd(), top.path(), policy, &mut report)?;
     let mut stack = vec![Frame::new(fd, top.path().to_owned())?];
+    let mut seen = 0u64;
     loop {
         let depth = stack.len();
         let Some(frame) = stack.last_mut() else { break };
@@ -150,6 +158,11 @@ pub fn fix_tree(top: &Dir, policy: &Policy) -> Result<Report, TreeError> {
             stack.pop();
             continue;
         };
+        seen += 1;
+        if seen > policy.max_entries {
+            report.stopped = true;
+            break;
+        }
         let path = frame.path.join(OsStr::from_bytes(name.as_bytes()));
         let Ok(stat) = rfs::statat(&frame.fd, &*name, AtFlags::SYMLINK_NOFOLLOW) else {
             report.skipped.changed_meanwhile += 1;
@@ -285,6 +298,7 @@ mod tests {
         private_names: &["wp-config.php"],
         private_mode: 0o600,
         others_files: true,
+        max_entries: 1_000_000,
     };
 
     fn chmod(path: &Path, mode: u32) {
@@ -399,6 +413,24 @@ mod tests {
         let report = fix(&app);
         assert_eq!(report.skipped.mount_points, 1, "{report:?}");
         assert_eq!(modes(&other), before);
+    }
+
+    /// A tree bigger than [`Policy::max_entries`] (or one that keeps growing)
+    /// stops the walk there, and says so.
+    #[test]
+    fn the_walk_stops_at_its_entry_budget() {
+        let t = tempfile::tempdir().unwrap();
+        let app = t.path().join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        for i in 0..150 {
+            std::fs::write(app.join(format!("f{i}")), "x").unwrap();
+        }
+        let small = Policy { max_entries: 100, ..POLICY };
+        let report = fix_tree(&Dir::open_trusted(&app).unwrap(), &small).unwrap();
+        assert!(report.stopped, "{report:?}");
+        assert_eq!(report.changed + report.unchanged, 101, "the top and 100 entries: {report:?}");
+        let whole = fix(&app);
+        assert!(!whole.stopped, "{whole:?}");
     }
 
     /// Where the kernel lets users link any file (`fs.protected_hardlinks = 0`), a

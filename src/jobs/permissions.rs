@@ -32,6 +32,9 @@ pub const FILE_MODE: u32 = 0o640;
 pub const EXEC_MODE: u32 = 0o740;
 pub const PRIVATE_MODE: u32 = 0o600;
 pub const PRIVATE_NAMES: &[&str] = &["wp-config.php"];
+/// The most entries one job walks (about 3 minutes of changes here): a bigger
+/// tree, or one its user keeps growing during the walk, ends in `limit_exceeded`.
+pub const MAX_ENTRIES: u64 = 10_000_000;
 /// Others' files are given to the user only when this says 1 (see
 /// [`Policy::others_files`]): the kernel's, not under the job's root.
 const PROTECTED_HARDLINKS: &str = "/proc/sys/fs/protected_hardlinks";
@@ -71,10 +74,22 @@ impl BlockingJob for FixPermissions {
             private_names: PRIVATE_NAMES,
             private_mode: PRIVATE_MODE,
             others_files: kernel_protects_hard_links(std::path::Path::new(PROTECTED_HARDLINKS)),
+            max_entries: MAX_ENTRIES,
         };
         let started = Instant::now();
         let dir = sitedirs::open_app(root, &sysuser, &self.app)?;
         let report = fix_tree(&dir, &policy)?;
+        if report.stopped {
+            return Err(JobError::LimitExceeded {
+                field: "app".into(),
+                message: format!(
+                    "app {} holds more than {MAX_ENTRIES} files and directories (or kept growing while berth walked \
+                     it); berth stopped there, after changing {}",
+                    shown(&self.app),
+                    report.changed
+                ),
+            });
+        }
         let mut outcome = Outcome::default();
         outcome.step("permissions", report.changed > 0);
         outcome.result = Some(json!({
