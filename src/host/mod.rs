@@ -16,6 +16,7 @@ pub mod nft;
 pub mod pending;
 pub mod probe;
 pub mod services;
+pub mod stream;
 pub mod transaction;
 pub mod tree;
 
