@@ -187,6 +187,7 @@ impl BlockingJob for Deploy {
         }
         let id = new_release_id(&site.releases()?);
         ctx.output(format!("deploying {} of {} into releases/{id}\n", git.branch, git.repo));
+        let mut printed = String::new();
         let built = (|| -> Result<String, JobError> {
             let commit = site.clone_release(host, &git, &id)?;
             ctx.output(format!("cloned {commit}\n"));
@@ -194,7 +195,10 @@ impl BlockingJob for Deploy {
                 ctx.output(format!("shared: {path}\n"));
             }
             if let Some(script) = &git.deploy_script {
-                site.run_script(script, &id, &mut |line| ctx.output(line))?;
+                site.run_script(script, &id, &mut |line| {
+                    ctx.output(line);
+                    keep_tail(&mut printed, line);
+                })?;
             }
             site.switch(host, &id)?;
             Ok(commit)
@@ -205,6 +209,7 @@ impl BlockingJob for Deploy {
             }
         })?;
         outcome.step("release", true);
+        outcome.output = printed;
         let release = Release { id: id.clone(), commit };
         let mut next = app.clone();
         next.git = Some(Box::new(GitDeploy { current: Some(release.clone()), ..git.clone() }));
@@ -220,6 +225,18 @@ impl BlockingJob for Deploy {
         outcome.step("old releases", !removed.is_empty());
         outcome.result = Some(report(&app, &self.app, &release, started, &removed));
         Ok(outcome)
+    }
+}
+
+/// Appends `line` to `printed`, keeping its last 64 KiB or so (the engine keeps less).
+fn keep_tail(printed: &mut String, line: &str) {
+    printed.push_str(line);
+    if printed.len() > 128 << 10 {
+        let mut cut = printed.len() - (64 << 10);
+        while !printed.is_char_boundary(cut) {
+            cut += 1;
+        }
+        printed.drain(..cut);
     }
 }
 
