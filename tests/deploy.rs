@@ -261,8 +261,10 @@ fn planted_links_reach_nothing_outside_the_users_tree(stack: &str) {
         "app.create",
         json!({"name": "shop", "sysuser": "erin", "runtime": "php8.2", "domains": ["shop.test"], "stack": stack}),
     ));
-    assert!(machine.run("/usr/bin/chmod", &["-R", "a+rX", "/srv/git"]).status.success());
-    ok(machine.job("app.git", json!({"app": "shop", "repo": format!("file://{REPO}"), "branch": "main"})));
+    // Her own copy: git refuses a repository of another user's ("dubious ownership").
+    assert!(machine.run("/usr/bin/cp", &["-a", REPO, "/srv/git/erin.git"]).status.success());
+    assert!(machine.run("/usr/bin/chown", &["-R", "erin:erin", "/srv/git/erin.git"]).status.success());
+    ok(machine.job("app.git", json!({"app": "shop", "repo": "file:///srv/git/erin.git", "branch": "main"})));
     let shop = ok(machine.job("app.deploy", json!({"app": "shop"})));
     assert!(shop["result"]["web_root"].as_str().unwrap().starts_with("/srv/users/erin/"), "{shop}");
     assert_eq!(machine.at_once_get("shop.test", "/", 200), "R3 R3");
