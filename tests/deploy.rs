@@ -279,3 +279,95 @@ fn planted_links_reach_nothing_outside_the_users_tree_nginx() {
 fn planted_links_reach_nothing_outside_the_users_tree_nginx_apache() {
     planted_links_reach_nothing_outside_the_users_tree("nginx-apache");
 }
+
+/// sshd on 127.0.0.1:2222 of the machine with host key `/srv/sshd/host_key` (made
+/// anew when `new_key`), keys of `/srv/sshd/authorized_keys/USER`; returns the host
+/// key's known_hosts line.
+fn sshd(machine: &Machine, new_key: bool) -> (std::process::Child, String) {
+    std::fs::create_dir_all(machine.path("/srv/sshd/authorized_keys")).unwrap();
+    if new_key {
+        let _ = std::fs::remove_file(machine.path("/srv/sshd/host_key"));
+        let _ = std::fs::remove_file(machine.path("/srv/sshd/host_key.pub"));
+        let made = machine.run("/usr/bin/ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", "/srv/sshd/host_key"]);
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    std::fs::write(
+        machine.path("/srv/sshd/config"),
+        "Port 2222\nListenAddress 127.0.0.1\nHostKey /srv/sshd/host_key\nPidFile /srv/sshd/pid\n\
+         AuthorizedKeysFile /srv/sshd/authorized_keys/%u\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n",
+    )
+    .unwrap();
+    assert!(machine.run("/usr/bin/mkdir", &["-p", "/run/sshd"]).status.success());
+    let child = machine
+        .command("/usr/sbin/sshd", &["-D", "-e", "-f", "/srv/sshd/config"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !machine.run("/bin/bash", &["-c", "exec 3<>/dev/tcp/127.0.0.1/2222"]).status.success() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "sshd did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let public = std::fs::read_to_string(machine.path("/srv/sshd/host_key.pub")).unwrap();
+    let mut parts = public.split_whitespace();
+    let line = format!("[127.0.0.1]:2222 {} {}", parts.next().unwrap(), parts.next().unwrap());
+    (child, line)
+}
+
+fn stop(machine: &Machine, mut sshd: std::process::Child) {
+    let pid = std::fs::read_to_string(machine.path("/srv/sshd/pid")).unwrap();
+    machine.run("/bin/kill", &[pid.trim()]);
+    let _ = sshd.wait();
+    let _ = std::fs::remove_file(machine.path("/srv/sshd/pid"));
+}
+
+/// Over ssh: the deploy key opens the repository, the host key is pinned on first
+/// use, and a changed host key fails the deploy (pinned or given), with the old
+/// release serving.
+#[test]
+fn ssh_deploys_use_the_deploy_key_and_pin_the_host_key() {
+    let machine = setup("nginx");
+    commit(&machine, "derek", "S1");
+    // The ssh account `gitssh` owns its copy of the repository.
+    assert!(machine.run("/usr/sbin/useradd", &["-m", "-d", "/srv/gitssh", "-s", "/bin/sh", "gitssh"]).status.success());
+    assert!(machine.run("/usr/sbin/usermod", &["-p", "*", "gitssh"]).status.success());
+    assert!(machine.run("/usr/bin/cp", &["-a", REPO, "/srv/gitssh/site.git"]).status.success());
+    assert!(machine.run("/usr/bin/chown", &["-R", "gitssh:gitssh", "/srv/gitssh/site.git"]).status.success());
+    let (server, first_key) = sshd(&machine, true);
+    let repo = "ssh://gitssh@127.0.0.1:2222/srv/gitssh/site.git";
+    let set = ok(machine.job("app.git", json!({"app": "blog", "repo": repo, "branch": "main"})));
+    assert_eq!(set["result"]["host_key_checking"], "first use");
+
+    // Without the key in authorized_keys: refused, nothing serves from a release.
+    let refused = failed(machine.job("app.deploy", json!({"app": "blog"})), "tool_failed");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("Permission denied"), "{refused}");
+    let public_key = set["result"]["public_key"].as_str().unwrap();
+    std::fs::write(machine.path("/srv/sshd/authorized_keys/gitssh"), format!("{public_key}\n")).unwrap();
+    ok(machine.job("app.deploy", json!({"app": "blog"})));
+    assert_eq!(machine.at_once_get("blog.test", "/", 200), "S1 S1");
+    let pinned = std::fs::read_to_string(machine.path(&format!("{APP_DIR}/deploy/known_hosts"))).unwrap();
+    assert!(pinned.contains(first_key.split(' ').nth(2).unwrap()), "pinned on first use: {pinned}");
+
+    // The server's host key changes: the pinned key fails the deploy.
+    stop(&machine, server);
+    let (server, second_key) = sshd(&machine, true);
+    let changed = failed(machine.job("app.deploy", json!({"app": "blog", "force": true})), "tool_failed");
+    let message = changed["error"]["message"].as_str().unwrap();
+    assert!(message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || message.contains("verification failed"), "{changed}");
+    assert_eq!(machine.at_once_get("blog.test", "/", 200), "S1 S1");
+
+    // Given keys: the old one fails, the new one deploys.
+    ok(machine.job("app.git", json!({"app": "blog", "repo": repo, "branch": "main", "host_keys": first_key})));
+    failed(machine.job("app.deploy", json!({"app": "blog", "force": true})), "tool_failed");
+    let set = ok(machine.job("app.git", json!({"app": "blog", "repo": repo, "branch": "main", "host_keys": second_key})));
+    assert_eq!((set["result"]["host_key_checking"].as_str(), set["result"]["public_key"].as_str()), (Some("pinned"), Some(public_key)));
+    commit(&machine, "derek", "S2");
+    assert!(machine.run("/usr/bin/rm", &["-rf", "/srv/gitssh/site.git"]).status.success());
+    assert!(machine.run("/usr/bin/cp", &["-a", REPO, "/srv/gitssh/site.git"]).status.success());
+    assert!(machine.run("/usr/bin/chown", &["-R", "gitssh:gitssh", "/srv/gitssh/site.git"]).status.success());
+    ok(machine.job("app.deploy", json!({"app": "blog"})));
+    assert_eq!(machine.at_once_get("blog.test", "/", 200), "S2 S2");
+    stop(&machine, server);
+}
