@@ -153,15 +153,23 @@ fn git_deploys_switch_releases_with_no_downtime(stack: &str) {
     let bad = bad.into_inner().unwrap();
     let served = served.load(Ordering::Relaxed);
     eprintln!("{stack}: {served} requests during 20 deploys, {} bad", bad.len());
-    assert!(bad.is_empty(), "{} of {served} requests failed or mixed releases: {:?}", bad.len(), &bad[..bad.len().min(10)]);
+    assert!(
+        bad.is_empty(),
+        "{} of {served} requests failed or mixed releases: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
     assert!(served > 40, "the load ran throughout: {served}");
     assert_eq!(machine.at_once_get("blog.test", "/", 200), "R20 R20");
     assert_eq!(releases(&machine).len(), 3, "keep 3: {:?}", releases(&machine));
 
     // A failing script: the old release serves, the new one is gone.
     let before = releases(&machine);
-    ok(machine.job("app.git", json!({"app": "blog", "repo": format!("file://{REPO}"), "branch": "main", "keep": 3,
-        "deploy_script": "echo about to fail; exit 3"})));
+    ok(machine.job(
+        "app.git",
+        json!({"app": "blog", "repo": format!("file://{REPO}"), "branch": "main", "keep": 3,
+        "deploy_script": "echo about to fail; exit 3"}),
+    ));
     commit(&machine, "derek", "R21");
     let broken = failed(machine.job("app.deploy", json!({"app": "blog"})), "tool_failed");
     let message = broken["error"]["message"].as_str().unwrap();
@@ -232,10 +240,16 @@ fn planted_links_reach_nothing_outside_the_users_tree(stack: &str) {
     let old_dir = machine.path(&format!("{APP_DIR}/releases/{old}"));
     std::fs::hard_link(&shadow, old_dir.join("hard")).unwrap();
     nix::unistd::mkfifo(&old_dir.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
-    nix::unistd::mkfifo(&shared.join("public/wp-content/uploads/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o666))
-        .unwrap();
-    ok(machine.job("app.git", json!({"app": "blog", "repo": format!("file://{REPO}"), "branch": "main", "keep": 1,
-        "deploy_script": "cat .env || true; ls -l public/wp-content/uploads/"})));
+    nix::unistd::mkfifo(
+        &shared.join("public/wp-content/uploads/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+    )
+    .unwrap();
+    ok(machine.job(
+        "app.git",
+        json!({"app": "blog", "repo": format!("file://{REPO}"), "branch": "main", "keep": 1,
+        "deploy_script": "cat .env || true; ls -l public/wp-content/uploads/"}),
+    ));
     commit(&machine, "derek", "R2");
     let done = ok(machine.job("app.deploy", json!({"app": "blog"})));
     assert!(!done.to_string().contains("root:hash"), "the script, as derek, cannot read root's file: {done}");
@@ -251,7 +265,8 @@ fn planted_links_reach_nothing_outside_the_users_tree(stack: &str) {
     as_user(&machine, "derek", "/usr/bin/ln", &["-s", "/srv/secret", &releases_dir]);
     commit(&machine, "derek", "R3");
     failed(machine.job("app.deploy", json!({"app": "blog"})), "conflict");
-    let listing: Vec<_> = std::fs::read_dir(machine.path("/srv/secret")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let listing: Vec<_> =
+        std::fs::read_dir(machine.path("/srv/secret")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(listing.len(), 2, "nothing was made in the root-owned tree: {listing:?}");
     assert_eq!(stat(&machine, "/srv/secret"), "directory root 755");
 
@@ -355,14 +370,21 @@ fn ssh_deploys_use_the_deploy_key_and_pin_the_host_key() {
     let (server, second_key) = sshd(&machine, true);
     let changed = failed(machine.job("app.deploy", json!({"app": "blog", "force": true})), "tool_failed");
     let message = changed["error"]["message"].as_str().unwrap();
-    assert!(message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || message.contains("verification failed"), "{changed}");
+    assert!(
+        message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || message.contains("verification failed"),
+        "{changed}"
+    );
     assert_eq!(machine.at_once_get("blog.test", "/", 200), "S1 S1");
 
     // Given keys: the old one fails, the new one deploys.
     ok(machine.job("app.git", json!({"app": "blog", "repo": repo, "branch": "main", "host_keys": first_key})));
     failed(machine.job("app.deploy", json!({"app": "blog", "force": true})), "tool_failed");
-    let set = ok(machine.job("app.git", json!({"app": "blog", "repo": repo, "branch": "main", "host_keys": second_key})));
-    assert_eq!((set["result"]["host_key_checking"].as_str(), set["result"]["public_key"].as_str()), (Some("pinned"), Some(public_key)));
+    let set =
+        ok(machine.job("app.git", json!({"app": "blog", "repo": repo, "branch": "main", "host_keys": second_key})));
+    assert_eq!(
+        (set["result"]["host_key_checking"].as_str(), set["result"]["public_key"].as_str()),
+        (Some("pinned"), Some(public_key))
+    );
     commit(&machine, "derek", "S2");
     assert!(machine.run("/usr/bin/rm", &["-rf", "/srv/gitssh/site.git"]).status.success());
     assert!(machine.run("/usr/bin/cp", &["-a", REPO, "/srv/gitssh/site.git"]).status.success());
