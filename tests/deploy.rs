@@ -393,3 +393,45 @@ fn ssh_deploys_use_the_deploy_key_and_pin_the_host_key() {
     assert_eq!(machine.at_once_get("blog.test", "/", 200), "S2 S2");
     stop(&machine, server);
 }
+
+/// `berth dev`: `POST /apps/:id/git` and `POST /apps/:id/deploy` become `app.git`
+/// and `app.deploy`, their bodies checked by the agent's rules; the deploy key's
+/// public half is the action's result.
+#[test]
+fn dev_routes_set_up_git_and_deploy() {
+    let machine = Machine::start();
+    let dev = support::dev::Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "blog", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["blog.test"], "stack": "nginx"}),
+    );
+    dev.succeeds(&action);
+    let app_id = app["id"].as_str().unwrap();
+    repository(&machine, "derek");
+    commit(&machine, "derek", "D1");
+    let (status, answer) = dev.api("POST", &format!("/apps/{app_id}/deploy"), json!({}));
+    assert_eq!(status, 400, "no git yet: {answer}");
+    let (status, answer) =
+        dev.api("POST", &format!("/apps/{app_id}/git"), json!({"repo": "ext::sh -c id", "branch": "main"}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("repo: "), "{answer}");
+    let (git, action) = dev.change(
+        "POST",
+        &format!("/apps/{app_id}/git"),
+        json!({"repo": format!("file://{REPO}"), "branch": "main", "keep": 2}),
+    );
+    assert_eq!(git, json!({"repo": format!("file://{REPO}"), "branch": "main", "keep": 2, "host_keys_pinned": false}));
+    let done = dev.settled(&action);
+    assert_eq!(done["status"], "success", "{done}");
+    assert!(done["result"]["public_key"].as_str().unwrap().starts_with("ssh-ed25519 "), "{done}");
+    let (_, one) = dev.api("GET", &format!("/apps/{app_id}"), Value::Null);
+    assert_eq!(one["data"]["git"], git, "{one}");
+    let (_, action) = dev.change("POST", &format!("/apps/{app_id}/deploy"), json!({}));
+    let done = dev.settled(&action);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["result"]["commit"].as_str().unwrap().len(), 40, "{done}");
+    assert_eq!(machine.at_once_get("blog.test", "/", 200), "D1 D1");
+}
