@@ -248,12 +248,19 @@ fn planted_links_reach_nothing_outside_the_users_tree(stack: &str) {
     ok(machine.job(
         "app.git",
         json!({"app": "blog", "repo": format!("file://{REPO}"), "branch": "main", "keep": 1,
-        "deploy_script": "cat .env || true; ls -l public/wp-content/uploads/"}),
+        "deploy_script": "cat .env || true; ls -l public/wp-content/uploads/\n\
+                          mkfifo public/fifo.txt; ln -s /srv/secret/public/static.txt public/linked.txt"}),
     ));
     commit(&machine, "derek", "R2");
     let done = ok(machine.job("app.deploy", json!({"app": "blog"})));
     assert!(!done.to_string().contains("root:hash"), "the script, as derek, cannot read root's file: {done}");
     assert_eq!(machine.at_once_get("blog.test", "/", 200), "R2 R2");
+    // What the script planted in its release: a link out is not served (on stack nginx
+    // the request falls through to index.php), a fifo hangs nothing.
+    for path in ["/linked.txt", "/fifo.txt"] {
+        let (code, body) = machine.get("blog.test", path);
+        assert!((code != 200 || body == "R2 R2") && !body.contains(&secret_text), "{stack} {path}: {code} {body}");
+    }
     assert_eq!(done["result"]["removed_releases"].as_array().unwrap().len(), 2, "{done}");
     assert_eq!(std::fs::read_to_string(&shadow).unwrap(), "root:hash:1");
     assert_eq!(stat(&machine, "/srv/secret/shadow"), "regular file root 600");
