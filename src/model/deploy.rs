@@ -338,6 +338,7 @@ pub struct GitDeploy {
     pub branch: Branch,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_script: Option<DeployScript>,
+    #[serde(deserialize_with = "keep")]
     pub keep: u8,
     /// Pinned host keys; `None`: pinned on first use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,6 +356,14 @@ pub struct Release {
     pub id: String,
     #[serde(deserialize_with = "commit")]
     pub commit: String,
+}
+
+fn keep<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let keep = u64::deserialize(d)?;
+    match u8::try_from(keep) {
+        Ok(n) if (1..=MAX_KEEP).contains(&keep) => Ok(n),
+        _ => Err(serde::de::Error::custom(format!("keep: must be between 1 and {MAX_KEEP}, not {keep}"))),
+    }
 }
 
 fn release_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -530,6 +539,8 @@ mod tests {
             good.replace("20261202100512345", "../../etc"),
             good.replace("0123456789abcdef0123456789abcdef01234567", "HEAD"),
             good.replace("\".env\"", "\"../x\""),
+            good.replace("\"keep\": 5", "\"keep\": 0"),
+            good.replace("\"keep\": 5", "\"keep\": 300"),
         ] {
             assert!(serde_json::from_str::<GitDeploy>(&bad).is_err(), "{bad}");
         }
