@@ -45,6 +45,10 @@ needs=(
   "/usr/share/wordpress/wp-content/themes/twentytwentythree/style.css:wordpress-theme-twentytwentythree"
   "/usr/bin/php8.2:php8.2-cli"
   "/usr/lib/php/*/mysqli.so:php8.2-mysql"
+  # tests/deploy.rs: git deploys (git as the site's user, its deploy key, sshd for ssh://).
+  "/usr/bin/git:git"
+  "/usr/bin/ssh-keygen:openssh-client"
+  "/usr/sbin/sshd:openssh-server"
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -190,6 +190,8 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         ("POST", ["apps", id, "cache_purge"]) => super::cache::purge_cache(shared, id, &body),
         ("POST", ["apps", id, "basic_auth"]) => super::sites::set_basic_auth(shared, id, &body),
         ("POST", ["apps", id, "fix_permissions"]) => super::sites::fix_permissions(shared, id),
+        ("POST", ["apps", id, "git"]) => super::deploy::set_git(shared, id, &body),
+        ("POST", ["apps", id, "deploy"]) => super::deploy::deploy(shared, id, &body),
         ("GET", ["dbs"]) => r::list(shared, "db"),
         ("POST", ["dbs"]) => r::create_db(shared, &body),
         ("GET", ["dbs", id]) => r::get(shared, "db", id),

@@ -286,6 +286,10 @@ fn apply_status(w: &mut Writer, action: &mut Value, event: &Value) {
     match event["status"].as_str() {
         Some("success") => {
             object.insert("status".into(), json!("success"));
+            // What the job made for the user to see (`app.git`'s public key).
+            if event["result"].as_object().is_some_and(|r| !r.is_empty()) {
+                object.insert("result".into(), event["result"].clone());
+            }
         }
         Some("error") => {
             object.insert("status".into(), json!("error"));

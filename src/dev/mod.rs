@@ -11,6 +11,7 @@ pub mod api;
 pub mod ca;
 pub mod cache;
 pub mod control_plane;
+pub mod deploy;
 pub mod error;
 pub mod machine;
 pub mod resources;

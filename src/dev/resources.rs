@@ -151,6 +151,9 @@ pub fn get_action(shared: &Shared, id: &str) -> Result<Value, ApiError> {
     if action["status"] == "error" {
         data["error"] = action["error"].clone();
     }
+    if !action["result"].is_null() {
+        data["result"] = action["result"].clone();
+    }
     Ok(json!({"data": data}))
 }
 

@@ -17,6 +17,7 @@ pub mod pending;
 pub mod perms;
 pub mod probe;
 pub mod services;
+pub mod stream;
 pub mod transaction;
 pub mod tree;
 

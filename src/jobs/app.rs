@@ -145,6 +145,7 @@ impl BlockingJob for Create {
             nginx: Default::default(),
             basic_auth: None,
             wordpress: None,
+            git: None,
         };
         self.options.apply_to(&mut app)?;
         let new = ctx.inventory.read(|inv| !inv.apps.contains_key(&self.name));
@@ -266,6 +267,7 @@ fn converge(ctx: &JobContext, name: &AppName, mut app: App) -> Result<Outcome, J
             app.page_cache = existing.page_cache.clone();
             app.basic_auth = existing.basic_auth.clone();
             app.wordpress = existing.wordpress.clone();
+            app.git = existing.git.clone();
         }
         None => {
             within_limit(

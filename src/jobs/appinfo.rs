@@ -66,7 +66,10 @@ pub fn site(name: &str, app: &App, version: Option<&str>) -> Value {
         "domains": stack::server_names(&app.domains),
         "redirect_domains": app.redirect_domains,
         "public_folder": folder,
-        "web_root": stack::web_root(&app.sysuser, name, folder),
+        "web_root": match app.git.as_ref().and_then(|git| git.current.as_ref()) {
+            Some(_) => stack::web_root(&app.sysuser, name, &format!("current/{folder}")),
+            None => stack::web_root(&app.sysuser, name, folder),
+        },
         "https": {
             "enabled": app.ssl.is_some(),
             "force": app.ssl.as_ref().is_some_and(|s| s.force),
@@ -81,6 +84,13 @@ pub fn site(name: &str, app: &App, version: Option<&str>) -> Value {
             "enabled": app.page_cache.is_some(),
             "ttl_secs": app.page_cache.as_ref().map(|c| c.ttl_secs.secs()),
         },
+        "git": app.git.as_ref().map(|git| json!({
+            "repo": git.repo.as_str(),
+            "branch": git.branch.as_str(),
+            "keep": git.keep,
+            "current_release": git.current.as_ref().map(|c| &c.id),
+            "commit": git.current.as_ref().map(|c| &c.commit),
+        })),
         "is_wordpress": app.wordpress.is_some() || version.is_some(),
         "wordpress": {
             "version": version,
@@ -116,5 +126,12 @@ mod tests {
         assert_eq!(site["https"]["enabled"], false);
         assert_eq!(site["page_cache"], json!({"enabled": false, "ttl_secs": null}));
         assert!(!site.to_string().contains("$6$"), "{site}");
+        assert_eq!(site["git"], Value::Null);
+        app.git = Some(Box::new(serde_json::from_value(json!({"repo": "git@h:r.git", "branch": "main", "keep": 5,
+            "shared": [], "current": {"id": "20261202100512345", "commit": "0123456789abcdef0123456789abcdef01234567"}}))
+        .unwrap()));
+        let deployed = super::site("shop", &app, None);
+        assert_eq!(deployed["web_root"], "/srv/users/derek/apps/shop/current/public/web");
+        assert_eq!(deployed["git"]["current_release"], "20261202100512345");
     }
 }

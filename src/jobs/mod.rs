@@ -15,6 +15,7 @@ pub mod appinfo;
 pub mod basicauth;
 pub mod cache;
 pub mod db;
+pub mod deploy;
 pub mod firewall;
 pub mod permissions;
 pub mod server;
@@ -51,6 +52,7 @@ impl Catalogue {
         permissions::register(&mut catalogue);
         server::register(&mut catalogue);
         wordpress::register(&mut catalogue);
+        deploy::register(&mut catalogue);
         #[cfg(feature = "test-jobs")]
         if test_jobs {
             testing::register(&mut catalogue);

@@ -126,6 +126,9 @@ pub struct App {
     /// boxed, as most apps have none (an `App` is moved around whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wordpress: Option<Box<WordPress>>,
+    /// Git deploys (`app.git`, `app.deploy`); boxed, as most apps have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<Box<super::deploy::GitDeploy>>,
 }
 
 /// A WordPress berth installed in an app: its database (one of the app's, so
@@ -155,6 +158,7 @@ impl App {
             nginx: Protections::default(),
             basic_auth: None,
             wordpress: None,
+            git: None,
         }
     }
 }

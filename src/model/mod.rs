@@ -10,6 +10,7 @@
 //! wire's messages (the protocol core, which does no I/O).
 
 pub mod cache;
+pub mod deploy;
 pub mod firewall;
 pub mod inventory;
 pub mod names;

@@ -11,6 +11,7 @@ pub mod acme;
 pub mod basicauth;
 pub mod cache;
 pub mod certs;
+pub mod deploy;
 pub mod md5;
 pub mod render;
 pub mod sitedirs;

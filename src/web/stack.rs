@@ -87,6 +87,8 @@ pub struct AppSite<'a> {
     pub protections: Protections,
     /// Basic auth in front of the app.
     pub basic_auth: Option<&'a BasicAuth>,
+    /// Git deploys: served from the `current` release ([`crate::web::deploy`]).
+    pub deployed: bool,
 }
 
 impl<'a> AppSite<'a> {
@@ -105,6 +107,7 @@ impl<'a> AppSite<'a> {
             redirect_domains: &app.redirect_domains,
             protections: app.nginx,
             basic_auth: app.basic_auth.as_ref(),
+            deployed: app.git.as_ref().is_some_and(|git| git.current.is_some()),
         }
     }
 }
@@ -401,7 +404,9 @@ pub fn app_changes(
     context.insert("http_listen", HTTP_LISTEN);
     context.insert("server_names", &server_names(site.domains));
     context.insert("app_dir", &under_root(root, &app_dir(site.sysuser, site.name)));
-    context.insert("web_root", &under_root(root, &web_root(site.sysuser, site.name, site.public_folder)));
+    let served = if site.deployed { format!("current/{}", site.public_folder) } else { site.public_folder.to_owned() };
+    context.insert("web_root", &under_root(root, &web_root(site.sysuser, site.name, &served)));
+    context.insert("realpath_root", &site.deployed);
     let redirects: Vec<&str> = site.redirect_domains.iter().map(|d| d.as_str()).collect();
     context.insert("redirect_names", &redirects);
     context.insert("redirect_target", redirect_target(site.domains).unwrap_or_default());
@@ -630,6 +635,7 @@ mod tests {
             redirect_domains: &[],
             protections: Protections::default(),
             basic_auth: None,
+            deployed: false,
         };
         let host = Facts {
             apache: true,
