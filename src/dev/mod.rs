@@ -13,6 +13,7 @@ pub mod cache;
 pub mod control_plane;
 pub mod error;
 pub mod machine;
+pub mod objcache;
 pub mod resources;
 pub mod servers;
 pub mod sites;

@@ -15,6 +15,7 @@ pub mod mysql;
 pub mod nft;
 pub mod pending;
 pub mod probe;
+pub mod resp;
 pub mod services;
 pub mod transaction;
 pub mod tree;

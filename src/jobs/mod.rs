@@ -16,6 +16,7 @@ pub mod basicauth;
 pub mod cache;
 pub mod db;
 pub mod firewall;
+pub mod objcache;
 pub mod server;
 pub mod siteopts;
 pub mod ssl;
@@ -49,6 +50,7 @@ impl Catalogue {
         firewall::register(&mut catalogue);
         server::register(&mut catalogue);
         wordpress::register(&mut catalogue);
+        objcache::register(&mut catalogue);
         #[cfg(feature = "test-jobs")]
         if test_jobs {
             testing::register(&mut catalogue);

@@ -12,6 +12,7 @@ pub mod basicauth;
 pub mod cache;
 pub mod certs;
 pub mod md5;
+pub mod objcache;
 pub mod render;
 pub mod sitedirs;
 pub mod stack;
