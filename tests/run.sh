@@ -45,6 +45,8 @@ needs=(
   "/usr/share/wordpress/wp-content/themes/twentytwentythree/style.css:wordpress-theme-twentytwentythree"
   "/usr/bin/php8.2:php8.2-cli"
   "/usr/lib/php/*/mysqli.so:php8.2-mysql"
+  # tests/object_cache.rs: Debian's Redis.
+  "/usr/bin/redis-server:redis-server"
 )
 missing=()
 for need in "${needs[@]}"; do

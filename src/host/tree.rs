@@ -366,7 +366,8 @@ impl Dir {
         let aside = CString::new(format!(".{name}.berth-{}", std::process::id())).expect("no NUL");
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let _ = rfs::unlinkat(&self.fd, &*aside, AtFlags::empty());
-        let fd = rfs::openat(&self.fd, &*aside, flags, Mode::from_raw_mode(0o600)).map_err(|e| TreeError::io(&path, e))?;
+        let fd =
+            rfs::openat(&self.fd, &*aside, flags, Mode::from_raw_mode(0o600)).map_err(|e| TreeError::io(&path, e))?;
         let written = (|| {
             let file = Dir { fd, path: path.clone() };
             file.set_owner_and_mode(mode, uid, gid)?;

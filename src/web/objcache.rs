@@ -169,9 +169,12 @@ pub fn admin(root: &Path) -> Result<Conn, JobError> {
         }
     };
     let set = format!(">{password}");
-    expect_ok(&mut conn, "ACL SETUSER", &["ACL", "SETUSER", ADMIN_USER, "reset", "on", &set, "~*", "&*", "+@all"], &[
-        &password,
-    ])?;
+    expect_ok(
+        &mut conn,
+        "ACL SETUSER",
+        &["ACL", "SETUSER", ADMIN_USER, "reset", "on", &set, "~*", "&*", "+@all"],
+        &[&password],
+    )?;
     expect_ok(&mut conn, "AUTH", &["AUTH", ADMIN_USER, &password], &[&password])?;
     expect_ok(&mut conn, "ACL SETUSER default", &["ACL", "SETUSER", "default", "reset"], &[])?;
     expect_ok(&mut conn, "ACL SAVE", &["ACL", "SAVE"], &[])?;
@@ -272,7 +275,8 @@ pub fn enable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobE
     let mut conn = admin(root)?;
     let user = acl_user(site.app);
     let before = getuser(&mut conn, &user)?;
-    let known = current.as_deref().and_then(parse_password).filter(|p| password_hashes(&before).contains(&sha256_hex(p)));
+    let known =
+        current.as_deref().and_then(parse_password).filter(|p| password_hashes(&before).contains(&sha256_hex(p)));
     let password = match known {
         Some(password) => password,
         None => random(PASSWORD_LEN)?,
@@ -371,7 +375,13 @@ fn purge_with(conn: &mut Conn, app: &str) -> Result<u64, JobError> {
 
 /// Puts `block` between berth's marker lines of `wp_config` (or takes them out),
 /// as the app's user; true when the file changed. A missing file is left so.
-fn edit_wp_config(host: &dyn Host, php: &str, owner: Owner, wp_config: &str, block: Option<&str>) -> Result<bool, JobError> {
+fn edit_wp_config(
+    host: &dyn Host,
+    php: &str,
+    owner: Owner,
+    wp_config: &str,
+    block: Option<&str>,
+) -> Result<bool, JobError> {
     let input = json!({"program": EDITOR, "path": wp_config, "begin": BEGIN, "end": END, "block": block});
     let cmd = Cmd::new("/usr/bin/setpriv")
         .args([format!("--reuid={}", owner.uid), format!("--regid={}", owner.gid)])
@@ -410,7 +420,8 @@ mod tests {
         assert!(text.contains("define( 'WP_REDIS_PREFIX', 'blog:' );"));
         assert!(text.contains("define( 'WP_REDIS_PATH', '/run/redis/redis-server.sock' );"));
         assert_eq!(parse_password(&text), Some(password));
-        for hostile in ["\t'password' => 'short',", "\t'password' => 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'.'b',", ""] {
+        for hostile in ["\t'password' => 'short',", "\t'password' => 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'.'b',", ""]
+        {
             assert_eq!(parse_password(hostile), None, "{hostile}");
         }
         assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
