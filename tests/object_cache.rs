@@ -210,6 +210,15 @@ fn each_app_reaches_its_own_keys_alone_and_a_purge_deletes_one_apps_keys() {
         &["PUBSUB", "CHANNELS"],
         &["MEMORY", "STATS"],
         &["MIGRATE", "127.0.0.1", "6380", "blog:k1", "0", "1000"],
+        &["SLOWLOG", "GET"],
+        &["LATENCY", "LATEST"],
+        &["DUMP", "shop:k1"],
+        &["OBJECT", "ENCODING", "shop:k1"],
+        &["SUNIONSTORE", "blog:u", "shop:set"],
+        &["BITOP", "AND", "blog:b", "shop:k1"],
+        &["SUBSCRIBE", "shop:news"],
+        &["PSUBSCRIBE", "*"],
+        &["PSUBSCRIBE", "blog*"],
     ];
     let mut root = connect(&machine, Some(("berth", &admin_password(&machine))));
     for attempt in attempts {

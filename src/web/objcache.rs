@@ -308,8 +308,8 @@ pub fn enable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobE
 /// connections), then its keys, its credentials file and the `wp-config.php` lines.
 pub fn disable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobError> {
     let mut conn = admin(root)?;
-    let mut changes = Changes::default();
-    changes.acl_user = matches!(conn.call(&["ACL", "DELUSER", &acl_user(site.app)])?, Reply::Int(n) if n > 0);
+    let deleted = matches!(conn.call(&["ACL", "DELUSER", &acl_user(site.app)])?, Reply::Int(n) if n > 0);
+    let mut changes = Changes { acl_user: deleted, ..Changes::default() };
     if changes.acl_user {
         expect_ok(&mut conn, "ACL SAVE", &["ACL", "SAVE"], &[])?;
     }
