@@ -170,7 +170,7 @@ fn a_first_install_writes_a_private_config_and_runs_apt_and_systemctl() {
         commands,
         [
             "apt-get -o DPkg::Lock::Timeout=600 update -q".to_string(),
-            "apt-get -o DPkg::Lock::Timeout=600 install -y -q nginx apache2 php-fpm mariadb-server nftables unattended-upgrades".into(),
+            "apt-get -o DPkg::Lock::Timeout=600 install -y -q nginx apache2 php-fpm mariadb-server redis-server nftables unattended-upgrades".into(),
             format!("apt-get -o DPkg::Lock::Timeout=600 install -y -q --reinstall {}", setup.path("berth_0.1.0-1_amd64.deb").display()),
             "systemctl daemon-reload".into(),
             "systemctl enable berth.service".into(),
