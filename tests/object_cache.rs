@@ -15,30 +15,7 @@ use berth::host::resp::{Conn, Reply};
 use serde_json::{json, Value};
 use support::machine::Machine;
 
-const SOCKET: &str = "/run/redis/redis-server.sock";
-
-/// Debian's redis-server as the installer sets it up: a Unix socket open to all
-/// (the ACL decides), an `aclfile`, no TCP port; run as `redis`.
-fn start_redis(machine: &Machine) {
-    let conf = "port 0\nunixsocket /run/redis/redis-server.sock\nunixsocketperm 777\naclfile /etc/redis/users.acl\n\
-                dir /run/redis\nappendonly no\ndaemonize yes\npidfile /run/redis/redis-server.pid\n\
-                logfile /var/log/redis/redis-server.log\n";
-    std::fs::write(machine.path("/etc/redis/berth-test.conf"), conf).unwrap();
-    let script = "set -e; mkdir -p /run/redis /var/log/redis; chown redis:redis /run/redis /var/log/redis; \
-        test -e /etc/redis/users.acl || { touch /etc/redis/users.acl; chown redis:redis /etc/redis/users.acl; }; \
-        setpriv --reuid=redis --regid=redis --init-groups -- /usr/bin/redis-server /etc/redis/berth-test.conf; \
-        for i in $(seq 100); do test -S /run/redis/redis-server.sock && exit 0; sleep 0.1; done; \
-        cat /var/log/redis/redis-server.log >&2; exit 1";
-    let out = machine.run("/bin/sh", &["-c", script]);
-    assert!(out.status.success(), "redis-server did not start: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn restart_redis(machine: &Machine) {
-    let stop = "kill $(cat /run/redis/redis-server.pid); \
-        for i in $(seq 100); do test -S /run/redis/redis-server.sock || exit 0; sleep 0.1; done; exit 1";
-    assert!(machine.run("/bin/sh", &["-c", stop]).status.success(), "redis-server did not stop");
-    start_redis(machine);
-}
+use support::redis::{restart as restart_redis, start as start_redis, SOCKET};
 
 fn ok(done: Value) -> Value {
     assert_eq!(done["status"], "success", "{done}");
@@ -378,4 +355,37 @@ fn php_as_the_sites_user_uses_its_credentials_and_wordpress_loads_them_and_links
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "root's own\n", "{linked}");
     assert_eq!(std::fs::metadata(&target).unwrap().uid(), 0);
     assert!(Path::new(&machine.path(&format!("{web}/wp-config.php"))).symlink_metadata().is_ok());
+}
+
+/// `POST /apps/:id/object_cache` and `POST /apps/:id/object_cache_purge` of `berth
+/// dev` become `app.object_cache` and `app.object_cache_purge`, their bodies
+/// checked by the agent's rules.
+#[test]
+fn berth_dev_routes_turn_the_object_cache_on_and_purge_it() {
+    let machine = Machine::start();
+    start_redis(&machine);
+    let dev = support::dev::Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
+    dev.succeeds(&action);
+    let (app, action) = dev.change(
+        "POST",
+        "/apps",
+        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"], "stack": "nginx"}),
+    );
+    dev.succeeds(&action);
+    let app_id = app["id"].as_str().unwrap();
+    let route = format!("/apps/{app_id}/object_cache");
+    let (status, answer) = dev.api("POST", &route, json!({"enabled": "yes"}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("enabled: "), "{answer}");
+    let (cache, action) = dev.change("POST", &route, json!({"enabled": true}));
+    assert_eq!(cache, json!({"enabled": true}));
+    dev.succeeds(&action);
+    assert!(machine.path("/srv/users/derek/apps/shop/redis-credentials.php").is_file());
+    let (purged, action) = dev.change("POST", &format!("/apps/{app_id}/object_cache_purge"), json!({}));
+    assert_eq!(purged, json!({}));
+    dev.succeeds(&action);
+    let (_, action) = dev.change("POST", &route, json!({"enabled": false}));
+    dev.succeeds(&action);
+    assert!(!machine.path("/srv/users/derek/apps/shop/redis-credentials.php").exists());
 }
