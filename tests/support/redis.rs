@@ -10,7 +10,7 @@ pub const SOCKET: &str = "/run/redis/redis-server.sock";
 /// Starts redis-server inside the machine and waits for its socket.
 pub fn start(machine: &Machine) {
     let conf = "port 0\nunixsocket /run/redis/redis-server.sock\nunixsocketperm 777\naclfile /etc/redis/users.acl\n\
-                dir /run/redis\nappendonly no\ndaemonize yes\npidfile /run/redis/redis-server.pid\n\
+                dir /run/redis\nappendonly no\nmaxmemory 256mb\nmaxmemory-policy allkeys-lru\ndaemonize yes\npidfile /run/redis/redis-server.pid\n\
                 logfile /var/log/redis/redis-server.log\n";
     std::fs::write(machine.path("/etc/redis/berth-test.conf"), conf).unwrap();
     let script = "set -e; mkdir -p /run/redis /var/log/redis; chown redis:redis /run/redis /var/log/redis; \
