@@ -332,8 +332,14 @@ fn php_as_the_sites_user_uses_its_credentials_and_wordpress_loads_them_and_links
     put(&machine, &format!("{web}/wp-settings.php"), WP_SETTINGS, Some("derek:derek"));
     put(&machine, &format!("{web}/wp-config.php"), WP_CONFIG, Some("derek:derek"));
     put(&machine, &format!("{web}/index.php"), "<?php require __DIR__ . '/wp-config.php';", None);
+    let watch = Watch::start();
     let on = ok(machine.job("app.object_cache", json!({"app": "blog2", "enabled": true})));
+    let processes = watch.finish();
     assert_eq!((&on["result"]["wordpress"], &on["changed"]), (&json!(true), &json!(true)), "{on}");
+    assert!(processes.contains("stream_get_contents(STDIN)"), "the watch saw the editor (php-cli) run");
+    for secret in [password(&machine, "blog2"), admin_password(&machine)] {
+        assert!(!processes.contains(&secret), "a password in a process's argv or environment");
+    }
     let config = std::fs::read_to_string(machine.path(&format!("{web}/wp-config.php"))).unwrap();
     assert!(config.contains("require_once '/srv/users/derek/apps/blog2/redis-credentials.php';"), "{config}");
     assert!(config.find("redis-credentials").unwrap() < config.find("That's all").unwrap(), "{config}");

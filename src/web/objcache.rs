@@ -412,6 +412,45 @@ mod tests {
         assert!(!rules.iter().any(|r| r.starts_with('>') || r == "~*" || r == "allkeys"));
     }
 
+    /// What a user planted at the credentials file's name (a link to a root file, a
+    /// hard link to one, a link on the aside name) is replaced, never written through.
+    #[test]
+    fn the_credentials_file_replaces_what_was_planted_and_writes_through_nothing() {
+        use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("srv/users/derek/apps/blog");
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = root.path().join("shadow");
+        std::fs::write(&target, "root's\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let own = std::fs::metadata(root.path()).unwrap();
+        let (uid, gid) = (own.uid(), own.gid());
+        let open = || app_dir(root.path(), "derek", "blog").unwrap().unwrap();
+        symlink(&target, dir.join(CREDENTIALS)).unwrap();
+        symlink(&target, dir.join(format!(".{CREDENTIALS}.berth-{}", std::process::id()))).unwrap();
+        open().write_file(CREDENTIALS, b"one", 0o600, uid, gid).unwrap();
+        std::fs::remove_file(dir.join(CREDENTIALS)).unwrap();
+        std::fs::hard_link(&target, dir.join(CREDENTIALS)).unwrap();
+        open().write_file(CREDENTIALS, b"two", 0o600, uid, gid).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "root's\n");
+        let meta = std::fs::metadata(&target).unwrap();
+        assert_eq!((meta.mode() & 0o777, meta.nlink()), (0o640, 1));
+        let written = std::fs::symlink_metadata(dir.join(CREDENTIALS)).unwrap();
+        assert!(written.file_type().is_file());
+        assert_eq!(written.mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(dir.join(CREDENTIALS)).unwrap(), "two");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing left aside");
+        std::fs::remove_file(dir.join(CREDENTIALS)).unwrap();
+        std::fs::create_dir(dir.join(CREDENTIALS)).unwrap();
+        assert!(open().write_file(CREDENTIALS, b"three", 0o600, uid, gid).is_err(), "a directory there stays");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing left aside");
+        let apps = root.path().join("srv/users/derek/apps");
+        std::fs::rename(&dir, root.path().join("moved")).unwrap();
+        symlink(root.path().join("moved"), &dir).unwrap();
+        assert!(app_dir(root.path(), "derek", "blog").is_err(), "a linked app directory is not entered");
+        assert!(apps.is_dir());
+    }
+
     #[test]
     fn the_credentials_file_holds_the_password_and_gives_it_back_only_in_its_shape() {
         let password = random(PASSWORD_LEN).unwrap();
