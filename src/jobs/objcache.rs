@@ -91,8 +91,10 @@ impl BlockingJob for Switch {
         } else {
             None
         };
+        let socket = ctx.redis_socket.display().to_string();
         let site = Site {
             app: &self.app,
+            socket: &socket,
             sysuser: &app.sysuser,
             owner: Owner { uid: account.uid, gid: account.gid },
             wordpress: wp,
@@ -116,7 +118,7 @@ impl BlockingJob for Switch {
             "enabled": self.enabled,
             "redis_user": self.enabled.then(|| objcache::acl_user(&self.app)),
             "key_prefix": self.enabled.then(|| objcache::prefix(&self.app)),
-            "socket": self.enabled.then_some(objcache::SOCKET),
+            "socket": self.enabled.then_some(&socket),
             "credentials_file": self.enabled.then_some(credentials),
             "wordpress": is_wordpress,
             "removed": (!self.enabled).then_some(changes.removed),
@@ -132,7 +134,7 @@ impl BlockingJob for Purge {
 
     fn apply(self, ctx: &JobContext) -> Result<Outcome, JobError> {
         load(ctx, &self.app)?;
-        let removed = objcache::purge(ctx.root(), &self.app)?;
+        let removed = objcache::purge(ctx.root(), &ctx.redis_socket.display().to_string(), &self.app)?;
         let mut outcome = Outcome::default();
         outcome.step("keys", removed > 0);
         outcome.result = Some(json!({"removed": removed}));

@@ -67,7 +67,7 @@ pub(crate) fn remove(ctx: &JobContext, name: &AppName) -> Result<Outcome, JobErr
     }
     outcome.step("databases", !databases.is_empty());
     // Its Redis user and keys (`app.object_cache`), when Redis runs with berth set up in it.
-    if crate::web::objcache::forget(root, name)? {
+    if crate::web::objcache::forget(root, &ctx.redis_socket.display().to_string(), name)? {
         outcome.step("object cache", true);
     }
     let web = WebConfig::gather(root)?;

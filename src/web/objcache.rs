@@ -2,7 +2,8 @@
 //! ACL user per app held to its own keys, the app's credentials file, and the
 //! lines of a WordPress `wp-config.php` that load it.
 //!
-//! berth speaks to Debian's `redis-server` over its Unix socket ([`SOCKET`]) with
+//! berth speaks to Debian's `redis-server` over its Unix socket (config
+//! `redis_socket`, the installer's `unixsocket`, mode 0777: the ACL decides) with
 //! its own client ([`crate::host::resp`]), as the ACL user [`ADMIN_USER`] whose
 //! password is berth's own secret ([`ADMIN_SECRET`], root's, 0600, drawn once).
 //! The first time, while Redis's `default` user is still open (a fresh install),
@@ -42,8 +43,6 @@ use crate::web::sitedirs::Owner;
 use crate::web::stack::USERS_DIR;
 use crate::web::wordpress::{php_literal, random};
 
-/// Redis's Unix socket (the installer's `unixsocket`; mode 0777: the ACL decides).
-pub const SOCKET: &str = "/run/redis/redis-server.sock";
 /// berth's admin password for Redis, root's alone.
 pub const ADMIN_SECRET: &str = "/etc/berth/redis-admin.secret";
 /// berth's ACL user in Redis.
@@ -124,10 +123,11 @@ fn expect_ok(conn: &mut Conn, what: &str, args: &[&str], secrets: &[&str]) -> Re
     }
 }
 
-/// A connection as berth's admin user, setting that user up the first time.
-pub fn admin(root: &Path) -> Result<Conn, JobError> {
+/// A connection to `socket` (under `root`) as berth's admin user, setting that
+/// user up the first time.
+pub fn admin(root: &Path, socket: &str) -> Result<Conn, JobError> {
     let _one = ADMIN.lock().unwrap_or_else(|e| e.into_inner());
-    let mut conn = Conn::connect(&under_root(root, SOCKET))?;
+    let mut conn = Conn::connect(&under_root(root, socket))?;
     let secret_path = under_root(root, ADMIN_SECRET);
     let secret = match std::fs::read_to_string(&secret_path) {
         Ok(text) => Some(text.trim().to_owned()).filter(|s| !s.is_empty()),
@@ -146,7 +146,7 @@ pub fn admin(root: &Path) -> Result<Conn, JobError> {
         Reply::Bulk(Some(who)) if who == b"default" => {}
         _ => {
             return Err(JobError::PreconditionFailed(format!(
-                "redis-server at {SOCKET} does not know berth's admin user {ADMIN_USER:?} with the password in \
+                "redis-server at {socket} does not know berth's admin user {ADMIN_USER:?} with the password in \
                  {ADMIN_SECRET}, and its default user is shut: restore that file, or recreate the user"
             )))
         }
@@ -198,10 +198,10 @@ fn sha256_hex(text: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The credentials file of `app` with `password`.
-pub fn render(app: &str, password: &str) -> String {
+/// The credentials file of `app` with `password`, for Redis at `socket`.
+pub fn render(app: &str, socket: &str, password: &str) -> String {
     let (user, prefix) = (php_literal(&acl_user(app)), php_literal(&prefix(app)));
-    let (socket, password) = (php_literal(SOCKET), php_literal(password));
+    let (socket, password) = (php_literal(socket), php_literal(password));
     format!(
         "<?php\n/*\n * Written by berth for app {app}: the credentials of its Redis object cache\n * \
          (app.object_cache). berth writes it again when the cache is turned on, and\n * removes it when the cache \
@@ -244,6 +244,8 @@ pub struct Site<'a> {
     pub app: &'a str,
     pub sysuser: &'a str,
     pub owner: Owner,
+    /// Redis's socket, as the app sees it.
+    pub socket: &'a str,
     /// `Some(/usr/bin/phpX.Y, wp-config.php as that PHP sees it)` for a WordPress app.
     pub wordpress: Option<(String, String)>,
 }
@@ -272,7 +274,7 @@ pub fn enable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobE
         Err(TreeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::Other => None,
         Err(e) => return Err(e.into()),
     };
-    let mut conn = admin(root)?;
+    let mut conn = admin(root, site.socket)?;
     let user = acl_user(site.app);
     let before = getuser(&mut conn, &user)?;
     let known =
@@ -290,7 +292,7 @@ pub fn enable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobE
     if changes.acl_user {
         expect_ok(&mut conn, "ACL SAVE", &["ACL", "SAVE"], &[])?;
     }
-    let content = render(site.app, &password);
+    let content = render(site.app, site.socket, &password);
     if current.as_deref() != Some(content.as_str()) {
         dir.write_file(CREDENTIALS, content.as_bytes(), 0o600, site.owner.uid, site.owner.gid)?;
         changes.credentials = true;
@@ -307,7 +309,7 @@ pub fn enable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobE
 /// Turns `site`'s object cache off: its ACL user goes (and with it its open
 /// connections), then its keys, its credentials file and the `wp-config.php` lines.
 pub fn disable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobError> {
-    let mut conn = admin(root)?;
+    let mut conn = admin(root, site.socket)?;
     let deleted = matches!(conn.call(&["ACL", "DELUSER", &acl_user(site.app)])?, Reply::Int(n) if n > 0);
     let mut changes = Changes { acl_user: deleted, ..Changes::default() };
     if changes.acl_user {
@@ -325,11 +327,11 @@ pub fn disable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, Job
 
 /// For `app.delete`: the app's ACL user and keys go, when Redis runs and berth
 /// is set up in it; nothing is asked of a server without Redis.
-pub fn forget(root: &Path, app: &str) -> Result<bool, JobError> {
-    if !under_root(root, SOCKET).exists() || !under_root(root, ADMIN_SECRET).exists() {
+pub fn forget(root: &Path, socket: &str, app: &str) -> Result<bool, JobError> {
+    if !under_root(root, socket).exists() || !under_root(root, ADMIN_SECRET).exists() {
         return Ok(false);
     }
-    let mut conn = admin(root)?;
+    let mut conn = admin(root, socket)?;
     let deleted = matches!(conn.call(&["ACL", "DELUSER", &acl_user(app)])?, Reply::Int(n) if n > 0);
     if deleted {
         expect_ok(&mut conn, "ACL SAVE", &["ACL", "SAVE"], &[])?;
@@ -339,8 +341,8 @@ pub fn forget(root: &Path, app: &str) -> Result<bool, JobError> {
 
 /// Deletes every key of `app` (`SCAN MATCH APP:*` and `UNLINK`, never a flush);
 /// how many went.
-pub fn purge(root: &Path, app: &str) -> Result<u64, JobError> {
-    purge_with(&mut admin(root)?, app)
+pub fn purge(root: &Path, socket: &str, app: &str) -> Result<u64, JobError> {
+    purge_with(&mut admin(root, socket)?, app)
 }
 
 fn purge_with(conn: &mut Conn, app: &str) -> Result<u64, JobError> {
@@ -454,7 +456,7 @@ mod tests {
     #[test]
     fn the_credentials_file_holds_the_password_and_gives_it_back_only_in_its_shape() {
         let password = random(PASSWORD_LEN).unwrap();
-        let text = render("blog", &password);
+        let text = render("blog", "/run/redis/redis-server.sock", &password);
         assert!(text.contains("define( 'WP_REDIS_PASSWORD', array( 'app_blog', '"), "{text}");
         assert!(text.contains("define( 'WP_REDIS_PREFIX', 'blog:' );"));
         assert!(text.contains("define( 'WP_REDIS_PATH', '/run/redis/redis-server.sock' );"));
