@@ -98,6 +98,21 @@ fn setup() -> Machine {
 #[test]
 fn each_app_reaches_its_own_keys_alone_and_a_purge_deletes_one_apps_keys() {
     let machine = setup();
+    // Before berth sets Redis up, its default user is open (as Debian ships it): a
+    // user of the server plants an admin user of their own, one named as blog's, and
+    // a key blog's cache would read.
+    let mut early = connect(&machine, None);
+    for planted in [
+        ["ACL", "SETUSER", "evil", "on", ">evil-password", "~*", "&*", "+@all"],
+        ["ACL", "SETUSER", "app_blog2", "on", ">evil-password", "~*", "&*", "+@all"],
+    ] {
+        assert_eq!(early.call(&planted).unwrap(), Reply::Simple("OK".into()));
+    }
+    assert_eq!(
+        early.call(&["SET", "blog:wp:options:alloptions", "O:8:\"Evil\":0:{}"]).unwrap(),
+        Reply::Simple("OK".into())
+    );
+    drop(early);
     let watch = Watch::start();
     let (code, statuses, log) =
         machine.apply_logged(json!({"kind": "app.object_cache", "params": {"app": "blog", "enabled": true}}));
@@ -134,8 +149,13 @@ fn each_app_reaches_its_own_keys_alone_and_a_purge_deletes_one_apps_keys() {
     let (blog2, shop) = (password(&machine, "blog2"), password(&machine, "shop"));
     assert_ne!(blog, blog2);
 
-    // Redis's default user is shut: no local process gets in without a user.
+    // Redis's default user is shut: no local process gets in without a user, and
+    // what was planted while it was open is gone.
     let mut anonymous = connect(&machine, None);
+    for user in ["evil", "app_blog2"] {
+        let login = anonymous.call(&["AUTH", user, "evil-password"]).unwrap();
+        assert!(matches!(&login, Reply::Error(e) if e.starts_with("WRONGPASS")), "{user}: {login:?}");
+    }
     assert!(refused(&mut anonymous, &["GET", "blog:a"]), "the default user is off");
     assert!(matches!(anonymous.call(&["AUTH", "app_blog", &blog2]).unwrap(), Reply::Error(_)), "another's password");
 
@@ -148,6 +168,7 @@ fn each_app_reaches_its_own_keys_alone_and_a_purge_deletes_one_apps_keys() {
         assert_eq!(s.call(&["SET", &format!("shop:k{i}"), "v"]).unwrap(), Reply::Simple("OK".into()));
     }
     assert_eq!(a.call(&["GET", "blog:k1"]).unwrap(), Reply::Bulk(Some(b"v".to_vec())));
+    assert_eq!(a.call(&["GET", "blog:wp:options:alloptions"]).unwrap(), Reply::Bulk(None), "the planted key is gone");
     // `blog:*` is not `blog2:*`, and nothing reaches past the prefix.
     let attempts: &[&[&str]] = &[
         &["GET", "blog2:k1"],

@@ -177,8 +177,15 @@ pub fn admin(root: &Path, socket: &str) -> Result<Conn, JobError> {
     )?;
     expect_ok(&mut conn, "AUTH", &["AUTH", ADMIN_USER, &password], &[&password])?;
     expect_ok(&mut conn, "ACL SETUSER default", &["ACL", "SETUSER", "default", "reset"], &[])?;
+    // While `default` was open, anyone on the server could have made users of their
+    // own (an admin, or one named like an app's): none outlives berth's set-up.
+    let others: Vec<String> = conn.call(&["ACL", "USERS"])?.items().iter().filter_map(Reply::text).collect();
+    let others: Vec<&str> = others.iter().map(String::as_str).filter(|u| *u != ADMIN_USER && *u != "default").collect();
+    for user in &others {
+        conn.call(&["ACL", "DELUSER", user])?;
+    }
     expect_ok(&mut conn, "ACL SAVE", &["ACL", "SAVE"], &[])?;
-    tracing::info!("Redis: berth's admin user is set up and the default user is shut");
+    tracing::info!(removed_users = others.len(), "Redis: berth's admin user is set up and the default user is shut");
     Ok(conn)
 }
 
@@ -277,6 +284,10 @@ pub fn enable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobE
     let mut conn = admin(root, site.socket)?;
     let user = acl_user(site.app);
     let before = getuser(&mut conn, &user)?;
+    // A new user starts with no keys: none planted under its prefix before it was
+    // made (while Redis was open, or by an app of that name deleted meanwhile) is
+    // ever read by the app (an object cache unserializes what it reads).
+    let stale = if before == Reply::Bulk(None) { purge_with(&mut conn, site.app)? } else { 0 };
     let known =
         current.as_deref().and_then(parse_password).filter(|p| password_hashes(&before).contains(&sha256_hex(p)));
     let password = match known {
@@ -288,7 +299,7 @@ pub fn enable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobE
     args.extend(rules(site.app));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     expect_ok(&mut conn, "ACL SETUSER", &args, &[&password])?;
-    let mut changes = Changes { acl_user: getuser(&mut conn, &user)? != before, ..Changes::default() };
+    let mut changes = Changes { acl_user: getuser(&mut conn, &user)? != before, removed: stale, ..Changes::default() };
     if changes.acl_user {
         expect_ok(&mut conn, "ACL SAVE", &["ACL", "SAVE"], &[])?;
     }
