@@ -113,7 +113,7 @@ impl BlockingJob for Switch {
         if !self.enabled {
             outcome.step("keys", changes.removed > 0);
         }
-        let credentials = format!("{}/{}", stack::app_dir(&app.sysuser, &self.app), objcache::CREDENTIALS);
+        let credentials = format!("{}/{}", stack::app_dir(&app.sysuser, &self.app), crate::web::objcreds::CREDENTIALS);
         outcome.result = Some(json!({
             "enabled": self.enabled,
             "redis_user": self.enabled.then(|| objcache::acl_user(&self.app)),

@@ -21,41 +21,27 @@
 //! prefix: `SELECT`, `MOVE`, `COPY` (its `DB`), `SCAN`, `RANDOMKEY`, `DBSIZE`,
 //! `PUBSUB`, `MEMORY`, `CLIENT`.
 //!
-//! The app's credentials are the PHP file [`CREDENTIALS`] in the app's directory
-//! (outside its web root, within its `open_basedir`), the user's own, 0600,
-//! written by root through the app directory's descriptor, aside and renamed
-//! into place ([`Dir::write_file`]): a link planted there is replaced, never
-//! followed. It defines the `WP_REDIS_*` constants and returns the same values as
-//! an array. A WordPress `wp-config.php` is the user's file: its lines are changed
-//! by `templates/objcache/wp-config-edit.php`, run as the user.
+//! The app's side, its credentials file and the `wp-config.php` lines, is
+//! [`crate::web::objcreds`].
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde_json::json;
-
 use crate::host::fs::under_root;
 use crate::host::resp::{Conn, Reply};
-use crate::host::tree::{Dir, TreeError};
-use crate::host::{Cmd, Host};
+use crate::host::tree::TreeError;
+use crate::host::Host;
 use crate::job::JobError;
+use crate::web::objcreds::{
+    app_dir, edit_wp_config, parse_password, render, wp_block, CREDENTIALS, MAX_CREDENTIALS, PASSWORD_LEN,
+};
 use crate::web::sitedirs::Owner;
-use crate::web::stack::USERS_DIR;
-use crate::web::wordpress::{php_literal, random};
+use crate::web::wordpress::random;
 
 /// berth's admin password for Redis, root's alone.
 pub const ADMIN_SECRET: &str = "/etc/berth/redis-admin.secret";
 /// berth's ACL user in Redis.
 pub const ADMIN_USER: &str = "berth";
-/// The credentials file, in the app's directory.
-pub const CREDENTIALS: &str = "redis-credentials.php";
-/// The lines around what berth puts into a `wp-config.php`.
-const BEGIN: &str = "/* berth: object cache (app.object_cache) */";
-const END: &str = "/* berth: end of object cache */";
-/// The largest credentials file read back (berth's is under 1 KiB).
-const MAX_CREDENTIALS: u64 = 64 << 10;
-/// An app's password: 40 letters and digits (238 bits).
-const PASSWORD_LEN: usize = 40;
 /// What an app's user may not run, after `+@all`.
 pub const DENIED: [&str; 13] = [
     "-@admin",
@@ -72,9 +58,6 @@ pub const DENIED: [&str; 13] = [
     "-client",
     "-acl",
 ];
-const EDITOR: &str = include_str!("../../templates/objcache/wp-config-edit.php");
-const BOOTSTRAP: &str = "$in = json_decode(stream_get_contents(STDIN), true); eval($in['program']);";
-
 /// One admin conversation at a time: two first jobs must not both set berth up.
 static ADMIN: Mutex<()> = Mutex::new(());
 
@@ -205,47 +188,6 @@ fn sha256_hex(text: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The credentials file of `app` with `password`, for Redis at `socket`.
-pub fn render(app: &str, socket: &str, password: &str) -> String {
-    let (user, prefix) = (php_literal(&acl_user(app)), php_literal(&prefix(app)));
-    let (socket, password) = (php_literal(socket), php_literal(password));
-    format!(
-        "<?php\n/*\n * Written by berth for app {app}: the credentials of its Redis object cache\n * \
-         (app.object_cache). berth writes it again when the cache is turned on, and\n * removes it when the cache \
-         is turned off. Every key must start with {prefix}.\n */\n\
-         defined( 'WP_REDIS_SCHEME' ) || define( 'WP_REDIS_SCHEME', 'unix' );\n\
-         defined( 'WP_REDIS_PATH' ) || define( 'WP_REDIS_PATH', {socket} );\n\
-         defined( 'WP_REDIS_USERNAME' ) || define( 'WP_REDIS_USERNAME', {user} );\n\
-         defined( 'WP_REDIS_PASSWORD' ) || define( 'WP_REDIS_PASSWORD', array( {user}, {password} ) );\n\
-         defined( 'WP_REDIS_PREFIX' ) || define( 'WP_REDIS_PREFIX', {prefix} );\n\
-         defined( 'WP_CACHE_KEY_SALT' ) || define( 'WP_CACHE_KEY_SALT', {prefix} );\n\
-         return array(\n\t'path' => {socket},\n\t'username' => {user},\n\t'password' => {password},\n\t\
-         'prefix' => {prefix},\n);\n"
-    )
-}
-
-/// The password a credentials file holds (the user may have changed it: only
-/// a value of berth's shape is taken, and only if Redis knows it).
-fn parse_password(text: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let value = line.trim().strip_prefix("'password' => '")?.strip_suffix("',")?;
-        (value.len() == PASSWORD_LEN && value.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| value.to_owned())
-    })
-}
-
-/// The app's directory, opened from `/srv/users` without following a link; `None`
-/// when it is missing.
-fn app_dir(root: &Path, sysuser: &str, app: &str) -> Result<Option<Dir>, TreeError> {
-    let mut dir = Dir::open_trusted(&under_root(root, USERS_DIR))?;
-    for name in [sysuser, "apps", app] {
-        match dir.open_dir(name)? {
-            Some(next) => dir = next,
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(dir))
-}
-
 /// Where an app is on the host.
 pub struct Site<'a> {
     pub app: &'a str,
@@ -303,15 +245,13 @@ pub fn enable(root: &Path, host: &dyn Host, site: &Site) -> Result<Changes, JobE
     if changes.acl_user {
         expect_ok(&mut conn, "ACL SAVE", &["ACL", "SAVE"], &[])?;
     }
-    let content = render(site.app, site.socket, &password);
+    let content = render(site.app, &user, &prefix(site.app), site.socket, &password);
     if current.as_deref() != Some(content.as_str()) {
         dir.write_file(CREDENTIALS, content.as_bytes(), 0o600, site.owner.uid, site.owner.gid)?;
         changes.credentials = true;
     }
     if let Some((php, wp_config)) = &site.wordpress {
-        let credentials = format!("{}/{CREDENTIALS}", crate::web::stack::app_dir(site.sysuser, site.app));
-        let path = php_literal(&credentials);
-        let block = format!("{BEGIN}\nif ( is_readable( {path} ) ) {{\n\trequire_once {path};\n}}\n{END}");
+        let block = wp_block(site.sysuser, site.app);
         changes.wp_config = edit_wp_config(host, php, site.owner, wp_config, Some(&block))?;
     }
     Ok(changes)
@@ -386,28 +326,6 @@ fn purge_with(conn: &mut Conn, app: &str) -> Result<u64, JobError> {
     }
 }
 
-/// Puts `block` between berth's marker lines of `wp_config` (or takes them out),
-/// as the app's user; true when the file changed. A missing file is left so.
-fn edit_wp_config(
-    host: &dyn Host,
-    php: &str,
-    owner: Owner,
-    wp_config: &str,
-    block: Option<&str>,
-) -> Result<bool, JobError> {
-    let input = json!({"program": EDITOR, "path": wp_config, "begin": BEGIN, "end": END, "block": block});
-    let cmd = Cmd::new("/usr/bin/setpriv")
-        .args([format!("--reuid={}", owner.uid), format!("--regid={}", owner.gid)])
-        .args(["--clear-groups", "--no-new-privs", "--", php, "-r", BOOTSTRAP])
-        .stdin(crate::model::Secret::new(input.to_string()));
-    let printed = host.run(&cmd)?;
-    let report = printed.lines().rev().find_map(|line| serde_json::from_str::<serde_json::Value>(line).ok());
-    match report {
-        Some(report) if report["ok"] == true => Ok(report["changed"] == true),
-        _ => Err(JobError::ToolFailed { command: "the wp-config.php editor".into(), stderr: printed }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,59 +341,6 @@ mod tests {
             assert!(rules.contains(&denied.to_owned()), "{denied}");
         }
         assert!(!rules.iter().any(|r| r.starts_with('>') || r == "~*" || r == "allkeys"));
-    }
-
-    /// What a user planted at the credentials file's name (a link to a root file, a
-    /// hard link to one, a link on the aside name) is replaced, never written through.
-    #[test]
-    fn the_credentials_file_replaces_what_was_planted_and_writes_through_nothing() {
-        use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("srv/users/derek/apps/blog");
-        std::fs::create_dir_all(&dir).unwrap();
-        let target = root.path().join("shadow");
-        std::fs::write(&target, "root's\n").unwrap();
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let own = std::fs::metadata(root.path()).unwrap();
-        let (uid, gid) = (own.uid(), own.gid());
-        let open = || app_dir(root.path(), "derek", "blog").unwrap().unwrap();
-        symlink(&target, dir.join(CREDENTIALS)).unwrap();
-        symlink(&target, dir.join(format!(".{CREDENTIALS}.berth-{}", std::process::id()))).unwrap();
-        open().write_file(CREDENTIALS, b"one", 0o600, uid, gid).unwrap();
-        std::fs::remove_file(dir.join(CREDENTIALS)).unwrap();
-        std::fs::hard_link(&target, dir.join(CREDENTIALS)).unwrap();
-        open().write_file(CREDENTIALS, b"two", 0o600, uid, gid).unwrap();
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "root's\n");
-        let meta = std::fs::metadata(&target).unwrap();
-        assert_eq!((meta.mode() & 0o777, meta.nlink()), (0o640, 1));
-        let written = std::fs::symlink_metadata(dir.join(CREDENTIALS)).unwrap();
-        assert!(written.file_type().is_file());
-        assert_eq!(written.mode() & 0o777, 0o600);
-        assert_eq!(std::fs::read_to_string(dir.join(CREDENTIALS)).unwrap(), "two");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing left aside");
-        std::fs::remove_file(dir.join(CREDENTIALS)).unwrap();
-        std::fs::create_dir(dir.join(CREDENTIALS)).unwrap();
-        assert!(open().write_file(CREDENTIALS, b"three", 0o600, uid, gid).is_err(), "a directory there stays");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing left aside");
-        let apps = root.path().join("srv/users/derek/apps");
-        std::fs::rename(&dir, root.path().join("moved")).unwrap();
-        symlink(root.path().join("moved"), &dir).unwrap();
-        assert!(app_dir(root.path(), "derek", "blog").is_err(), "a linked app directory is not entered");
-        assert!(apps.is_dir());
-    }
-
-    #[test]
-    fn the_credentials_file_holds_the_password_and_gives_it_back_only_in_its_shape() {
-        let password = random(PASSWORD_LEN).unwrap();
-        let text = render("blog", "/run/redis/redis-server.sock", &password);
-        assert!(text.contains("define( 'WP_REDIS_PASSWORD', array( 'app_blog', '"), "{text}");
-        assert!(text.contains("define( 'WP_REDIS_PREFIX', 'blog:' );"));
-        assert!(text.contains("define( 'WP_REDIS_PATH', '/run/redis/redis-server.sock' );"));
-        assert_eq!(parse_password(&text), Some(password));
-        for hostile in ["\t'password' => 'short',", "\t'password' => 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'.'b',", ""]
-        {
-            assert_eq!(parse_password(hostile), None, "{hostile}");
-        }
         assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }
