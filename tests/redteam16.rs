@@ -757,14 +757,19 @@ fn outside_fds() -> Vec<String> {
     kept
 }
 
-/// berth hands its own children whatever descriptors it inherited without
+/// berth handed its own children whatever descriptors it inherited without
 /// close-on-exec. Under systemd it inherits none; run by hand (or, as here, under a
-/// parent that leaks one), the WordPress installer, run as the hosted user, holds it.
+/// parent that leaks one), the WordPress installer, run as the hosted user, held it.
+/// Fixed: berth marks every inherited descriptor close-on-exec first thing
+/// (`host::keep_inherited_descriptors_from_children`).
 #[test]
-#[ignore = "finding (hardening): berth does not mark inherited descriptors close-on-exec, so the installer (as the \
-            user) holds any descriptor berth's own parent leaked; none under systemd"]
 fn redteam_installer_gets_no_inherited_descriptor() {
+    // A parent that leaks: a descriptor without close-on-exec (`dup` sets none),
+    // which berth, started below by this process, inherits.
+    let leaked_file = tempfile::NamedTempFile::new().unwrap();
+    let _leaked = nix::unistd::dup(leaked_file.as_file()).unwrap();
     let outside = outside_fds();
+    assert!(!outside.is_empty(), "the test leaks a descriptor to berth");
     eprintln!("this test process keeps across exec: {outside:?}");
     let machine = Machine::start();
     machine.start_mariadb();

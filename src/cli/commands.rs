@@ -111,6 +111,7 @@ pub enum Shipped {
 }
 
 pub fn main() -> ExitCode {
+    crate::host::keep_inherited_descriptors_from_children();
     if let Err(e) = crate::host::raise_open_files_limit() {
         eprintln!("berth: cannot raise the open-files limit: {e}");
     }

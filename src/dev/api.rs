@@ -191,6 +191,7 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         ("POST", ["apps", id, "object_cache"]) => super::objcache::set_object_cache(shared, id, &body),
         ("POST", ["apps", id, "object_cache_purge"]) => super::objcache::purge_object_cache(shared, id, &body),
         ("POST", ["apps", id, "basic_auth"]) => super::sites::set_basic_auth(shared, id, &body),
+        ("POST", ["apps", id, "fix_permissions"]) => super::sites::fix_permissions(shared, id),
         ("GET", ["dbs"]) => r::list(shared, "db"),
         ("POST", ["dbs"]) => r::create_db(shared, &body),
         ("GET", ["dbs", id]) => r::get(shared, "db", id),

@@ -1,4 +1,5 @@
-//! `berth dev`'s `POST /apps/:id/basic_auth` (issue 16); the other site options ride
+//! `berth dev`'s `POST /apps/:id/basic_auth` (issue 16) and `POST
+//! /apps/:id/fix_permissions` (issue 17); the other site options ride
 //! on `POST /apps` and `POST /apps/:id` ([`super::siteview`]).
 //!
 //! As everywhere in `berth dev`, the agent's own parser checks each field first (a
@@ -25,5 +26,16 @@ pub fn set_basic_auth(shared: &Shared, id: &str, body: &Value) -> Result<Value, 
         app["basic_auth"] = view.clone();
         w.put("app", &app);
         Ok((action(w, sid(&app), "app.basic_auth", params, None), view))
+    })
+}
+
+/// `POST /apps/:id/fix_permissions {}`: `app.fix_permissions`; answers `{}` (the
+/// action's result counts what changed and what was left alone).
+pub fn fix_permissions(shared: &Shared, id: &str) -> Result<Value, ApiError> {
+    change(shared, |w| {
+        let app = found(w, "app", id)?;
+        let params = json!({"app": app["name"].clone()});
+        check(shared, "app.fix_permissions", &params)?;
+        Ok((action(w, sid(&app), "app.fix_permissions", params, None), json!({})))
     })
 }

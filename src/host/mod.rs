@@ -14,6 +14,7 @@ pub mod generation;
 pub mod mysql;
 pub mod nft;
 pub mod pending;
+pub mod perms;
 pub mod probe;
 pub mod resp;
 pub mod services;
@@ -34,6 +35,14 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// Raises this process's open-files limit to its hard limit, so the servers berth
 /// starts (outside systemd, which sets its own) inherit room for thousands of
 /// per-app log files. Returns the limit now in force.
+/// Marks every descriptor this process inherited (3 and up) close-on-exec, so no
+/// child, above all one run as a hosted user, holds what berth's own parent left
+/// open (under systemd there is none; started by hand or by a leaky parent there may
+/// be). Called first thing, before any thread or descriptor of berth's own.
+pub fn keep_inherited_descriptors_from_children() {
+    close_fds::set_fds_cloexec(3, &[]);
+}
+
 pub fn raise_open_files_limit() -> std::io::Result<u64> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;

@@ -88,6 +88,12 @@ pub struct Dir {
     path: PathBuf,
 }
 
+impl AsFd for Dir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl fmt::Debug for Dir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Dir").field(&self.path).finish()
@@ -576,7 +582,7 @@ static OPENAT2: AtomicBool = AtomicBool::new(true);
 /// Opens directory `name` (one component) in `parent` without following a link:
 /// `LOOP` or `NOTDIR` when it is a link or not a directory, `NOENT` when absent,
 /// and with `same_mount`, `XDEV` when it is a mount point.
-fn open_child(parent: BorrowedFd<'_>, name: &CStr, same_mount: bool) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_child(parent: BorrowedFd<'_>, name: &CStr, same_mount: bool) -> Result<OwnedFd, Errno> {
     if OPENAT2.load(Ordering::Relaxed) {
         // BENEATH is defence in depth: `name` is one component (no '..', not
         // absolute), so it is beneath `parent` anyway. Under renames it may say

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod db;
 pub mod firewall;
 pub mod objcache;
+pub mod permissions;
 pub mod server;
 pub mod siteopts;
 pub mod ssl;
@@ -48,6 +49,7 @@ impl Catalogue {
         db::register(&mut catalogue);
         ssl::register(&mut catalogue);
         firewall::register(&mut catalogue);
+        permissions::register(&mut catalogue);
         server::register(&mut catalogue);
         wordpress::register(&mut catalogue);
         objcache::register(&mut catalogue);

@@ -8,7 +8,7 @@
 
 use crate::job::JobError;
 use crate::model::site::Protections;
-use crate::model::validate::{self, shown, FieldError, Params};
+use crate::model::validate::{shown, FieldError, Params};
 use crate::model::{Domain, PublicFolder};
 use crate::state::inventory::App;
 use crate::web::stack;
@@ -72,7 +72,7 @@ fn redirects(params: &Params, values: Vec<&str>) -> Result<Vec<Domain>, JobError
     let mut domains: Vec<Domain> = Vec::with_capacity(values.len());
     for (i, value) in values.into_iter().enumerate() {
         let field = format!("{field}[{i}]");
-        validate::domain(&field, value)?;
+        let domain = Domain::parse(&field, value)?;
         if value.starts_with("*.") {
             return Err(
                 FieldError::new(field, format!("a redirect domain cannot be a wildcard: {}", shown(value))).into()
@@ -81,7 +81,7 @@ fn redirects(params: &Params, values: Vec<&str>) -> Result<Vec<Domain>, JobError
         if domains.iter().any(|d| d == value) {
             return Err(FieldError::new(field, format!("duplicate redirect domain {}", shown(value))).into());
         }
-        domains.push(Domain::parse(&field, value)?);
+        domains.push(domain);
     }
     Ok(domains)
 }

@@ -106,6 +106,21 @@ pub fn ensure_all_logs(root: &Path, inventory: &Inventory) -> Result<bool, JobEr
     Ok(changed)
 }
 
+/// The app's directory (`/srv/users/USER/apps/APP`), opened from `/srv/users`
+/// without following a link: a link on the way is `conflict`, a missing directory
+/// `precondition_failed`.
+pub fn open_app(root: &Path, sysuser: &str, app: &str) -> Result<Dir, JobError> {
+    let missing = || {
+        JobError::PreconditionFailed(format!("the directory of app {app} ({}) is missing", stack_app_dir(sysuser, app)))
+    };
+    let apps = home(root, sysuser)?.open_dir("apps")?.ok_or_else(missing)?;
+    apps.open_dir(app)?.ok_or_else(missing)
+}
+
+fn stack_app_dir(sysuser: &str, app: &str) -> String {
+    crate::web::stack::app_dir(sysuser, app)
+}
+
 /// Removes the app's directory, temp directory and logs; true when there was
 /// anything. Nothing outside them is touched: links are removed, never followed.
 /// A link the user put in place of `apps` or `tmp` has nothing of the app behind it
