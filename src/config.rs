@@ -37,6 +37,9 @@ pub struct Config {
     pub reboot_command: Vec<String>,
     /// The WordPress tree `app.wordpress` copies (an absolute directory).
     pub wordpress_source: PathBuf,
+    /// Redis's Unix socket (`app.object_cache`), as the apps see it; berth connects
+    /// to it under `root`.
+    pub redis_socket: PathBuf,
 }
 
 /// The file as written; checked into [`Config`].
@@ -65,6 +68,7 @@ struct File {
     acme_email: Option<String>,
     reboot_command: Option<Vec<String>>,
     wordpress_source: Option<PathBuf>,
+    redis_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,8 @@ pub const DEFAULT_MAX_PARALLEL_JOBS: usize = 4;
 pub const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["/usr/bin/systemctl", "reboot"];
 /// Debian's `wordpress` package.
 pub const DEFAULT_WORDPRESS_SOURCE: &str = "/usr/share/wordpress";
+/// Where berth's installer has Debian's redis-server listen.
+pub const DEFAULT_REDIS_SOCKET: &str = "/run/redis/redis-server.sock";
 
 impl Config {
     /// Reads and checks the config at `path`.
@@ -178,6 +184,17 @@ impl Config {
                 format!("must be an absolute path without '..', not {}", wordpress_source.display()),
             ));
         }
+        let redis_socket = file.redis_socket.unwrap_or_else(|| PathBuf::from(DEFAULT_REDIS_SOCKET));
+        let plain = redis_socket.to_str().is_some_and(|s| s.chars().all(|c| c.is_ascii_graphic()));
+        if !redis_socket.is_absolute()
+            || redis_socket.components().any(|c| c == std::path::Component::ParentDir)
+            || !plain
+        {
+            return Err(invalid(
+                "redis_socket",
+                format!("must be an absolute path of printable ASCII without '..', not {}", redis_socket.display()),
+            ));
+        }
         Ok(Config {
             server_id: file.server_id,
             api_key: Secret::new(api_key),
@@ -194,6 +211,7 @@ impl Config {
             acme,
             reboot_command,
             wordpress_source,
+            redis_socket,
         })
     }
 }
@@ -427,10 +445,16 @@ control_plane_url = "wss://cp.example.com/agent"
             ("acme_email = \"not-an-address\"", "acme_email"),
             ("wordpress_source = \"wordpress\"", "wordpress_source"),
             ("wordpress_source = \"/srv/../etc\"", "wordpress_source"),
+            ("redis_socket = \"redis.sock\"", "redis_socket"),
+            ("redis_socket = \"/run/../etc/redis.sock\"", "redis_socket"),
+            ("redis_socket = \"/run/redis/a b.sock\"", "redis_socket"),
         ] {
             let message = parse(&format!("{GOOD}{line}\n")).unwrap_err().to_string();
             assert!(message.contains(&format!("`{key}`")), "{line}: {message}");
         }
+        assert_eq!(config.redis_socket, Path::new(DEFAULT_REDIS_SOCKET));
+        let redis = parse(&format!("{GOOD}redis_socket = \"/var/run/redis/own.sock\"\n")).unwrap();
+        assert_eq!(redis.redis_socket, Path::new("/var/run/redis/own.sock"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! reach the control plane without a code chosen for it.
 
 use crate::host::mysql::MysqlError;
+use crate::host::resp::RespError;
 use crate::host::tree::{TreeError, SYMLINK};
 use crate::host::{ChangeError, HostError};
 use crate::job::JobError;
@@ -44,6 +45,19 @@ impl From<MysqlError> for JobError {
             e @ MysqlError::NotRunning { .. } => JobError::PreconditionFailed(e.to_string()),
             MysqlError::Failed { what, source } => {
                 JobError::ToolFailed { command: format!("MySQL/MariaDB: {what}"), stderr: source.to_string() }
+            }
+        }
+    }
+}
+
+impl From<RespError> for JobError {
+    /// No Redis is a `precondition_failed` (the operator installs it); a broken
+    /// conversation `tool_failed`. Neither text holds a command's arguments.
+    fn from(e: RespError) -> Self {
+        match e {
+            e @ RespError::NotRunning { .. } => JobError::PreconditionFailed(e.to_string()),
+            e @ (RespError::Io { .. } | RespError::Protocol { .. }) => {
+                JobError::ToolFailed { command: "redis-server".into(), stderr: e.to_string() }
             }
         }
     }

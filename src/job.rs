@@ -45,6 +45,8 @@ pub struct Machine {
     pub reboot_command: Vec<String>,
     /// The WordPress tree `app.wordpress` copies (config `wordpress_source`).
     pub wordpress_source: std::path::PathBuf,
+    /// Redis's socket as the apps see it (config `redis_socket`).
+    pub redis_socket: std::path::PathBuf,
 }
 
 impl Machine {
@@ -65,6 +67,7 @@ pub struct JobContext {
     pub mysql: MysqlSettings,
     pub acme: Arc<AcmeSettings>,
     pub wordpress_source: std::path::PathBuf,
+    pub redis_socket: std::path::PathBuf,
     secrets: Arc<Secrets>,
     output: mpsc::Sender<JobOutput>,
     /// The engine's scheduler, when the job runs under it (not in `berth apply`).
@@ -94,6 +97,7 @@ impl JobContext {
             mysql: machine.mysql.clone(),
             acme: machine.acme.clone(),
             wordpress_source: machine.wordpress_source.clone(),
+            redis_socket: machine.redis_socket.clone(),
             secrets,
             output,
             scheduler: None,

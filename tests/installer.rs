@@ -170,7 +170,7 @@ fn a_first_install_writes_a_private_config_and_runs_apt_and_systemctl() {
         commands,
         [
             "apt-get -o DPkg::Lock::Timeout=600 update -q".to_string(),
-            "apt-get -o DPkg::Lock::Timeout=600 install -y -q nginx apache2 php-fpm mariadb-server nftables unattended-upgrades".into(),
+            "apt-get -o DPkg::Lock::Timeout=600 install -y -q nginx apache2 php-fpm mariadb-server redis-server nftables unattended-upgrades".into(),
             format!("apt-get -o DPkg::Lock::Timeout=600 install -y -q --reinstall {}", setup.path("berth_0.1.0-1_amd64.deb").display()),
             "systemctl daemon-reload".into(),
             "systemctl enable berth.service".into(),
@@ -475,4 +475,46 @@ fn a_second_server_joins_berth_dev_with_the_installers_flags_and_takes_a_job() {
     }
     let _ = agent.kill();
     let _ = agent.wait();
+}
+
+/// With the stack, Redis is set up for the object cache once: berth's lines at the
+/// end of Debian's redis.conf, an aclfile in which the default user is shut and
+/// berth's own user has the password the installer drew (root's, 0600), then a
+/// restart. A second run leaves all of it as it is.
+#[test]
+fn redis_is_set_up_once_with_the_default_user_shut_and_berths_own_user() {
+    let setup = Setup::new();
+    std::fs::create_dir_all(setup.file("/etc/redis")).unwrap();
+    std::fs::write(setup.file("/etc/redis/redis.conf"), "bind 127.0.0.1 -::1\nport 6379\n").unwrap();
+    let flags = setup.good_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = setup.run(&flags);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let conf = std::fs::read_to_string(setup.file("/etc/redis/redis.conf")).unwrap();
+    assert!(conf.starts_with("bind 127.0.0.1 -::1\nport 6379\n\n# berth: object cache"), "{conf}");
+    for line in ["aclfile /etc/redis/users.acl", "unixsocket /run/redis/redis-server.sock", "port 0"] {
+        assert!(conf.lines().any(|l| l == line), "{line}: {conf}");
+    }
+    let secret_file = setup.file("/etc/berth/redis-admin.secret");
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert_eq!(mode(&secret_file), 0o600);
+    assert!(secret.len() == 48 && secret.bytes().all(|b| b.is_ascii_alphanumeric()), "{secret}");
+    let hash: String = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let acl = std::fs::read_to_string(setup.file("/etc/redis/users.acl")).unwrap();
+    assert_eq!(acl, format!("user default off -@all\nuser berth on #{hash} ~* &* +@all\n"));
+    assert!(!stdout.contains(&secret) && !stderr.contains(&secret) && !setup.commands().join("\n").contains(&secret));
+    let restarts =
+        |setup: &Setup| setup.commands().iter().filter(|c| *c == "systemctl restart redis-server.service").count();
+    assert_eq!(restarts(&setup), 1, "{:?}", setup.commands());
+
+    let (code, stdout, stderr) = setup.run(&flags);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(std::fs::read_to_string(setup.file("/etc/redis/redis.conf")).unwrap(), conf, "once");
+    assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), secret);
+    assert_eq!(std::fs::read_to_string(setup.file("/etc/redis/users.acl")).unwrap(), acl);
+    assert_eq!(restarts(&setup), 1, "no second restart");
 }

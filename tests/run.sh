@@ -49,6 +49,8 @@ needs=(
   "/usr/bin/git:git"
   "/usr/bin/ssh-keygen:openssh-client"
   "/usr/sbin/sshd:openssh-server"
+  # tests/object_cache.rs: Debian's Redis.
+  "/usr/bin/redis-server:redis-server"
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -58,6 +58,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         acme: Arc::new(config.acme.clone()),
         reboot_command: config.reboot_command.clone(),
         wordpress_source: config.wordpress_source.clone(),
+        redis_socket: config.redis_socket.clone(),
     };
     crate::jobs::firewall::reapply_at_start(&machine);
 

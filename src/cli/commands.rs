@@ -234,6 +234,7 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             acme: config.acme,
             reboot_command: config.reboot_command,
             wordpress_source: config.wordpress_source,
+            redis_socket: config.redis_socket,
         },
         Ok(None) => crate::engine::apply::Setup {
             state_dir: PathBuf::from(crate::config::DEFAULT_STATE_DIR),
@@ -243,6 +244,7 @@ fn local_setup(config_path: Option<PathBuf>, root: Option<PathBuf>) -> Result<cr
             acme: crate::web::acme::AcmeSettings::new(std::path::Path::new(crate::config::DEFAULT_STATE_DIR)),
             reboot_command: crate::config::DEFAULT_REBOOT_COMMAND.map(str::to_owned).to_vec(),
             wordpress_source: PathBuf::from(crate::config::DEFAULT_WORDPRESS_SOURCE),
+            redis_socket: PathBuf::from(crate::config::DEFAULT_REDIS_SOCKET),
         },
         Err(e) => {
             tracing::error!("{e}");

@@ -188,6 +188,8 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         ("DELETE", ["apps", id, "ssl"]) => r::delete_ssl(shared, id),
         ("POST", ["apps", id, "page_cache"]) => super::cache::set_page_cache(shared, id, &body),
         ("POST", ["apps", id, "cache_purge"]) => super::cache::purge_cache(shared, id, &body),
+        ("POST", ["apps", id, "object_cache"]) => super::objcache::set_object_cache(shared, id, &body),
+        ("POST", ["apps", id, "object_cache_purge"]) => super::objcache::purge_object_cache(shared, id, &body),
         ("POST", ["apps", id, "basic_auth"]) => super::sites::set_basic_auth(shared, id, &body),
         ("POST", ["apps", id, "fix_permissions"]) => super::sites::fix_permissions(shared, id),
         ("POST", ["apps", id, "git"]) => super::deploy::set_git(shared, id, &body),

@@ -47,6 +47,12 @@ pub fn missing() -> Option<String> {
     None
 }
 
+/// The machine's redis-server (for `app.object_cache`), as berth's installer sets it
+/// up: ACL users in an aclfile, a Unix socket for all (the ACL decides), no port.
+const REDIS_CONF: &str = "port 0\\nunixsocket /run/redis/redis-server.sock\\nunixsocketperm 777\\n\
+    aclfile /etc/redis/users.acl\\ndir /run/redis\\ndaemonize yes\\npidfile /run/redis/redis-server.pid\\n\
+    logfile /var/log/redis/redis-server.log\\n";
+
 /// A running machine: its namespaces, and the agent as their init.
 pub struct Machine {
     unshare: Child,
@@ -94,6 +100,12 @@ impl Machine {
                mariadbd --user=mysql --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.sock --skip-networking \
                  --tmpdir=/run/mysqld/tmp --pid-file=/run/mysqld/mysqld.pid \
                  --log-error=/var/log/mysql/error.log >/dev/null 2>&1 & \
+             fi; \
+             if [ -x /usr/bin/redis-server ]; then \
+               mkdir -p /run/redis /var/log/redis; chown redis:redis /run/redis /var/log/redis; \
+               [ -e /etc/redis/users.acl ] || {{ touch /etc/redis/users.acl; chown redis:redis /etc/redis/users.acl; }}; \
+               printf '{REDIS_CONF}' >/etc/redis/berth-dev.conf; \
+               setpriv --reuid=redis --regid=redis --init-groups -- /usr/bin/redis-server /etc/redis/berth-dev.conf; \
              fi; \
              exec \"$@\""
         );

@@ -14,6 +14,7 @@ pub mod control_plane;
 pub mod deploy;
 pub mod error;
 pub mod machine;
+pub mod objcache;
 pub mod resources;
 pub mod servers;
 pub mod sites;

@@ -30,6 +30,7 @@ pub struct Setup {
     pub acme: crate::web::acme::AcmeSettings,
     pub reboot_command: Vec<String>,
     pub wordpress_source: PathBuf,
+    pub redis_socket: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,7 @@ pub fn machine(setup: &Setup) -> Result<Machine, ApplyError> {
         acme: Arc::new(setup.acme.clone()),
         reboot_command: setup.reboot_command.clone(),
         wordpress_source: setup.wordpress_source.clone(),
+        redis_socket: setup.redis_socket.clone(),
     })
 }
 

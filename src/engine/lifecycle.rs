@@ -153,6 +153,7 @@ mod tests {
             acme: Arc::new(crate::web::acme::AcmeSettings::new(root.path())),
             reboot_command: Vec::new(),
             wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
+            redis_socket: crate::config::DEFAULT_REDIS_SOCKET.into(),
         };
         let ctx = JobContext::new("j1".into(), &machine, Arc::default(), mpsc::channel(1).0);
         let result = run(Box::new(Panics), ctx.clone()).await;

@@ -16,6 +16,7 @@ pub mod nft;
 pub mod pending;
 pub mod perms;
 pub mod probe;
+pub mod resp;
 pub mod services;
 pub mod stream;
 pub mod transaction;

@@ -360,6 +360,33 @@ impl Dir {
         Ok(file.set_owner_and_mode(mode, uid, gid)? || created)
     }
 
+    /// Puts `content` at child `name` as a new regular file owned `uid:gid` with
+    /// exactly `mode`: written aside under a fresh name (`O_CREAT | O_EXCL`, never
+    /// through a link), its owner and mode set through its descriptor, then renamed
+    /// over `name` (a link there is replaced, never followed; a directory there
+    /// fails). The old file's inode, whatever it was linked to, is never written.
+    pub fn write_file(&self, name: &str, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), TreeError> {
+        use std::io::Write;
+        let cname = self.component(name)?;
+        let path = self.path.join(name);
+        let aside = CString::new(format!(".{name}.berth-{}", std::process::id())).expect("no NUL");
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let _ = rfs::unlinkat(&self.fd, &*aside, AtFlags::empty());
+        let fd =
+            rfs::openat(&self.fd, &*aside, flags, Mode::from_raw_mode(0o600)).map_err(|e| TreeError::io(&path, e))?;
+        let written = (|| {
+            let file = Dir { fd, path: path.clone() };
+            file.set_owner_and_mode(mode, uid, gid)?;
+            let mut out = std::fs::File::from(file.fd);
+            out.write_all(content).and_then(|()| out.sync_all()).map_err(|e| TreeError::io(&path, e))?;
+            rfs::renameat(&self.fd, &*aside, &self.fd, &*cname).map_err(|e| TreeError::io(&path, e))
+        })();
+        if written.is_err() {
+            let _ = rfs::unlinkat(&self.fd, &*aside, AtFlags::empty());
+        }
+        written
+    }
+
     /// The names in this directory (not `.` and `..`), read through its descriptor,
     /// in no particular order. Names that are not UTF-8 are left out.
     pub fn entries(&self) -> Result<Vec<String>, TreeError> {

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod db;
 pub mod deploy;
 pub mod firewall;
+pub mod objcache;
 pub mod permissions;
 pub mod server;
 pub mod siteopts;
@@ -53,6 +54,7 @@ impl Catalogue {
         server::register(&mut catalogue);
         wordpress::register(&mut catalogue);
         deploy::register(&mut catalogue);
+        objcache::register(&mut catalogue);
         #[cfg(feature = "test-jobs")]
         if test_jobs {
             testing::register(&mut catalogue);

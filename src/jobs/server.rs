@@ -326,6 +326,7 @@ mod tests {
             acme: std::sync::Arc::new(crate::web::acme::AcmeSettings::new(dir.path())),
             reboot_command: vec!["/bin/false".into()],
             wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
+            redis_socket: crate::config::DEFAULT_REDIS_SOCKET.into(),
         };
         let ctx = JobContext::new("j".into(), &machine, Default::default(), tokio::sync::mpsc::channel(1).0);
         let outcome = Reboot.apply(&ctx).unwrap();

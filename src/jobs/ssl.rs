@@ -517,6 +517,7 @@ mod tests {
             acme: std::sync::Arc::new(acme::AcmeSettings::new(dir.path())),
             reboot_command: Vec::new(),
             wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
+            redis_socket: crate::config::DEFAULT_REDIS_SOCKET.into(),
         };
         let ctx = JobContext::new("j".into(), &machine, Default::default(), tokio::sync::mpsc::channel(1).0);
         let planned = app(&["shop.test"], 1);

@@ -66,6 +66,10 @@ pub(crate) fn remove(ctx: &JobContext, name: &AppName) -> Result<Outcome, JobErr
         crate::jobs::db::drop_database(ctx, database)?;
     }
     outcome.step("databases", !databases.is_empty());
+    // Its Redis user and keys (`app.object_cache`), when Redis runs with berth set up in it.
+    if crate::web::objcache::forget(root, &ctx.redis_socket.display().to_string(), name)? {
+        outcome.step("object cache", true);
+    }
     let web = WebConfig::gather(root)?;
     let before = ctx.inventory.read(|inv| inv.clone());
     let mut next = before.clone();

@@ -13,6 +13,8 @@ pub mod cache;
 pub mod certs;
 pub mod deploy;
 pub mod md5;
+pub mod objcache;
+pub mod objcreds;
 pub mod render;
 pub mod sitedirs;
 pub mod stack;

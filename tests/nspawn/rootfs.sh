@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 suite=bookworm
 packages=(
   systemd systemd-sysv dbus libpam-systemd
-  nginx apache2 php-fpm mariadb-server nftables unattended-upgrades
+  nginx apache2 php-fpm mariadb-server redis-server nftables unattended-upgrades
   ca-certificates curl procps iproute2 openssl passwd
 )
 key=$( { printf '%s\n' "$suite" "${packages[@]}"; cat "$0"; } | sha256sum | cut -c1-16)

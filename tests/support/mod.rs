@@ -18,6 +18,7 @@ pub mod pebble;
 pub mod pki;
 pub mod plane;
 pub mod probes;
+pub mod redis;
 pub mod servers;
 pub mod stall;
 pub mod verdicts;
