@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// berth's own environment passes: not `NOTIFY_SOCKET`/`WATCHDOG_*` (under systemd,
 /// `php-fpm -t` sent its own notifications to berth's unit), not `RUST_LOG`, not
 /// whatever the operator's shell had.
-const CLEAN_ENV: [(&str, &str); 2] = [("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), ("LC_ALL", "C")];
+pub(crate) const CLEAN_ENV: [(&str, &str); 2] = [("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), ("LC_ALL", "C")];
 
 /// What a bounded run keeps of each of stdout and stderr; the rest is read and dropped.
 const MAX_CAPTURE: u64 = 16 << 20;

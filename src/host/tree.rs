@@ -416,6 +416,29 @@ impl Dir {
         Ok(Some(content))
     }
 
+    /// Puts child `fresh` at child `name` in one step (`renameat2`, both relative to
+    /// this directory's descriptor; neither is followed if it is a link): with
+    /// `RENAME_EXCHANGE` when `name` exists, so what was there is now at `fresh`;
+    /// a plain rename when it does not. True when `name` existed.
+    pub fn exchange(&self, fresh: &str, name: &str) -> Result<bool, TreeError> {
+        let (cfresh, cname) = (self.component(fresh)?, self.component(name)?);
+        let path = self.path.join(name);
+        for _ in 0..ROUNDS {
+            match rfs::renameat_with(&self.fd, &*cfresh, &self.fd, &*cname, rfs::RenameFlags::EXCHANGE) {
+                Ok(()) => return Ok(true),
+                Err(Errno::NOENT) => {
+                    match rfs::renameat_with(&self.fd, &*cfresh, &self.fd, &*cname, rfs::RenameFlags::NOREPLACE) {
+                        Ok(()) => return Ok(false),
+                        Err(Errno::EXIST) => continue,
+                        Err(e) => return Err(TreeError::io(&path, e)),
+                    }
+                }
+                Err(e) => return Err(TreeError::io(&path, e)),
+            }
+        }
+        Err(TreeError::other(&path, "kept changing while berth put the new tree in place"))
+    }
+
     /// Where this directory was when opened (for messages).
     pub fn path(&self) -> &Path {
         &self.path

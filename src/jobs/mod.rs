@@ -12,6 +12,7 @@ use crate::job::{Job, JobError};
 
 pub mod app;
 pub mod appinfo;
+pub mod backup;
 pub mod basicauth;
 pub mod cache;
 pub mod db;
@@ -49,6 +50,7 @@ impl Catalogue {
         firewall::register(&mut catalogue);
         server::register(&mut catalogue);
         wordpress::register(&mut catalogue);
+        backup::register(&mut catalogue);
         #[cfg(feature = "test-jobs")]
         if test_jobs {
             testing::register(&mut catalogue);
