@@ -231,7 +231,7 @@ fn a_failed_stream_leaves_no_snapshot() {
     assert_eq!(count(), 2);
     sql(&machine, "", "DROP DATABASE blogdb");
     let failed = backup(&machine, "blog", json!({}));
-    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["status"], "error", "{failed}");
     assert_eq!(failed["error"]["code"], "tool_failed", "{failed}");
     assert_eq!(count(), 2, "the failed backup's files snapshot was forgotten");
 }

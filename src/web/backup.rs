@@ -27,7 +27,7 @@
 //!
 //! Databases: `mariadb-dump --single-transaction` (as root over the socket, of the
 //! app's own databases from the inventory) streamed into restic, nothing on disk;
-//! a restore streams `restic dump` into `mariadb --one-database`.
+//! a restore streams `restic dump` into `mariadb`.
 
 use std::path::{Path, PathBuf};
 
@@ -145,13 +145,15 @@ pub fn dump_producer(mysql: &MysqlSettings, db: &str) -> Spec {
     )
 }
 
-/// `mariadb` loading a dump of `db` from stdin into `db`, statements for any
-/// other database skipped (`--one-database`).
+/// `mariadb` loading a dump of `db` from stdin into `db`. The dump is one database's
+/// without `--databases`: it holds no `CREATE DATABASE` or `USE`, so it lands in `db`.
+/// (`--one-database` is not used: with the database given as `--database=` it skips
+/// every statement.)
 pub fn db_consumer(mysql: &MysqlSettings, db: &str) -> Spec {
     Spec::new(
         Cmd::new("/usr/bin/mariadb")
             .args([format!("--socket={}", mysql.socket.display()), format!("--user={}", mysql.user)])
-            .args(["--batch", "--one-database", "--default-character-set=utf8mb4", &format!("--database={db}")]),
+            .args(["--batch", "--default-character-set=utf8mb4", &format!("--database={db}")]),
     )
 }
 
