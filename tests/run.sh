@@ -45,6 +45,9 @@ needs=(
   "/usr/share/wordpress/wp-content/themes/twentytwentythree/style.css:wordpress-theme-twentytwentythree"
   "/usr/bin/php8.2:php8.2-cli"
   "/usr/lib/php/*/mysqli.so:php8.2-mysql"
+  # tests/backup.rs: restic, and MariaDB's dump and load tools.
+  "/usr/bin/restic:restic"
+  "/usr/bin/mariadb-dump:mariadb-client"
 )
 missing=()
 for need in "${needs[@]}"; do

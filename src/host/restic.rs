@@ -25,6 +25,9 @@ use crate::model::backup::{Location, Repository, Retention};
 pub const RESTIC: &str = "/usr/bin/restic";
 /// restic's cache, root's (restic makes it 0700).
 pub const CACHE_DIR: &str = "/var/cache/berth/restic";
+/// How often a command is tried while another holds the repository's lock.
+const LOCK_TRIES: u32 = 40;
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// One snapshot, as `restic snapshots --json` prints it (what berth reads of it).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -112,6 +115,21 @@ impl Restic {
         pipeline::run(&self.spec(["init"])).map(drop)
     }
 
+    /// `attempt`, again while the repository is locked by another job's restic
+    /// (a prune holds it exclusively): up to [`LOCK_TRIES`] times, [`LOCK_WAIT`] apart.
+    fn retrying<T>(attempt: impl Fn() -> Result<T, HostError>) -> Result<T, HostError> {
+        let mut tries = 1;
+        loop {
+            match attempt() {
+                Err(HostError::Failed { stderr, .. }) if stderr.contains("already locked") && tries < LOCK_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(LOCK_WAIT);
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// `producer | restic backup --stdin --stdin-filename FILE` with the app's tags;
     /// the new snapshot's id.
     pub fn backup(&self, producer: &Spec, file: &str, app: &str, set: &str) -> Result<(String, Streamed), HostError> {
@@ -120,7 +138,8 @@ impl Restic {
             vec!["backup".to_owned(), "--json".into(), "--stdin".into(), "--stdin-filename".into(), file.into()];
         args.extend(tags.iter().flat_map(|t| ["--tag".to_owned(), t.clone()]));
         let consumer = self.spec(args);
-        let streamed = pipeline::stream(producer, &consumer)?;
+        // Nothing is committed by a stream that failed: it can start over.
+        let streamed = Restic::retrying(|| pipeline::stream(producer, &consumer))?;
         let id = String::from_utf8_lossy(&streamed.consumer_stdout).lines().rev().find_map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).ok()?;
             (v["message_type"] == "summary").then(|| v["snapshot_id"].as_str().map(str::to_owned))?
@@ -136,7 +155,7 @@ impl Restic {
     /// The snapshots of `app`, oldest first.
     pub fn snapshots(&self, app: &str) -> Result<Vec<Snapshot>, HostError> {
         let spec = self.spec(["snapshots", "--json", "--tag", &format!("app:{app}")]);
-        let out = pipeline::run(&spec)?;
+        let out = Restic::retrying(|| pipeline::run(&spec))?;
         serde_json::from_slice(&out).map_err(|e| HostError::Failed {
             command: spec.cmd.to_string(),
             status: "unreadable answer".into(),
@@ -150,7 +169,8 @@ impl Restic {
         let mut args = vec!["forget".to_owned(), "--prune".into(), "--tag".into(), format!("app:{app}")];
         args.extend(["--group-by".to_owned(), "host,paths".into()]);
         args.extend(retention.args());
-        pipeline::run(&self.spec(args)).map(drop)
+        let spec = self.spec(args);
+        Restic::retrying(|| pipeline::run(&spec)).map(drop)
     }
 
     /// Forgets the snapshots `ids` (of a backup that failed halfway).
@@ -160,12 +180,14 @@ impl Restic {
         }
         let mut args = vec!["forget".to_owned()];
         args.extend(ids.iter().cloned());
-        pipeline::run(&self.spec(args)).map(drop)
+        let spec = self.spec(args);
+        Restic::retrying(|| pipeline::run(&spec)).map(drop)
     }
 
     /// `restic dump ID /FILE | consumer`.
     pub fn dump(&self, id: &str, file: &str, consumer: &Spec) -> Result<Streamed, HostError> {
-        pipeline::stream(&self.spec(["dump", id, &format!("/{file}")]), consumer)
+        let producer = self.spec(["dump", id, &format!("/{file}")]);
+        Restic::retrying(|| pipeline::stream(&producer, consumer))
     }
 }
 
