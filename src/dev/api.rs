@@ -189,6 +189,8 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         ("POST", ["apps", id, "page_cache"]) => super::cache::set_page_cache(shared, id, &body),
         ("POST", ["apps", id, "cache_purge"]) => super::cache::purge_cache(shared, id, &body),
         ("POST", ["apps", id, "basic_auth"]) => super::sites::set_basic_auth(shared, id, &body),
+        ("POST", ["apps", id, "backup"]) => super::backup::backup(shared, id, &body),
+        ("POST", ["apps", id, "restore"]) => super::backup::restore(shared, id, &body),
         ("GET", ["dbs"]) => r::list(shared, "db"),
         ("POST", ["dbs"]) => r::create_db(shared, &body),
         ("GET", ["dbs", id]) => r::get(shared, "db", id),
