@@ -25,6 +25,9 @@ use crate::model::backup::{Location, Repository, Retention};
 pub const RESTIC: &str = "/usr/bin/restic";
 /// restic's cache, root's (restic makes it 0700).
 pub const CACHE_DIR: &str = "/var/cache/berth/restic";
+/// restic's temporary pack files (`TMPDIR`), root's 0700: a few packs of up to
+/// 16 MiB at a time, whatever the size of the stream.
+pub const TMP_DIR: &str = "/var/cache/berth/restic-tmp";
 /// How often a command is tried while another holds the repository's lock.
 const LOCK_TRIES: u32 = 40;
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -59,11 +62,12 @@ pub struct Restic {
     password: Vec<u8>,
     s3_credentials: Option<Vec<u8>>,
     cache_dir: String,
+    tmp_dir: String,
 }
 
 impl Restic {
     /// `local` is where a local repository is on this host (under berth's root).
-    pub fn new(repository: &Repository, local: Option<&Path>, cache_dir: &Path) -> Restic {
+    pub fn new(repository: &Repository, local: Option<&Path>, cache_dir: &Path, tmp_dir: &Path) -> Restic {
         let (repo, s3_credentials) = match &repository.location {
             Location::Path(path) => (local.map_or_else(|| path.clone(), |p| p.display().to_string()), None),
             Location::S3(s3) => {
@@ -81,6 +85,7 @@ impl Restic {
             password: repository.password.expose().as_bytes().to_vec(),
             s3_credentials,
             cache_dir: cache_dir.display().to_string(),
+            tmp_dir: tmp_dir.display().to_string(),
         }
     }
 
@@ -88,7 +93,8 @@ impl Restic {
     pub fn spec<I: IntoIterator<Item = S>, S: Into<String>>(&self, args: I) -> Spec {
         let mut cmd = Cmd::new(RESTIC)
             .args(["-r", &self.repository, "--password-file", "/dev/fd/3", "--cache-dir", &self.cache_dir])
-            .args(args);
+            .args(args)
+            .env("TMPDIR", &self.tmp_dir);
         let mut spec = Spec::new(Cmd::new("")).secret_fd(3, &self.password);
         if let Some(credentials) = &self.s3_credentials {
             cmd = cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/fd/4").env("AWS_PROFILE", "default");
@@ -209,7 +215,7 @@ mod tests {
             }),
             password: Secret::new("repo-password"),
         };
-        let spec = Restic::new(&repository, None, Path::new("/var/cache/berth/restic")).spec(["snapshots"]);
+        let spec = Restic::new(&repository, None, Path::new(CACHE_DIR), Path::new(TMP_DIR)).spec(["snapshots"]);
         let shown = format!("{} {:?}", spec.cmd, spec.cmd.env);
         assert!(shown.contains("-r s3:https://s3.example.com/bk/srv1 --password-file /dev/fd/3"), "{shown}");
         for secret in ["AKIDEXAMPLE", "wJalrXUtnFEMI", "repo-password"] {

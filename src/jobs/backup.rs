@@ -18,7 +18,8 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 
 use crate::host::fs::under_root;
-use crate::host::restic::{Restic, Snapshot, CACHE_DIR};
+use crate::host::restic::{Restic, Snapshot, CACHE_DIR, TMP_DIR};
+use crate::host::tree::Dir;
 use crate::job::{BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
 use crate::model::backup::{Exclude, Location, Repository, Retention, SnapshotId};
@@ -103,7 +104,9 @@ fn open(ctx: &JobContext, repository: &Repository, create: bool) -> Result<(Rest
         Location::Path(path) => Some(under_root(root, path)),
         Location::S3(_) => None,
     };
-    let restic = Restic::new(repository, local.as_deref(), &under_root(root, CACHE_DIR));
+    let tmp = under_root(root, TMP_DIR);
+    Dir::ensure_trusted(&tmp, 0o700, 0, 0)?;
+    let restic = Restic::new(repository, local.as_deref(), &under_root(root, CACHE_DIR), &tmp);
     let mut made = false;
     if let Some(local) = &local {
         if !create && !local.join("config").is_file() {
