@@ -20,6 +20,7 @@
 //! is the clean one of [`super::cmd`] plus what the caller names (never a secret).
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::thread::{self, JoinHandle};
@@ -60,6 +61,12 @@ impl Spec {
         self.ok_codes.push(code);
         self
     }
+}
+
+/// A pipe, both ends close-on-exec.
+fn pipe() -> io::Result<(File, File)> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    Ok((File::from(read), File::from(write)))
 }
 
 /// A started command: its pid and the thread reading its stderr.
@@ -148,16 +155,16 @@ fn start(spec: &Spec, stdin: Option<OwnedFd>, stdout: Option<OwnedFd>) -> Result
     let (out_read, out_write) = match stdout {
         Some(fd) => (None, fd),
         None => {
-            let (r, w) = io::pipe().map_err(|e| spawn_error(&command, e))?;
+            let (r, w) = pipe().map_err(|e| spawn_error(&command, e))?;
             (Some(r), OwnedFd::from(w))
         }
     };
-    let (err_read, err_write) = io::pipe().map_err(|e| spawn_error(&command, e))?;
+    let (err_read, err_write) = pipe().map_err(|e| spawn_error(&command, e))?;
     // Secrets: each in a pipe of its own, written and closed before the start (a
     // password is far below a pipe's 64 KiB, so the write never blocks).
     let mut secrets = Vec::new();
     for (target, secret) in &spec.secret_fds {
-        let (r, mut w) = io::pipe().map_err(|e| spawn_error(&command, e))?;
+        let (r, mut w) = pipe().map_err(|e| spawn_error(&command, e))?;
         w.write_all(secret).map_err(|e| spawn_error(&command, e))?;
         drop(w);
         secrets.push((*target, OwnedFd::from(r)));
@@ -198,11 +205,11 @@ fn start(spec: &Spec, stdin: Option<OwnedFd>, stdout: Option<OwnedFd>) -> Result
     }
     let pid = posix_spawn(spec.cmd.program.as_str(), &actions, &attr, &argv, &envp).map_err(fail)?;
     drop((moved, stdin, out_write, secrets));
-    let reader = |pipe: io::PipeReader| {
+    let reader = |pipe: File| {
         thread::Builder::new().name("pipe-reader".into()).spawn(move || {
             let mut kept = Vec::new();
             let mut pipe = pipe;
-            let _ = pipe.by_ref().take(MAX_CAPTURE).read_to_end(&mut kept);
+            let _ = Read::by_ref(&mut pipe).take(MAX_CAPTURE).read_to_end(&mut kept);
             let _ = io::copy(&mut pipe, &mut io::sink());
             kept
         })
@@ -240,8 +247,8 @@ pub struct Streamed {
 /// killed before it saw the end of its input, when the producer fails; fails when
 /// the consumer does. Either way both are reaped.
 pub fn stream(producer: &Spec, consumer: &Spec) -> Result<Streamed, HostError> {
-    let (from_producer, producer_out) = io::pipe().map_err(|e| spawn_error(&producer.cmd.to_string(), e))?;
-    let (consumer_in, mut to_consumer) = io::pipe().map_err(|e| spawn_error(&consumer.cmd.to_string(), e))?;
+    let (from_producer, producer_out) = pipe().map_err(|e| spawn_error(&producer.cmd.to_string(), e))?;
+    let (consumer_in, mut to_consumer) = pipe().map_err(|e| spawn_error(&consumer.cmd.to_string(), e))?;
     let consumer_run = start(consumer, Some(OwnedFd::from(consumer_in)), None)?;
     let producer_run = match start(producer, None, Some(OwnedFd::from(producer_out))) {
         Ok(running) => running,
