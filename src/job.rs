@@ -168,7 +168,7 @@ pub fn blocking<T: Send + 'static>(
 }
 
 /// Params keys whose string values are secrets.
-const SECRET_KEYS: &[&str] = &["password", "key", "api_key", "admin_password", "private_key"];
+const SECRET_KEYS: &[&str] = &["password", "key", "api_key", "admin_password", "private_key", "secret_access_key"];
 
 /// The secrets of a job's params, to remove from everything the job reports.
 #[derive(Default, Clone, PartialEq)]

@@ -51,6 +51,9 @@ needs=(
   "/usr/sbin/sshd:openssh-server"
   # tests/object_cache.rs: Debian's Redis.
   "/usr/bin/redis-server:redis-server"
+  # tests/backup.rs: restic, and MariaDB's dump and load tools.
+  "/usr/bin/restic:restic"
+  "/usr/bin/mariadb-dump:mariadb-client"
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -194,6 +194,8 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         ("POST", ["apps", id, "fix_permissions"]) => super::sites::fix_permissions(shared, id),
         ("POST", ["apps", id, "git"]) => super::deploy::set_git(shared, id, &body),
         ("POST", ["apps", id, "deploy"]) => super::deploy::deploy(shared, id, &body),
+        ("POST", ["apps", id, "backup"]) => super::backup::backup(shared, id, &body),
+        ("POST", ["apps", id, "restore"]) => super::backup::restore(shared, id, &body),
         ("GET", ["dbs"]) => r::list(shared, "db"),
         ("POST", ["dbs"]) => r::create_db(shared, &body),
         ("GET", ["dbs", id]) => r::get(shared, "db", id),

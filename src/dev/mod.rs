@@ -8,6 +8,7 @@
 //! reaches this module; `berth run` neither loads nor links its paths.
 
 pub mod api;
+pub mod backup;
 pub mod ca;
 pub mod cache;
 pub mod control_plane;

@@ -449,6 +449,29 @@ impl Dir {
         Ok(Some(content))
     }
 
+    /// Puts child `fresh` at child `name` in one step (`renameat2`, both relative to
+    /// this directory's descriptor; neither is followed if it is a link): with
+    /// `RENAME_EXCHANGE` when `name` exists, so what was there is now at `fresh`;
+    /// a plain rename when it does not. True when `name` existed.
+    pub fn exchange(&self, fresh: &str, name: &str) -> Result<bool, TreeError> {
+        let (cfresh, cname) = (self.component(fresh)?, self.component(name)?);
+        let path = self.path.join(name);
+        for _ in 0..ROUNDS {
+            match rfs::renameat_with(&self.fd, &*cfresh, &self.fd, &*cname, rfs::RenameFlags::EXCHANGE) {
+                Ok(()) => return Ok(true),
+                Err(Errno::NOENT) => {
+                    match rfs::renameat_with(&self.fd, &*cfresh, &self.fd, &*cname, rfs::RenameFlags::NOREPLACE) {
+                        Ok(()) => return Ok(false),
+                        Err(Errno::EXIST) => continue,
+                        Err(e) => return Err(TreeError::io(&path, e)),
+                    }
+                }
+                Err(e) => return Err(TreeError::io(&path, e)),
+            }
+        }
+        Err(TreeError::other(&path, "kept changing while berth put the new tree in place"))
+    }
+
     /// Where this directory was when opened (for messages).
     pub fn path(&self) -> &Path {
         &self.path
@@ -1030,5 +1053,28 @@ mod tests {
             let _ = std::fs::remove_dir_all(tree.join("apps"));
         });
         assert_ne!(after, before, "the old code was not led outside the tree");
+    }
+
+    /// `exchange` swaps two names in one step, renames when the target is absent,
+    /// and moves a planted link itself, never what it points to.
+    #[test]
+    fn exchange_swaps_names_and_never_follows_a_link() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path();
+        for (dir, file) in [("fresh", "new"), ("app", "old"), ("outside", "target")] {
+            std::fs::create_dir(base.join(dir)).unwrap();
+            std::fs::write(base.join(dir).join(file), file).unwrap();
+        }
+        let dir = Dir::open_trusted(base).unwrap();
+        assert!(dir.exchange("fresh", "app").unwrap(), "app existed");
+        assert!(base.join("app/new").is_file() && base.join("fresh/old").is_file());
+        assert!(!dir.exchange("fresh", "gone").unwrap(), "a plain rename when absent");
+        assert!(base.join("gone/old").is_file() && !base.join("fresh").exists());
+        std::os::unix::fs::symlink(base.join("outside"), base.join("link")).unwrap();
+        assert!(dir.exchange("app", "link").unwrap());
+        assert!(std::fs::symlink_metadata(base.join("app")).unwrap().file_type().is_symlink());
+        assert!(base.join("link/new").is_file(), "the directory went where the link was");
+        assert_eq!(std::fs::read_dir(base.join("outside")).unwrap().count(), 1, "nothing went through the link");
+        assert!(dir.exchange("missing", "app").is_err());
     }
 }

@@ -12,6 +12,7 @@ use crate::job::{Job, JobError};
 
 pub mod app;
 pub mod appinfo;
+pub mod backup;
 pub mod basicauth;
 pub mod cache;
 pub mod db;
@@ -55,6 +56,7 @@ impl Catalogue {
         wordpress::register(&mut catalogue);
         deploy::register(&mut catalogue);
         objcache::register(&mut catalogue);
+        backup::register(&mut catalogue);
         #[cfg(feature = "test-jobs")]
         if test_jobs {
             testing::register(&mut catalogue);

@@ -9,6 +9,7 @@
 //! an app's site options; `resource` what a job holds while it runs; `protocol` the
 //! wire's messages (the protocol core, which does no I/O).
 
+pub mod backup;
 pub mod cache;
 pub mod deploy;
 pub mod firewall;

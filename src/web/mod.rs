@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod acme;
+pub mod backup;
 pub mod basicauth;
 pub mod cache;
 pub mod certs;
