@@ -396,6 +396,13 @@ fn ssh_deploys_use_the_deploy_key_and_pin_the_host_key() {
     assert!(machine.run("/usr/bin/rm", &["-rf", "/srv/gitssh/site.git"]).status.success());
     assert!(machine.run("/usr/bin/cp", &["-a", REPO, "/srv/gitssh/site.git"]).status.success());
     assert!(machine.run("/usr/bin/chown", &["-R", "gitssh:gitssh", "/srv/gitssh/site.git"]).status.success());
+    // `app.fix_permissions` keeps the deploy key the user's alone (0600): ssh refuses a
+    // key others may read, so a 0640 key would fail every deploy from then on.
+    let key = machine.path("/srv/users/derek/apps/blog/deploy/id_ed25519");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    ok(machine.job("app.fix_permissions", json!({"app": "blog"})));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o7777, 0o600, "fix_permissions_keeps_the_deploy_key_private");
     ok(machine.job("app.deploy", json!({"app": "blog"})));
     assert_eq!(machine.at_once_get("blog.test", "/", 200), "S2 S2");
     stop(&machine, server);

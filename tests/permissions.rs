@@ -56,17 +56,23 @@ fn messed_up_files_are_put_right_and_still_served_on_both_stacks() {
         chmod(&public.join("index.php"), 0o666);
         chmod(&public.join("wp-config.php"), 0o666);
         chmod(&public.join("cron.sh"), 0o755);
+        // Secrets of the app: a deploy's `.env`, the object cache's credentials.
+        let app_dir = machine.path("/srv/users/derek/apps/blog");
+        std::fs::write(app_dir.join(".env"), "DB_PASSWORD=x").unwrap();
+        std::fs::write(app_dir.join("redis-credentials.php"), "<?php // secrets").unwrap();
         let (code, body) = machine.get("blog.test", "/index.php");
         assert_ne!((code, body.contains("served by")), (200, true), "{stack}: a root-owned 0000 file cannot be served");
 
         let done = ok(machine.job("app.fix_permissions", json!({"app": "blog"})));
         let result = &done["result"];
-        assert!(result["changed"] == 5, "{stack}: {result}");
+        assert!(result["changed"] == 7, "{stack}: {result}");
         assert_eq!(owner_and_mode(&public.join("inc")), (uid, gid, 0o750), "{stack}");
         assert_eq!(owner_and_mode(&public.join("inc/lib.php")), (uid, gid, 0o640), "{stack}");
         assert_eq!(owner_and_mode(&public.join("index.php")), (uid, gid, 0o640), "{stack}");
         assert_eq!(owner_and_mode(&public.join("wp-config.php")), (uid, gid, 0o600), "{stack}");
         assert_eq!(owner_and_mode(&public.join("cron.sh")), (uid, gid, 0o740), "{stack}");
+        assert_eq!(owner_and_mode(&app_dir.join(".env")), (uid, gid, 0o600), "{stack}");
+        assert_eq!(owner_and_mode(&app_dir.join("redis-credentials.php")), (uid, gid, 0o600), "{stack}");
         // Live: the next request is served, by PHP running as the user.
         assert_eq!(machine.at_once_get("blog.test", "/index.php", 200), "served by derek", "{stack}");
 

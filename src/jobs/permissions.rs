@@ -20,7 +20,7 @@ use crate::jobs::Catalogue;
 use crate::model::resource::Resource;
 use crate::model::validate::{shown, Params};
 use crate::model::AppName;
-use crate::web::{accounts, sitedirs};
+use crate::web::{accounts, deploy, objcreds, sitedirs};
 
 pub fn register(catalogue: &mut Catalogue) {
     catalogue.register("app.fix_permissions", FixPermissions::parse);
@@ -31,7 +31,10 @@ pub const DIR_MODE: u32 = 0o750;
 pub const FILE_MODE: u32 = 0o640;
 pub const EXEC_MODE: u32 = 0o740;
 pub const PRIVATE_MODE: u32 = 0o600;
-pub const PRIVATE_NAMES: &[&str] = &["wp-config.php"];
+/// Files no one but their user reads: WordPress's config, the app's `.env` (a
+/// deploy's shared secrets), its object cache credentials and its deploy key (which
+/// ssh refuses to use when others may read it).
+pub const PRIVATE_NAMES: &[&str] = &["wp-config.php", ".env", objcreds::CREDENTIALS, deploy::KEY];
 /// The most entries one job walks (about 3 minutes of changes here): a bigger
 /// tree, or one its user keeps growing during the walk, ends in `limit_exceeded`.
 pub const MAX_ENTRIES: u64 = 10_000_000;

@@ -38,7 +38,7 @@ use crate::web::sitedirs::Owner;
 use crate::web::stack::{self, USERS_DIR};
 
 /// The deploy key's file in `deploy/`.
-const KEY: &str = "id_ed25519";
+pub const KEY: &str = "id_ed25519";
 /// The directories berth makes in the app's directory, and their mode.
 const DEPLOY_DIR: &str = "deploy";
 const RELEASES: &str = "releases";
