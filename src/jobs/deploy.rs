@@ -153,8 +153,9 @@ impl BlockingJob for Setup {
 }
 
 impl BlockingJob for Deploy {
-    /// The app, and the web stack for a first deploy's config change (given back at
-    /// once by a deploy that changes no config).
+    /// The app, and the web stack, given back at once: a clone and a deploy script
+    /// may take minutes, and no other app's web job waits for them. A first deploy's
+    /// config change takes the web-config lock alone, and reads the app again.
     fn resources(&self) -> Resources {
         Resources::of([Resource::App(self.app.clone()), Resource::WebStack])
     }
@@ -169,9 +170,7 @@ impl BlockingJob for Deploy {
             )));
         };
         let deployed = git.current.is_some();
-        if deployed {
-            ctx.release(Resource::WebStack);
-        }
+        ctx.release(Resource::WebStack);
         let host = ctx.host.as_ref();
         let site = Site { root: ctx.root(), owner, sysuser: &app.sysuser, app: &self.app };
         let mut outcome = Outcome::default();
@@ -218,7 +217,12 @@ impl BlockingJob for Deploy {
             let root = ctx.root();
             let _web = weblock::hold(root)?;
             let before = ctx.inventory.read(|inv| inv.clone());
-            outcome.applied(&apply_config(ctx, &WebConfig::gather(root)?, &before, &self.app, &next, Vec::new())?);
+            let mut fresh =
+                before.apps.get(&*self.app).cloned().ok_or_else(|| {
+                    JobError::NotFound(format!("app {} was deleted during its deploy", shown(&self.app)))
+                })?;
+            fresh.git.clone_from(&next.git);
+            outcome.applied(&apply_config(ctx, &WebConfig::gather(root)?, &before, &self.app, &fresh, Vec::new())?);
         }
         ctx.record(|inv| inv.apps.get_mut(&self.app).map(|a| a.git = next.git.clone()))?;
         let removed = site.prune(host, usize::from(git.keep), &id)?;
@@ -254,6 +258,40 @@ fn report(app: &App, name: &AppName, release: &Release, started: Instant, remove
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A first deploy held the web stack through its clone and deploy script (up
+    /// to 15 minutes), so one user's slow script held every other app's web jobs.
+    /// Now it gives it back before it runs anything.
+    #[test]
+    fn a_first_deploy_gives_the_web_stack_back_before_its_clone_and_script_regression() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), "derek:x:1001:1001::/srv/users/derek:/bin/bash\n").unwrap();
+        let machine = crate::job::Machine {
+            host: std::sync::Arc::new(crate::host::fake::FakeHost::new(dir.path())),
+            inventory: std::sync::Arc::new(crate::state::inventory::InventoryStore::open(dir.path()).unwrap()),
+            mysql: crate::host::mysql::MysqlSettings::under(dir.path()),
+            acme: std::sync::Arc::new(crate::web::acme::AcmeSettings::new(dir.path())),
+            reboot_command: Vec::new(),
+            wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
+            redis_socket: crate::config::DEFAULT_REDIS_SOCKET.into(),
+        };
+        let (to, mut releases) = tokio::sync::mpsc::unbounded_channel();
+        let ctx =
+            JobContext::new("j".into(), &machine, Default::default(), tokio::sync::mpsc::channel(1).0).scheduled(7, to);
+        let mut app = App::fixture(&["blog.test"], 1);
+        let git = json!({"repo": "file:///srv/repo.git", "branch": "main", "keep": 5, "shared": []});
+        app.git = Some(Box::new(serde_json::from_value(git).unwrap()));
+        ctx.record(|inv| inv.apps.insert("blog".try_into().unwrap(), app)).unwrap();
+        // No home in this root: the deploy fails at its first step in the tree.
+        let deploy = Deploy { app: "blog".try_into().unwrap(), force: false };
+        assert!(BlockingJob::apply(deploy, &ctx).is_err());
+        assert_eq!(
+            releases.try_recv().ok(),
+            Some(crate::job::Release { arrival: 7, key: Resource::WebStack }),
+            "the web stack is given back first"
+        );
+    }
 
     fn refused(kind: &str, params: Value) -> String {
         match Catalogue::new(false).parse(kind, &params) {
