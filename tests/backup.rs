@@ -175,8 +175,15 @@ fn a_round_trip_gives_the_same_tree_and_the_same_rows() {
         "DELETE FROM posts WHERE id = 1; UPDATE posts SET title = 'x'; INSERT INTO posts VALUES (9, 'n', NULL);",
     );
 
+    // PHP's opcache now holds the defaced page's code, which it may keep for its
+    // revalidate_freq (2 s) after the files change: the restore reloads PHP-FPM, so
+    // the next request sees the restored page. (A restore here takes longer than
+    // 2 s, so this check alone would not catch a missing reload.)
+    assert_eq!(machine.at_once_get("blog.test", "/", 200), "defaced");
+
     let done = restore(&machine, "blog", &snapshot);
     assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(machine.at_once_get("blog.test", "/", 200), "restored", "the next request sees the restore");
     let mut expected = before.clone();
     expected.remove("public/wp-content/cache/page.html");
     let after = manifest(&app_dir(&machine, "blog"));

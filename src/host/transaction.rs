@@ -195,6 +195,22 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
     Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded, restarted, daemon_reloaded })
 }
 
+/// Reloads `service` with no change of config (its cached code must go: a
+/// restore's new files under the same paths, which PHP's opcache may keep for its
+/// `revalidate_freq`), started when it is not running, and waits until the new
+/// generation serves.
+pub fn reload_live(host: &dyn Host, services: &Services, service: &Service) -> Result<(), ChangeError> {
+    let before = host.generation(services, service);
+    if let Err(reload) = host.run(&services.reload(service)) {
+        host.run(&services.start(service)).map_err(|start| ChangeError::ReloadThenStart {
+            service: service.to_string(),
+            reload: reload.to_string(),
+            start: start.to_string(),
+        })?;
+    }
+    host.until_live(services, service, &before, std::time::Instant::now() + crate::host::LIVE_PATIENCE)
+}
+
 /// Takes back the promises of a transaction whose files were put back, but for
 /// what was owed before it began.
 fn unpromise(pending: &Pending, promised: &[(Service, Owed)], owed: &[(Service, Owed)]) {

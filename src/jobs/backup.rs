@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 
 use crate::host::fs::under_root;
 use crate::host::restic::{Restic, Snapshot, CACHE_DIR, TMP_DIR};
+use crate::host::services::{Service, Services};
+use crate::host::transaction::reload_live;
 use crate::host::tree::Dir;
 use crate::job::{BlockingJob, Job, JobContext, JobError, Outcome, Resources};
 use crate::jobs::Catalogue;
@@ -257,6 +259,11 @@ impl BlockingJob for Restore {
             outcome.step("files", true);
             let folder = crate::model::site::public_folder_or_default(app.public_folder.as_ref());
             sitedirs::prepare(root, owner, &app.sysuser, &self.app, folder)?;
+            // Live at once: PHP's opcache would serve the replaced files' code for
+            // up to its revalidate_freq (2 s), so the app's PHP-FPM reloads.
+            let service = Service::PhpFpm(app.runtime.trim_start_matches("php").to_owned());
+            reload_live(ctx.host.as_ref(), &Services::detect(root), &service)?;
+            outcome.step(format!("reload {service}"), true);
         }
         outcome.result = Some(json!({
             "snapshot": named.short_id,
