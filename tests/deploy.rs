@@ -123,6 +123,15 @@ fn git_deploys_switch_releases_with_no_downtime(stack: &str) {
     let rerun = ok(machine.job("app.deploy", json!({"app": "blog"})));
     assert_eq!(rerun["changed"], false, "the branch has not moved: {rerun}");
     assert_eq!(rerun["result"]["release"], result["release"]);
+    // app.info reads the WordPress version in the serving release (by the id berth
+    // recorded, not through `current`): a deployed WordPress showed none.
+    let release = result["release"].as_str().unwrap();
+    let includes = machine.path(&format!("{APP_DIR}/releases/{release}/public/wp-includes"));
+    std::fs::create_dir_all(&includes).unwrap();
+    std::fs::write(includes.join("version.php"), "<?php\n$wp_version = '6.4.2';\n").unwrap();
+    let info = ok(machine.job("app.info", json!({"app": "blog"})));
+    assert_eq!(info["result"]["wordpress"]["version"], "6.4.2", "{info}");
+    std::fs::remove_dir_all(&includes).unwrap();
 
     // 20 deploys while clients ask for a page of two files, each naming its release.
     let (stop, served, bad) = (AtomicBool::new(false), AtomicUsize::new(0), std::sync::Mutex::new(Vec::new()));

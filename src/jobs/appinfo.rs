@@ -46,7 +46,13 @@ impl BlockingJob for Info {
             .read(|inv| inv.apps.get(&self.app).cloned())
             .ok_or_else(|| JobError::NotFound(format!("app {} does not exist", shown(&self.app))))?;
         let folder = public_folder_or_default(app.public_folder.as_ref());
-        let version = wordpress_version(ctx.root(), &app.sysuser, &self.app, folder)?;
+        // A deployed app serves its current release: read there, found by the id the
+        // inventory holds, never through the user's `current` link.
+        let serving = match app.git.as_ref().and_then(|git| git.current.as_ref()) {
+            Some(release) => format!("releases/{}/{folder}", release.id),
+            None => folder.to_owned(),
+        };
+        let version = wordpress_version(ctx.root(), &app.sysuser, &self.app, &serving)?;
         let mut outcome = Outcome::default();
         outcome.step("site", false);
         outcome.result = Some(site(&self.app, &app, version.as_deref()));
