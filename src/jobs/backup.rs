@@ -277,14 +277,7 @@ impl BlockingJob for Restore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refused(kind: &str, params: Value) -> String {
-        match Catalogue::new(false).parse(kind, &params) {
-            Err(JobError::InvalidParams(e)) => e.field,
-            Err(other) => panic!("{params}: {other:?}"),
-            Ok(_) => panic!("{params} was taken"),
-        }
-    }
+    use crate::jobs::refused;
 
     fn with(base: &Value, key: &str, value: Value) -> Value {
         let mut params = base.clone();

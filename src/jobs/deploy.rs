@@ -258,6 +258,7 @@ fn report(app: &App, name: &AppName, release: &Release, started: Instant, remove
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::refused;
 
     /// A first deploy held the web stack through its clone and deploy script (up
     /// to 15 minutes), so one user's slow script held every other app's web jobs.
@@ -291,14 +292,6 @@ mod tests {
             Some(crate::job::Release { arrival: 7, key: Resource::WebStack }),
             "the web stack is given back first"
         );
-    }
-
-    fn refused(kind: &str, params: Value) -> String {
-        match Catalogue::new(false).parse(kind, &params) {
-            Err(JobError::InvalidParams(e)) => e.field,
-            Err(other) => panic!("{params}: {other:?}"),
-            Ok(_) => panic!("{params} was taken"),
-        }
     }
 
     /// Hostile and broken values are refused at parse time, naming the field.

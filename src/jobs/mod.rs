@@ -97,6 +97,17 @@ impl Catalogue {
     }
 }
 
+/// The field a job's params are refused for at parse time (tests' hostile-input
+/// lists); panics when they are taken, or refused for another reason.
+#[cfg(test)]
+pub(crate) fn refused(kind: &str, params: Value) -> String {
+    match Catalogue::new(false).parse(kind, &params) {
+        Err(JobError::InvalidParams(e)) => e.field,
+        Err(other) => panic!("{params}: {other:?}"),
+        Ok(_) => panic!("{params} was taken"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

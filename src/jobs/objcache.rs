@@ -145,14 +145,7 @@ impl BlockingJob for Purge {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refused(kind: &str, params: Value) -> String {
-        match Catalogue::new(false).parse(kind, &params) {
-            Err(JobError::InvalidParams(e)) => e.field,
-            Err(other) => panic!("{params}: {other:?}"),
-            Ok(_) => panic!("{params} was taken"),
-        }
-    }
+    use crate::jobs::refused;
 
     /// Hostile and broken values are refused at parse time, naming the field.
     #[test]
