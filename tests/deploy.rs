@@ -424,15 +424,7 @@ fn ssh_deploys_use_the_deploy_key_and_pin_the_host_key() {
 fn dev_routes_set_up_git_and_deploy() {
     let machine = Machine::start();
     let dev = support::dev::Dev::in_machine(&machine, &machine.dir.path().join("dev"));
-    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
-    dev.succeeds(&action);
-    let (app, action) = dev.change(
-        "POST",
-        "/apps",
-        json!({"name": "blog", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["blog.test"], "stack": "nginx"}),
-    );
-    dev.succeeds(&action);
-    let app_id = app["id"].as_str().unwrap();
+    let app_id = &dev.derek_with_app("blog", "blog.test");
     repository(&machine, "derek");
     commit(&machine, "derek", "D1");
     let (status, answer) = dev.api("POST", &format!("/apps/{app_id}/deploy"), json!({}));

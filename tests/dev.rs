@@ -300,15 +300,7 @@ fn a_restart_on_the_same_dir_keeps_ids_actions_and_credentials() {
 fn ssl_routes_answer_with_serverpilots_ssl_object() {
     let machine = Machine::start();
     let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
-    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
-    dev.succeeds(&action);
-    let (app, action) = dev.change(
-        "POST",
-        "/apps",
-        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"], "stack": "nginx"}),
-    );
-    dev.succeeds(&action);
-    let app_id = app["id"].as_str().unwrap();
+    let app_id = &dev.derek_with_app("shop", "shop.test");
     let ssl_route = format!("/apps/{app_id}/ssl");
 
     let (status, answer) = dev.api("POST", &ssl_route, json!({"force": true}));
@@ -348,15 +340,7 @@ fn ssl_routes_answer_with_serverpilots_ssl_object() {
 fn page_cache_routes_turn_the_cache_on_and_purge_it() {
     let machine = Machine::start();
     let dev = Dev::in_machine(&machine, &machine.dir.path().join("dev"));
-    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
-    dev.succeeds(&action);
-    let (app, action) = dev.change(
-        "POST",
-        "/apps",
-        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"], "stack": "nginx"}),
-    );
-    dev.succeeds(&action);
-    let app_id = app["id"].as_str().unwrap();
+    let app_id = &dev.derek_with_app("shop", "shop.test");
     let (status, answer) =
         dev.api("POST", &format!("/apps/{app_id}/page_cache"), json!({"enabled": true, "ttl_secs": 0}));
     assert_eq!(status, 400, "{answer}");

@@ -392,15 +392,7 @@ fn berth_dev_routes_turn_the_object_cache_on_and_purge_it() {
     let machine = Machine::start();
     start_redis(&machine);
     let dev = support::dev::Dev::in_machine(&machine, &machine.dir.path().join("dev"));
-    let (user, action) = dev.change("POST", "/sysusers", json!({"name": "derek"}));
-    dev.succeeds(&action);
-    let (app, action) = dev.change(
-        "POST",
-        "/apps",
-        json!({"name": "shop", "sysuserid": user["id"], "runtime": "php8.2", "domains": ["shop.test"], "stack": "nginx"}),
-    );
-    dev.succeeds(&action);
-    let app_id = app["id"].as_str().unwrap();
+    let app_id = &dev.derek_with_app("shop", "shop.test");
     let route = format!("/apps/{app_id}/object_cache");
     let (status, answer) = dev.api("POST", &route, json!({"enabled": "yes"}));
     assert_eq!(status, 400, "{answer}");

@@ -152,6 +152,22 @@ impl<'m> Dev<'m> {
         assert_eq!(done["status"], "success", "{done}\n{}", self.log());
     }
 
+    /// System user `derek` and his app `name` on stack `nginx`, each created through
+    /// the API and carried out; the app's id.
+    #[allow(dead_code)]
+    pub fn derek_with_app(&self, name: &str, domain: &str) -> String {
+        let (user, action) = self.change("POST", "/sysusers", serde_json::json!({"name": "derek"}));
+        self.succeeds(&action);
+        let (app, action) = self.change(
+            "POST",
+            "/apps",
+            serde_json::json!({"name": name, "sysuserid": user["id"], "runtime": "php8.2", "domains": [domain],
+                               "stack": "nginx"}),
+        );
+        self.succeeds(&action);
+        app["id"].as_str().unwrap().to_owned()
+    }
+
     /// Polls the server until the agent has said hello and sent metrics.
     pub fn server_when_connected(&self) -> Value {
         let started = Instant::now();
