@@ -13,6 +13,12 @@
 //! it belongs to: files and each database are snapshots of their own, one per
 //! stream). `forget` is always scoped with `--tag app:APP`, so another app's
 //! snapshots in the same repository are never pruned.
+//!
+//! App names are reused: a deleted app's snapshots stay in the repository, and a
+//! later app of the same name (another user's, maybe) must neither list, restore
+//! nor prune them. So every snapshot also carries `owner:SYSUSER.CREATED_MS` (the
+//! app's system user and creation time, [`Scope`]), and every listing and
+//! `forget` asks for both tags (`--tag app:APP,owner:...`, restic's AND).
 
 use std::path::Path;
 
@@ -21,6 +27,28 @@ use serde::Deserialize;
 use crate::host::pipeline::{self, Spec, Streamed};
 use crate::host::{Cmd, HostError};
 use crate::model::backup::{Location, Repository, Retention};
+
+/// Which app's snapshots: its name and its incarnation (owner and creation time).
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub app: String,
+    pub owner: String,
+}
+
+impl Scope {
+    pub fn new(app: &str, sysuser: &str, created_ms: u64) -> Scope {
+        Scope { app: app.to_owned(), owner: format!("{sysuser}.{created_ms}") }
+    }
+
+    fn tags(&self) -> [String; 2] {
+        [format!("app:{}", self.app), format!("owner:{}", self.owner)]
+    }
+
+    /// restic's filter for snapshots with both tags.
+    fn filter(&self) -> String {
+        self.tags().join(",")
+    }
+}
 
 pub const RESTIC: &str = "/usr/bin/restic";
 /// restic's cache, root's (restic makes it 0700).
@@ -138,8 +166,15 @@ impl Restic {
 
     /// `producer | restic backup --stdin --stdin-filename FILE` with the app's tags;
     /// the new snapshot's id.
-    pub fn backup(&self, producer: &Spec, file: &str, app: &str, set: &str) -> Result<(String, Streamed), HostError> {
-        let tags = ["berth".to_owned(), format!("app:{app}"), format!("set:{set}")];
+    pub fn backup(
+        &self,
+        producer: &Spec,
+        file: &str,
+        scope: &Scope,
+        set: &str,
+    ) -> Result<(String, Streamed), HostError> {
+        let [app, owner] = scope.tags();
+        let tags = ["berth".to_owned(), app, owner, format!("set:{set}")];
         let mut args =
             vec!["backup".to_owned(), "--json".into(), "--stdin".into(), "--stdin-filename".into(), file.into()];
         args.extend(tags.iter().flat_map(|t| ["--tag".to_owned(), t.clone()]));
@@ -158,9 +193,9 @@ impl Restic {
         Ok((id, streamed))
     }
 
-    /// The snapshots of `app`, oldest first.
-    pub fn snapshots(&self, app: &str) -> Result<Vec<Snapshot>, HostError> {
-        let spec = self.spec(["snapshots", "--json", "--tag", &format!("app:{app}")]);
+    /// The snapshots of the app `scope`, oldest first.
+    pub fn snapshots(&self, scope: &Scope) -> Result<Vec<Snapshot>, HostError> {
+        let spec = self.spec(["snapshots", "--json", "--tag", &scope.filter()]);
         let out = Restic::retrying(|| pipeline::run(&spec))?;
         serde_json::from_slice(&out).map_err(|e| HostError::Failed {
             command: spec.cmd.to_string(),
@@ -171,8 +206,8 @@ impl Restic {
 
     /// `restic forget --prune` of `app`'s snapshots by `retention`, per stream
     /// (`--group-by host,paths`); another app's are outside `--tag app:APP`.
-    pub fn forget(&self, app: &str, retention: &Retention) -> Result<(), HostError> {
-        let mut args = vec!["forget".to_owned(), "--prune".into(), "--tag".into(), format!("app:{app}")];
+    pub fn forget(&self, scope: &Scope, retention: &Retention) -> Result<(), HostError> {
+        let mut args = vec!["forget".to_owned(), "--prune".into(), "--tag".into(), scope.filter()];
         args.extend(["--group-by".to_owned(), "host,paths".into()]);
         args.extend(retention.args());
         let spec = self.spec(args);

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 
 use crate::host::fs::under_root;
-use crate::host::restic::{Restic, Snapshot, CACHE_DIR, TMP_DIR};
+use crate::host::restic::{Restic, Scope, Snapshot, CACHE_DIR, TMP_DIR};
 use crate::host::services::{Service, Services};
 use crate::host::transaction::reload_live;
 use crate::host::tree::Dir;
@@ -151,6 +151,7 @@ impl BlockingJob for Backup {
         let root = ctx.root();
         let (app, owner, databases) = load(ctx, &self.app)?;
         let (restic, made) = open(ctx, &self.repository, true)?;
+        let scope = Scope::new(&self.app, &app.sysuser, app.created_ms);
         let mut outcome = Outcome::default();
         outcome.step("repository", made);
         let set = format!("{}", crate::time::unix_millis(SystemTime::now()));
@@ -160,7 +161,7 @@ impl BlockingJob for Backup {
         let done = (|| -> Result<(), JobError> {
             if self.files {
                 let producer = side::files_producer(root, owner, &app.sysuser, &self.app, &self.exclude)?;
-                let (id, streamed) = restic.backup(&producer, FILES, &self.app, &set)?;
+                let (id, streamed) = restic.backup(&producer, FILES, &scope, &set)?;
                 ctx.output(format!("files: {} bytes of tar, snapshot {id}\n", streamed.bytes));
                 made_ids.push(id.clone());
                 files_id = json!(id);
@@ -168,7 +169,7 @@ impl BlockingJob for Backup {
             if self.database {
                 for db in &databases {
                     let producer = side::dump_producer(&ctx.mysql, db);
-                    let (id, streamed) = restic.backup(&producer, &side::db_file(db), &self.app, &set)?;
+                    let (id, streamed) = restic.backup(&producer, &side::db_file(db), &scope, &set)?;
                     ctx.output(format!("database {db}: {} bytes of dump, snapshot {id}\n", streamed.bytes));
                     made_ids.push(id.clone());
                     db_ids.insert(db.clone(), json!(id));
@@ -183,8 +184,8 @@ impl BlockingJob for Backup {
             return Err(e);
         }
         outcome.step("snapshot", true);
-        restic.forget(&self.app, &self.retention)?;
-        let snapshots = restic.snapshots(&self.app)?;
+        restic.forget(&scope, &self.retention)?;
+        let snapshots = restic.snapshots(&scope)?;
         let first = made_ids.first().cloned().unwrap_or_default();
         outcome.result = Some(json!({
             "snapshot": first,
@@ -204,7 +205,8 @@ impl BlockingJob for Restore {
         let root = ctx.root();
         let (app, owner, databases) = load(ctx, &self.app)?;
         let (restic, _) = open(ctx, &self.repository, false)?;
-        let snapshots = restic.snapshots(&self.app)?;
+        // This incarnation's only: an earlier app of the same name is not this one.
+        let snapshots = restic.snapshots(&Scope::new(&self.app, &app.sysuser, app.created_ms))?;
         let named = snapshots.iter().find(|s| s.id.starts_with(self.snapshot.as_str())).ok_or_else(|| {
             JobError::NotFound(format!("app {} has no snapshot {}", self.app, self.snapshot.as_str()))
         })?;
