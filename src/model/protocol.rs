@@ -198,6 +198,26 @@ pub enum Event {
     /// An extension (docs/protocol.md): a background certificate renewal, done or failed.
     #[serde(rename = "ssl.renewal")]
     SslRenewal(SslRenewal),
+    /// An extension (docs/protocol.md): a monitoring check changed level.
+    #[serde(rename = "monitor.alert")]
+    MonitorAlert(MonitorAlert),
+}
+
+/// `monitor.alert`: a check of the `monitor.policy` changed level (transitions only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorAlert {
+    /// `cpu`, `ram`, `disk:/MOUNT`, `transfer`, `internal_ping`, `port:TCP:80`, `process:nginx`.
+    pub check: String,
+    /// `resources`, `ports` or `process`.
+    pub kind: String,
+    /// `ok`, `warning` or `critical`.
+    pub level: String,
+    /// The number judged: percent, kbps, ms; 1/0 for a port; a count for a process.
+    pub value: f64,
+    /// When the reading that started this level was taken.
+    pub since: String,
+    /// When the alert was made.
+    pub at: String,
 }
 
 /// `ssl.renewal`: the agent renewed an AutoSSL certificate, or failed to.
