@@ -114,6 +114,9 @@ pub struct Hello {
     pub next_seq: u64,
     /// berth's extension (docs/protocol.md): the server settings as last applied.
     pub settings: HelloSettings,
+    /// berth's extension: the `monitor.policy` as stored; absent when none was ever set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<crate::model::monitor::Policy>,
 }
 
 /// `hello.settings`: the state of each `server.update` setting.
