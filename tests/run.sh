@@ -19,6 +19,7 @@ needs=(
   "/usr/sbin/ip:iproute2"
   "/usr/bin/setpriv:util-linux"
   "/usr/bin/pgrep:procps"
+  "/bin/kill:procps"
   "/usr/sbin/mariadbd:mariadb-server"
   "/usr/bin/openssl:openssl"
   "/usr/bin/curl:curl"
