@@ -120,3 +120,47 @@ impl Monitor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(port: u16, alert_if: &str) -> Policy {
+        let quiet =
+            |w: u32, c: u32| json!({"warning": {"value": w, "alert": false}, "critical": {"value": c, "alert": false}});
+        Policy::from_value(&json!({"thresholds": {"cpu": quiet(90, 95), "ram": quiet(90, 95), "disk": quiet(80, 90),
+            "transfer": quiet(1000, 2000), "internal_ping": quiet(50, 100)},
+            "ports": [{"protocol": "TCP", "port": port, "alert_if": alert_if}]}))
+        .unwrap()
+    }
+
+    /// This host's real /proc: a listener this test holds is seen, and one it closed is not.
+    #[test]
+    fn a_listener_of_this_process_is_seen_and_its_closing_too() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut probe = Probe::new(Path::new("/proc"), Vec::new());
+        let responding = policy(port, "RESPONDING");
+        let mut alerts = Vec::new();
+        for i in 0..2 {
+            let (reading, raised) = probe.tick(Some(&responding), 7, 1000 * i);
+            assert_eq!(reading.ping_ms, Some(7.0));
+            alerts.extend(raised);
+        }
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(
+            (alerts[0].check.as_str(), alerts[0].level.as_str()),
+            (format!("port:TCP:{port}").as_str(), "critical")
+        );
+        drop(listener);
+        let mut cleared = Vec::new();
+        for i in 2..5 {
+            let (reading, alerts) = probe.tick(Some(&responding), 0, 1000 * i);
+            assert_eq!(reading.ping_ms, None, "0: no ping (disconnected)");
+            cleared.extend(alerts);
+        }
+        assert_eq!(cleared.iter().map(|a| a.level.as_str()).collect::<Vec<_>>(), ["ok"]);
+        assert!(probe.tick(None, 0, 6000).1.is_empty(), "no policy: nothing judged");
+    }
+}
