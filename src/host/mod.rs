@@ -21,6 +21,7 @@ pub mod probe;
 pub mod resp;
 pub mod restic;
 pub mod services;
+pub mod sockdiag;
 pub mod stream;
 pub mod transaction;
 pub mod tree;

@@ -1,5 +1,6 @@
 //! What the port and process checks of a monitoring policy look at: which ports
-//! have a socket bound (TCP: listening), from `/proc/net/{tcp,tcp6,udp,udp6}`, and
+//! have a socket bound (TCP: listening), asked over netlink or read from
+//! `/proc/net/{tcp,tcp6,udp,udp6}`, and
 //! which processes run under a name, from one walk of `/proc`. Each file is read
 //! once per reading, into buffers kept between readings; no traffic is sent and no
 //! program is run.
@@ -16,6 +17,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::host::sockdiag;
 use crate::model::monitor::{PortProtocol, ProcessName};
 
 /// The longest argv[0] looked at, in bytes (a longer one is not compared).
@@ -29,6 +31,8 @@ pub struct Watcher {
     tcp: PortSet,
     udp: PortSet,
     argv: Vec<u8>,
+    /// The netlink answers' buffer.
+    netlink: Vec<u8>,
 }
 
 /// A set of ports, one bit each (8 KiB).
@@ -60,13 +64,26 @@ impl Watcher {
             tcp: PortSet::new(),
             udp: PortSet::new(),
             argv: vec![0; ARGV0_MAX],
+            netlink: Vec::new(),
         }
     }
 
-    /// Re-reads the socket tables of the protocols asked for (one read of each file).
+    /// Re-reads the bound ports of the protocols asked for: over netlink
+    /// ([`crate::host::sockdiag`]) for the real `/proc`, else (or when netlink fails)
+    /// from the socket tables, one read of each file.
     pub fn read_ports(&mut self, tcp: bool, udp: bool) {
         self.tcp.clear();
         self.udp.clear();
+        if self.proc_dir == Path::new("/proc") {
+            let (tcp_set, udp_set, buf) = (&mut self.tcp, &mut self.udp, &mut self.netlink);
+            let asked = (!tcp || sockdiag::bound_ports(true, buf, |p| tcp_set.insert(p)).is_ok())
+                && (!udp || sockdiag::bound_ports(false, buf, |p| udp_set.insert(p)).is_ok());
+            if asked {
+                return;
+            }
+            self.tcp.clear();
+            self.udp.clear();
+        }
         if tcp {
             for file in ["net/tcp", "net/tcp6"] {
                 read_table(&self.proc_dir.join(file), &mut self.text, &mut self.tcp, Some("0A"));
