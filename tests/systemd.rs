@@ -79,6 +79,11 @@ async fn installed() -> (Booted, Plane) {
     let out = tokio::task::block_in_place(|| installer(&sys, &args, true));
     assert!(out.status.success(), "installer: {}", text(&out));
     assert!(!text(&out).contains(API_KEY), "the installer never shows the key");
+    if text(&out).contains("warning: redis-server") {
+        // Not berth's to fail on (only the object cache needs Redis), but shown: a CI
+        // run once saw Redis fail to restart here.
+        eprintln!("the installer could not restart Redis:\n{}", text(&out));
+    }
     let mut plane = Plane::new(cp);
     let Some(hello) = plane.try_connect(Duration::from_secs(60)).await else {
         let log = sys.run("journalctl", &["-u", "berth", "--no-pager", "-o", "verbose", "-n", "3"]);
