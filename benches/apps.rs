@@ -130,7 +130,6 @@ fn latencies(machine: &Machine, prefix: &str) -> ((f64, f64), u64) {
     ((millis[SAMPLES / 2], millis[SAMPLES * 95 / 100]), rss)
 }
 
-
 fn peak(log: &str) -> u64 {
     log.lines()
         .filter_map(|l| l.split("peak_rss_kib=").nth(1))

@@ -88,4 +88,3 @@ fn summary(runs: &mut [(f64, f64)]) -> String {
         runs.len()
     )
 }
-

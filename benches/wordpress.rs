@@ -75,4 +75,3 @@ fn summary(millis: &mut [f64]) -> String {
         millis.len()
     )
 }
-
