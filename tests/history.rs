@@ -107,9 +107,7 @@ async fn metrics_history_answers_from_the_agents_files_with_nulls_for_a_gap() {
         assert_eq!(done["error"]["code"], "invalid_params", "{done}");
         assert_eq!(done["error"]["field"], field, "{done}");
     }
-    let size: u64 = std::fs::read_dir(agent.state().join("history"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
+    let size: u64 =
+        std::fs::read_dir(agent.state().join("history")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     assert_eq!(size, DISK_BYTES, "berth kept the files as they were made");
 }

@@ -66,6 +66,8 @@ pub const DISK_BYTES: u64 = disks::FILE_LEN
     + ring::HEADER_LEN * 3
     + (TIERS[0].capacity + TIERS[1].capacity + TIERS[2].capacity) as u64 * ring::SLOT_LEN as u64;
 
+const _: () = assert!(DISK_BYTES <= 2 * 1024 * 1024, "a year of history in at most 2 MiB");
+
 /// Queries give at most this many points (the job allows 1,440).
 pub const MAX_QUERY_POINTS: u64 = 10_000;
 
@@ -211,7 +213,7 @@ impl History {
             let dividing = || TIERS.iter().enumerate().filter(|(_, t)| step_secs % (u64::from(t.res_min) * 60) == 0);
             let tier = dividing()
                 .find(|(_, t)| from_ms.saturating_add(t.holds_ms) >= now_ms)
-                .or_else(|| dividing().last())
+                .or_else(|| dividing().next_back())
                 .map_or(0, |(i, _)| i);
             let ring = &self.rings[tier];
             let res_ms = u64::from(ring.res_min) * 60_000;
@@ -261,10 +263,10 @@ fn roll_up(start: u32, parts: &[Option<Slot>], fine_tier: usize, since: &[u64; M
         }
     }
     let mut slot = Slot::empty(start);
-    for s in 0..SERIES {
-        if sum[s].1 > 0 {
-            slot.avg[s] = (sum[s].0 / f64::from(sum[s].1)) as f32;
-            slot.count[s] = u8::try_from(sum[s].1).unwrap_or(u8::MAX);
+    for (s, &(total, weight)) in sum.iter().enumerate() {
+        if weight > 0 {
+            slot.avg[s] = (total / f64::from(weight)) as f32;
+            slot.count[s] = u8::try_from(weight).unwrap_or(u8::MAX);
         }
     }
     slot
