@@ -62,8 +62,8 @@ impl Query {
         let res = resolution_for(from_ms, now_ms);
         let step_secs = match params.opt_u64("step")? {
             Some(step) => {
-                if step == 0 || step > MAX_RANGE_MS / 1000 {
-                    return Err(FieldError::new("step", "must be 1 to 31622400 seconds (366 days)"));
+                if !(60..=MAX_RANGE_MS / 1000).contains(&step) {
+                    return Err(FieldError::new("step", "must be 60 to 31622400 seconds (366 days)"));
                 }
                 if step % res != 0 {
                     return Err(FieldError::new(

@@ -13,8 +13,9 @@
 //! plus the disk table ([`disks`], 2,048 B): [`DISK_BYTES`] = 1,296,092 bytes
 //! (1.24 MiB) in all, fixed at the first start, whatever the uptime.
 //!
-//! [`History::record`] adds a reading to the current minute's sums, the only state
-//! kept in memory (≈ 200 bytes, with the disk table's mount names). When a reading
+//! [`History::record`] adds a reading to the current minute's sums, the only data
+//! kept in memory besides the disk table (≈ 150 bytes of sums, ≈ 400 bytes of
+//! table with the mounts' names, and four open files). When a reading
 //! of a later minute comes, the finished minute is written to its slot at once, and
 //! its ten-minute and hour slots are recomputed from the finer tier (10 and 6 slots
 //! read, one slot written each): the coarse tiers are derived, so nothing in them
@@ -22,6 +23,10 @@
 //! progress, nothing else. No fsync: a crash of the machine also loses what the
 //! kernel had not yet written back (typically ≤ 30 s more); a slot torn by it reads
 //! as a gap (each slot has a CRC).
+//!
+//! A query does not take the lock `record` holds: a slot being rewritten while a
+//! query reads it (the current ten minutes or hour) can read as a gap for that one
+//! query. A write that fails (a full disk) is logged once until one succeeds.
 //!
 //! Averages: the minute tier averages its readings; the coarse tiers average the
 //! minutes that have a value (each minute weighs the same). A disk has a value only
@@ -104,6 +109,8 @@ struct Partial {
 struct State {
     partial: Option<Partial>,
     disks: Disks,
+    /// The last minute's write failed (a full disk): logged once until one succeeds.
+    failing: bool,
 }
 
 /// The history: the tiers' files, open, and the current minute.
@@ -122,7 +129,7 @@ impl History {
         let ring = |t: &Tier| Ring::open(&dir, t.name, t.res_min, t.capacity);
         let rings = [ring(&TIERS[0])?, ring(&TIERS[1])?, ring(&TIERS[2])?];
         let disks = Disks::open(&dir)?;
-        Ok(History { rings, state: Mutex::new(State { partial: None, disks }) })
+        Ok(History { rings, state: Mutex::new(State { partial: None, disks, failing: false }) })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -136,9 +143,15 @@ impl History {
         let Ok(minute) = u32::try_from(reading.at_ms / 60_000) else { return };
         let mut state = self.state();
         if let Some(done) = state.partial.take_if(|p| p.minute != minute) {
-            self.finish(&done, &state.disks.since());
+            let written = self.finish(&done, &state.disks.since());
+            match &written {
+                Err(e) if !state.failing => tracing::warn!("cannot write the metrics history: {e}"),
+                Ok(()) if state.failing => tracing::info!("the metrics history is written again"),
+                _ => {}
+            }
+            state.failing = written.is_err();
         }
-        let State { partial, disks } = &mut *state;
+        let State { partial, disks, .. } = &mut *state;
         let partial = partial.get_or_insert(Partial { minute, sum: [0.0; SERIES], count: [0; SERIES] });
         let mut add = |series: usize, value: f32| {
             if value.is_finite() {
@@ -161,7 +174,7 @@ impl History {
     }
 
     /// Writes a finished minute, then recomputes its ten-minute and hour slots.
-    fn finish(&self, partial: &Partial, since: &[u64; MAX_DISKS]) {
+    fn finish(&self, partial: &Partial, since: &[u64; MAX_DISKS]) -> io::Result<()> {
         let mut slot = Slot::empty(partial.minute);
         for s in 0..SERIES {
             if partial.count[s] > 0 {
@@ -169,18 +182,14 @@ impl History {
                 slot.count[s] = u8::try_from(partial.count[s]).unwrap_or(u8::MAX);
             }
         }
-        let written = self.rings[0].write(&slot).and_then(|()| {
-            for tier in 1..TIERS.len() {
-                let (fine, coarse) = (&self.rings[tier - 1], &self.rings[tier]);
-                let start = partial.minute - partial.minute % coarse.res_min;
-                let parts = fine.read(start, coarse.res_min / fine.res_min);
-                coarse.write(&roll_up(start, &parts, tier - 1, since))?;
-            }
-            Ok(())
-        });
-        if let Err(e) = written {
-            tracing::warn!("cannot write the metrics history: {e}");
+        self.rings[0].write(&slot)?;
+        for tier in 1..TIERS.len() {
+            let (fine, coarse) = (&self.rings[tier - 1], &self.rings[tier]);
+            let start = partial.minute - partial.minute % coarse.res_min;
+            let parts = fine.read(start, coarse.res_min / fine.res_min);
+            coarse.write(&roll_up(start, &parts, tier - 1, since))?;
         }
+        Ok(())
     }
 
     /// [`History::query_at`] now.
