@@ -236,3 +236,26 @@ fn a_mount_seen_late_has_no_values_before_it_was_seen() {
     assert_eq!(&mysql[..5], &[None; 5]);
     assert!(close(mysql[5], 70.0) && close(mysql[9], 70.0));
 }
+
+#[test]
+fn queries_while_recording_never_panic_and_see_only_whole_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = std::sync::Arc::new(History::open(dir.path()).unwrap());
+    let writer = {
+        let history = history.clone();
+        std::thread::spawn(move || {
+            for k in 0..(6 * 60 * 6) {
+                history.record(&reading(START + k * 10_000, 25.0));
+            }
+        })
+    };
+    while !writer.is_finished() {
+        let answer = history.query_at(START + 6 * HOUR, START, START + 6 * HOUR, 600);
+        for value in column(&answer, "cpu").iter().flatten() {
+            assert!((value - 25.0).abs() < 1e-3, "a torn slot is a gap, never a wrong value: {value}");
+        }
+    }
+    writer.join().unwrap();
+    let answer = history.query_at(START + 6 * HOUR, START, START + 6 * HOUR, 3600);
+    assert!(column(&answer, "cpu")[..5].iter().all(|v| close(*v, 25.0)), "{answer:?}");
+}
