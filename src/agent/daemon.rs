@@ -21,6 +21,7 @@ use crate::host::System;
 use crate::job::Machine;
 use crate::jobs::Catalogue;
 use crate::model::protocol::{Hello, HelloSettings, PROTOCOL_VERSION};
+use crate::state::history::History;
 use crate::state::inventory::InventoryStore;
 use crate::state::jobstore::JobStore;
 use crate::state::outbox::Outbox;
@@ -59,6 +60,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         reboot_command: config.reboot_command.clone(),
         wordpress_source: config.wordpress_source.clone(),
         redis_socket: config.redis_socket.clone(),
+        history: Arc::new(History::open(&config.state_dir).map_err(state_error)?),
     };
     crate::jobs::firewall::reapply_at_start(&machine);
 
