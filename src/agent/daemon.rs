@@ -82,7 +82,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         jobs: jobs_tx,
         output: output_rx,
         hello: hello_fn(&config, catalogue, outbox.clone(), inventory.clone()),
-        metrics: Scraper::new(&config.root),
+        metrics: scraper(&config, inventory.clone()),
     };
     let connection = tokio::spawn(connection.run(connection_shutdown));
     let background = tokio::spawn(background(outbox));
@@ -102,6 +102,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     background.abort();
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The metrics scraper, its `upgrade_required` judged against the daemon's inventory.
+fn scraper(config: &Config, inventory: Arc<InventoryStore>) -> Scraper {
+    let mut scraper = Scraper::new(&config.root);
+    let file = config.state_dir.join(crate::state::inventory::FILE_NAME);
+    scraper.watch_reconcile(inventory, file);
+    scraper
 }
 
 /// Timers that are not the connection's: the outbox retry and the systemd watchdog.

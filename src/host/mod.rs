@@ -11,6 +11,7 @@
 pub mod cmd;
 pub mod fs;
 pub mod generation;
+pub mod kernel;
 pub mod mysql;
 pub mod nft;
 pub mod pending;
@@ -20,6 +21,7 @@ pub mod probe;
 pub mod resp;
 pub mod restic;
 pub mod services;
+pub mod stale;
 pub mod stream;
 pub mod transaction;
 pub mod tree;
