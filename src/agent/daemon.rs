@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::connection::{Connection, HelloFn};
 use crate::agent::metrics::Scraper;
+use crate::agent::monitor::{Monitor, Recorder};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::host::fs::ensure_dir;
@@ -43,6 +45,15 @@ pub enum StartError {
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    run_recording(config, None, shutdown).await
+}
+
+/// [`run`], with each monitor reading handed to `recorder` (the metrics history).
+pub async fn run_recording(
+    config: Config,
+    recorder: Option<Recorder>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let config = Arc::new(config);
     let state_error = |source| StartError::State { path: config.state_dir.clone(), source };
     ensure_dir(&config.state_dir, 0o700).map_err(state_error)?;
@@ -66,6 +77,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (output_tx, output_rx) = mpsc::channel(256);
     let (stop_engine, engine_shutdown) = shutdown::channel();
     let (stop_connection, connection_shutdown) = shutdown::channel();
+    let (stop_monitor, monitor_shutdown) = shutdown::channel();
+    let ping_ms = Arc::new(AtomicU32::new(0));
 
     let renewal = tokio::spawn(crate::engine::renewal::run(
         machine.inventory.clone(),
@@ -83,7 +96,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         output: output_rx,
         hello: hello_fn(&config, catalogue, outbox.clone(), inventory.clone()),
         metrics: scraper(&config, inventory.clone()),
+        ping_ms: ping_ms.clone(),
     };
+    let monitor = Monitor {
+        every: Duration::from_secs(config.monitor_secs),
+        inventory: inventory.clone(),
+        outbox: outbox.clone(),
+        ping_ms,
+        recorder,
+        mounts: config.monitor_mounts.clone(),
+    };
+    let monitor = tokio::spawn(monitor.run(monitor_shutdown));
     let connection = tokio::spawn(connection.run(connection_shutdown));
     let background = tokio::spawn(background(outbox));
 
@@ -95,6 +118,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("shutting down");
     systemd::stopping();
     renewal.abort();
+    stop_monitor.trigger();
+    let _ = monitor.await;
     stop_engine.trigger();
     let _ = engine.await;
     stop_connection.trigger();
@@ -147,5 +172,6 @@ fn hello_fn(
             autoupdates: inv.settings.autoupdates,
             deny_unknown_domains: inv.settings.deny_unknown_domains,
         }),
+        monitor: inventory.read(|inv| inv.monitor.clone()),
     })
 }

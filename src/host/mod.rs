@@ -6,7 +6,8 @@
 //! commands through the [`Host`] trait, so unit tests can fake the machine and see
 //! exactly which commands a job would run. `services` knows how to check, reload
 //! and start the web servers; `transaction` changes their config files as one;
-//! `tree` changes directories in users' trees without following their links.
+//! `tree` changes directories in users' trees without following their links;
+//! `watch` and `usage` read what the monitoring checks judge.
 
 pub mod cmd;
 pub mod fs;
@@ -25,6 +26,8 @@ pub mod stale;
 pub mod stream;
 pub mod transaction;
 pub mod tree;
+pub mod usage;
+pub mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
