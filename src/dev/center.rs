@@ -84,9 +84,11 @@ async fn history(shared: &Shared, server: &str, from: u64, to: u64) -> Result<Re
             });
         }
         if started.elapsed() >= PATIENCE {
+            // Not sent, or sent and late: its answer would only be kept for nothing.
+            shared.store.write(|w| w.delete("action", &id))?;
             return Err(ApiError::new(
                 hyper::StatusCode::GATEWAY_TIMEOUT,
-                format!("the agent did not answer metrics.history within {} s (action {id})", PATIENCE.as_secs()),
+                format!("the agent did not answer metrics.history within {} s", PATIENCE.as_secs()),
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

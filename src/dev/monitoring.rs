@@ -26,6 +26,9 @@ pub const KIND: &str = "monitoring_policy";
 /// The store's kind of a received `monitor.alert`.
 pub const ALERT: &str = "monitor_alert";
 
+/// The most alerts kept per server (they come on transitions only: months of them).
+pub const ALERTS_KEPT: usize = 10_000;
+
 const NAME_MAX: usize = 128;
 const DESCRIPTION_MAX: usize = 256;
 const EMAIL_MAX: usize = 254;
@@ -83,7 +86,7 @@ pub fn delete(shared: &Shared, id: &str) -> Result<Value, ApiError> {
 /// `POST /monitoring_policies/:id/servers {"servers": [id, …]}`: assigns the policy to
 /// each (taking them from any other policy) and sends it to each.
 pub fn assign(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
-    let ids: Vec<String> = match &body["servers"] {
+    let mut ids: Vec<String> = match &body["servers"] {
         Value::Array(ids) if !ids.is_empty() && ids.len() <= 100 => ids
             .iter()
             .map(|id| id.as_str().map(str::to_owned).ok_or_else(|| ApiError::bad_request("servers: must hold strings")))
@@ -91,6 +94,8 @@ pub fn assign(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError
         Value::Null => return Err(ApiError::bad_request("servers: is required")),
         _ => return Err(ApiError::bad_request("servers: must be an array of 1 to 100 server ids")),
     };
+    ids.sort();
+    ids.dedup();
     answer(shared, |w| {
         let mut policy = found(w, KIND, id)?;
         for server in &ids {
@@ -136,12 +141,19 @@ pub fn of_server(w: &Writer, server: &str) -> Option<Value> {
     w.list(KIND).into_iter().find(|p| servers_of(p).iter().any(|s| s == server))
 }
 
-/// Keeps a `monitor.alert` of `server` (its `seq` orders them), for the monitoring center.
+/// Keeps a `monitor.alert` of `server` (its `seq` orders them), for the monitoring
+/// center; past [`ALERTS_KEPT`] of a server, its oldest go.
 pub fn record_alert(w: &mut Writer, server: &str, seq: u64, event: &Value) {
     let mut alert = event.clone();
     alert["id"] = json!(format!("{server}.{seq:020}"));
     alert["serverid"] = json!(server);
     w.put(ALERT, &alert);
+    let kept = alerts_of(w, server);
+    for old in kept.iter().take(kept.len().saturating_sub(ALERTS_KEPT)) {
+        if let Some(id) = old["id"].as_str() {
+            w.delete(ALERT, id);
+        }
+    }
 }
 
 /// The alerts kept for `server`, in seq order.
@@ -273,6 +285,33 @@ mod tests {
         let mut body = seed();
         body["thresholds"]["cpu"]["warning"]["value"] = json!(96);
         assert!(refused(body).starts_with("thresholds.cpu.warning.value:"));
+    }
+
+    #[test]
+    fn alerts_are_kept_per_server_in_seq_order_and_the_oldest_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::store::Store::open(&dir.path().join("dev.redb")).unwrap();
+        store
+            .write(|w| {
+                for seq in [9, 10, 100] {
+                    record_alert(w, "S1", seq, &json!({"type": "monitor.alert", "seq": seq, "level": "ok"}));
+                }
+                record_alert(w, "S2", 5, &json!({"type": "monitor.alert", "seq": 5}));
+                let seqs: Vec<_> = alerts_of(w, "S1").iter().map(|a| a["seq"].as_u64().unwrap()).collect();
+                assert_eq!(seqs, [9, 10, 100], "numeric order, not text order");
+                assert_eq!(alerts_of(w, "S2").len(), 1);
+                for seq in 1000..1000 + ALERTS_KEPT as u64 {
+                    let alert = json!({"type": "monitor.alert", "seq": seq});
+                    w.put(ALERT, &json!({"id": format!("S1.{seq:020}"), "serverid": "S1", "alert": alert}));
+                }
+                record_alert(w, "S1", 99_999, &json!({"type": "monitor.alert", "seq": 99_999}));
+                let kept = alerts_of(w, "S1");
+                assert_eq!(kept.len(), ALERTS_KEPT);
+                assert_eq!(kept.last().unwrap()["seq"], 99_999);
+                assert_eq!(kept[0]["id"], format!("S1.{:020}", 1001), "the four oldest went");
+                assert_eq!(alerts_of(w, "S2").len(), 1, "another server's stay");
+            })
+            .unwrap();
     }
 
     #[test]

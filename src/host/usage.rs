@@ -95,7 +95,7 @@ fn cpu(stat: &str) -> Option<(u64, u64)> {
 /// Memory in use (total minus available), percent of total.
 fn memory(meminfo: &str) -> f32 {
     let field = |name: &str| {
-        meminfo.lines().find_map(|l| l.strip_prefix(name)?.trim().split_whitespace().next()?.parse::<u64>().ok())
+        meminfo.lines().find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse::<u64>().ok())
     };
     match (field("MemTotal:"), field("MemAvailable:")) {
         (Some(total), Some(available)) if total > 0 => {
