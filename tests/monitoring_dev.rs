@@ -225,22 +225,30 @@ fn a_killed_process_raises_an_alert_that_the_monitoring_center_counts() {
     back.wait().unwrap();
 }
 
-/// Needs the `history` branch (`metrics.history`): the usage series come from the agent.
+/// Needs the `history` branch (`metrics.history`, the agent's readings recorded in its
+/// history): the usage series come from the agent. A minute is in the history once it
+/// is over, so this waits for the first whole minute.
 #[test]
 fn the_monitoring_center_shows_the_agents_usage_history() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::on_host(&dir.path().join("dev"));
     dev.server_when_connected();
-    std::thread::sleep(Duration::from_secs(25));
-    let (status, answer) =
-        dev.api("GET", &format!("/monitoring_center/{}?period=LAST_HOUR", dev.server_id), Value::Null);
-    assert_eq!(status, 200, "{answer}");
+    let center = format!("/monitoring_center/{}?period=LAST_HOUR", dev.server_id);
+    let answer = until(&dev, &center, Duration::from_secs(150), |a| {
+        a["data"]["cpu"]["data"].as_array().is_some_and(|d| d.iter().any(|p| p["used_percent"].is_f64()))
+    });
     let data = &answer["data"];
     assert_eq!(data["history"], json!({"available": true}), "{answer}");
-    assert!(data["period"]["step"].as_u64().is_some(), "{answer}");
+    assert_eq!(data["period"]["step"], 60, "a minute a point for the last hour");
     let cpu = data["cpu"]["data"].as_array().unwrap();
-    assert!(!cpu.is_empty() && cpu.len() <= 1440, "{answer}");
-    assert!(cpu.iter().any(|p| p["used_percent"].as_f64().is_some()), "a reading in the last hour: {answer}");
+    assert!((60..=61).contains(&cpu.len()), "{}", cpu.len());
+    assert!(cpu.windows(2).all(|w| w[0]["date"].as_str() < w[1]["date"].as_str()), "in time order");
+    assert!(data["ram"]["data"].as_array().unwrap().iter().any(|p| p["used_percent"].is_f64()), "{answer}");
+    assert!(data["disk"]["data"].as_array().unwrap().iter().any(|p| p["used_percent"].is_f64()), "{answer}");
     assert!(data["transfer"]["data"][0].get("received").is_some(), "{answer}");
     assert_eq!(data["cpu"]["unit"], "%");
+
+    let (status, answer) = dev.api("GET", &format!("{}&x=1", center.replace("LAST_HOUR", "LAST_365D")), Value::Null);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["data"]["cpu"]["data"].as_array().unwrap().len() <= 1440, "{answer}");
 }

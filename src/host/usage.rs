@@ -94,9 +94,8 @@ fn cpu(stat: &str) -> Option<(u64, u64)> {
 
 /// Memory in use (total minus available), percent of total.
 fn memory(meminfo: &str) -> f32 {
-    let field = |name: &str| {
-        meminfo.lines().find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse::<u64>().ok())
-    };
+    let field =
+        |name: &str| meminfo.lines().find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse::<u64>().ok());
     match (field("MemTotal:"), field("MemAvailable:")) {
         (Some(total), Some(available)) if total > 0 => {
             (total.saturating_sub(available) as f64 * 100.0 / total as f64) as f32
