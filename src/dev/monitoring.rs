@@ -207,7 +207,11 @@ fn off(policy: &Value) -> Value {
 fn checked(body: &Value) -> Result<Value, ApiError> {
     let bad = |field: &str, message: &str| Err(ApiError::bad_request(format!("{field}: {message}")));
     let name = match &body["name"] {
-        Value::String(name) if !name.trim().is_empty() && name.chars().count() <= NAME_MAX => name.clone(),
+        Value::String(name)
+            if !name.trim().is_empty() && name.chars().count() <= NAME_MAX && !name.chars().any(char::is_control) =>
+        {
+            name.clone()
+        }
         Value::Null => return bad("name", "is required"),
         _ => return bad("name", "must be a string of 1 to 128 characters"),
     };
@@ -269,6 +273,7 @@ mod tests {
             (with("name", Value::Null), "name:"),
             (with("name", json!("x".repeat(129))), "name:"),
             (with("name", json!(7)), "name:"),
+            (with("name", json!("web\u{1b}[31m")), "name:"),
             (with("description", json!("x".repeat(257))), "description:"),
             (with("email", json!("a@b@c")), "email:"),
             (with("email", json!("not an address")), "email:"),
