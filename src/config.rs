@@ -40,6 +40,11 @@ pub struct Config {
     /// Redis's Unix socket (`app.object_cache`), as the apps see it; berth connects
     /// to it under `root`.
     pub redis_socket: PathBuf,
+    /// Seconds between two readings of the monitor (`monitor.policy`'s checks).
+    pub monitor_secs: u64,
+    /// Mounts the monitor counts as disks whatever their filesystem (a tmpfs that
+    /// holds data); absolute paths.
+    pub monitor_mounts: Vec<String>,
 }
 
 /// The file as written; checked into [`Config`].
@@ -69,6 +74,8 @@ struct File {
     reboot_command: Option<Vec<String>>,
     wordpress_source: Option<PathBuf>,
     redis_socket: Option<PathBuf>,
+    monitor_secs: Option<u64>,
+    monitor_mounts: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +102,10 @@ pub const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["/usr/bin/systemctl", "reboot"];
 pub const DEFAULT_WORDPRESS_SOURCE: &str = "/usr/share/wordpress";
 /// Where berth's installer has Debian's redis-server listen.
 pub const DEFAULT_REDIS_SOCKET: &str = "/run/redis/redis-server.sock";
+/// A monitor reading every 10 s: nginx killed is `critical` within 30 s.
+pub const DEFAULT_MONITOR_SECS: u64 = 10;
+/// At most this many `monitor_mounts`.
+const MAX_MONITOR_MOUNTS: usize = 32;
 
 impl Config {
     /// Reads and checks the config at `path`.
@@ -195,6 +206,26 @@ impl Config {
                 format!("must be an absolute path of printable ASCII without '..', not {}", redis_socket.display()),
             ));
         }
+        let monitor_secs = file.monitor_secs.unwrap_or(DEFAULT_MONITOR_SECS);
+        if !(1..=3600).contains(&monitor_secs) {
+            return Err(invalid("monitor_secs", format!("must be between 1 and 3600 seconds, not {monitor_secs}")));
+        }
+        let monitor_mounts = file.monitor_mounts.unwrap_or_default();
+        let bad_mount = monitor_mounts.iter().find(|m| {
+            !m.starts_with('/') || !m.chars().all(|c| c.is_ascii_graphic()) || m.split('/').any(|s| s == "..")
+        });
+        if let Some(bad) = bad_mount {
+            return Err(invalid(
+                "monitor_mounts",
+                format!(
+                    "each must be an absolute path of printable ASCII without '..', not {}",
+                    crate::model::validate::shown(bad)
+                ),
+            ));
+        }
+        if monitor_mounts.len() > MAX_MONITOR_MOUNTS {
+            return Err(invalid("monitor_mounts", format!("must name at most {MAX_MONITOR_MOUNTS} mounts")));
+        }
         Ok(Config {
             server_id: file.server_id,
             api_key: Secret::new(api_key),
@@ -212,6 +243,8 @@ impl Config {
             reboot_command,
             wordpress_source,
             redis_socket,
+            monitor_secs,
+            monitor_mounts,
         })
     }
 }
@@ -446,6 +479,11 @@ control_plane_url = "wss://cp.example.com/agent"
             ("wordpress_source = \"wordpress\"", "wordpress_source"),
             ("wordpress_source = \"/srv/../etc\"", "wordpress_source"),
             ("redis_socket = \"redis.sock\"", "redis_socket"),
+            ("monitor_secs = 0", "monitor_secs"),
+            ("monitor_secs = 3601", "monitor_secs"),
+            ("monitor_mounts = [\"mnt\"]", "monitor_mounts"),
+            ("monitor_mounts = [\"/mnt/../etc\"]", "monitor_mounts"),
+            ("monitor_mounts = [\"/mnt/a b\"]", "monitor_mounts"),
             ("redis_socket = \"/run/../etc/redis.sock\"", "redis_socket"),
             ("redis_socket = \"/run/redis/a b.sock\"", "redis_socket"),
         ] {

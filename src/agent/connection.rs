@@ -6,6 +6,7 @@
 //! the engine, acks trim the outbox, new events and metrics go out. The session
 //! ends on any failure; [`Connection::run`] decides how long to wait before the next.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -47,6 +48,9 @@ pub struct Connection {
     pub output: mpsc::Receiver<JobOutput>,
     pub hello: HelloFn,
     pub metrics: Scraper,
+    /// The last Ping→Pong round trip in ms (at least 1), 0 while disconnected or
+    /// before the first Pong: the monitor's `internal_ping`.
+    pub ping_ms: Arc<AtomicU32>,
 }
 
 /// How a session ended.
@@ -85,6 +89,7 @@ impl Connection {
         let mut status = StatusFile::new(&self.config.state_dir);
         loop {
             let ended = self.session(&mut shutdown, &mut status).await;
+            self.ping_ms.store(0, Ordering::Relaxed);
             status.disconnected(ended.reason());
             let delay = match ended {
                 Ended::Shutdown => return,
@@ -219,7 +224,13 @@ impl Connection {
                             }
                             return live.failed(format!("closed by the control plane ({})", describe_close(frame.as_ref())));
                         }
-                        Some(Ok(_)) => {} // ping, pong: tungstenite answers pings itself
+                        Some(Ok(Message::Pong(_))) => {
+                            if let Some(sent) = live.ping_sent.take() {
+                                let ms = sent.elapsed().as_millis().clamp(1, u128::from(u32::MAX)) as u32;
+                                self.ping_ms.store(ms, Ordering::Relaxed);
+                            }
+                        }
+                        Some(Ok(_)) => {} // ping: tungstenite answers pings itself
                         Some(Err(WsError::Capacity(e))) => {
                             tracing::warn!(error = %e, limit_bytes = protocol::MAX_MESSAGE_BYTES, "message over the size limit refused");
                             refuse_oversize(ws).await;
@@ -234,6 +245,7 @@ impl Connection {
                     if let Err(e) = ws.send(Message::Ping(Default::default())).await {
                         return live.failed(format!("cannot send ping: {e}"));
                     }
+                    live.ping_sent = Some(Instant::now());
                 }
                 () = &mut dead => {
                     return live.failed(format!("no frame for {}s: connection dead", (live.heartbeat * 3).as_secs()));
@@ -338,6 +350,8 @@ struct Live {
     sent: u64,
     /// When the control plane last sent a frame (for `berth status`).
     last_frame: SystemTime,
+    /// When the last Ping went out, until its Pong arrives.
+    ping_sent: Option<Instant>,
 }
 
 impl Live {
@@ -348,6 +362,7 @@ impl Live {
             heartbeat: Duration::from_secs(protocol::DEFAULT_HEARTBEAT_SECS),
             sent: 0,
             last_frame: SystemTime::now(),
+            ping_sent: None,
         }
     }
 

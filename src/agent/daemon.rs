@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::connection::{Connection, HelloFn};
 use crate::agent::metrics::Scraper;
+use crate::agent::monitor::{Monitor, Recorder};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::host::fs::ensure_dir;
@@ -52,6 +54,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let tls = tls::client_config(&config)?;
     let catalogue = Arc::new(Catalogue::new(config.test_jobs));
     let inventory = Arc::new(InventoryStore::open(&config.state_dir).map_err(state_error)?);
+    let history = Arc::new(History::open(&config.state_dir).map_err(state_error)?);
+    // Every monitor reading goes to the metrics history (`metrics.history`).
+    let recorder: Recorder = {
+        let history = history.clone();
+        Arc::new(move |reading| history.record(reading))
+    };
     let machine = Machine {
         host: Arc::new(System::new(config.root.clone())),
         inventory: inventory.clone(),
@@ -60,7 +68,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         reboot_command: config.reboot_command.clone(),
         wordpress_source: config.wordpress_source.clone(),
         redis_socket: config.redis_socket.clone(),
-        history: Arc::new(History::open(&config.state_dir).map_err(state_error)?),
+        history,
     };
     crate::jobs::firewall::reapply_at_start(&machine);
 
@@ -68,6 +76,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (output_tx, output_rx) = mpsc::channel(256);
     let (stop_engine, engine_shutdown) = shutdown::channel();
     let (stop_connection, connection_shutdown) = shutdown::channel();
+    let (stop_monitor, monitor_shutdown) = shutdown::channel();
+    let ping_ms = Arc::new(AtomicU32::new(0));
 
     let renewal = tokio::spawn(crate::engine::renewal::run(
         machine.inventory.clone(),
@@ -84,8 +94,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         jobs: jobs_tx,
         output: output_rx,
         hello: hello_fn(&config, catalogue, outbox.clone(), inventory.clone()),
-        metrics: Scraper::new(&config.root),
+        metrics: scraper(&config, inventory.clone()),
+        ping_ms: ping_ms.clone(),
     };
+    let monitor = Monitor {
+        every: Duration::from_secs(config.monitor_secs),
+        inventory: inventory.clone(),
+        outbox: outbox.clone(),
+        ping_ms,
+        recorder: Some(recorder),
+        mounts: config.monitor_mounts.clone(),
+    };
+    let monitor = tokio::spawn(monitor.run(monitor_shutdown));
     let connection = tokio::spawn(connection.run(connection_shutdown));
     let background = tokio::spawn(background(outbox));
 
@@ -97,6 +117,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("shutting down");
     systemd::stopping();
     renewal.abort();
+    stop_monitor.trigger();
+    let _ = monitor.await;
     stop_engine.trigger();
     let _ = engine.await;
     stop_connection.trigger();
@@ -104,6 +126,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     background.abort();
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The metrics scraper, its `upgrade_required` judged against the daemon's inventory.
+fn scraper(config: &Config, inventory: Arc<InventoryStore>) -> Scraper {
+    let mut scraper = Scraper::new(&config.root);
+    let file = config.state_dir.join(crate::state::inventory::FILE_NAME);
+    scraper.watch_reconcile(inventory, file);
+    scraper
 }
 
 /// Timers that are not the connection's: the outbox retry and the systemd watchdog.
@@ -141,5 +171,6 @@ fn hello_fn(
             autoupdates: inv.settings.autoupdates,
             deny_unknown_domains: inv.settings.deny_unknown_domains,
         }),
+        monitor: inventory.read(|inv| inv.monitor.clone()),
     })
 }

@@ -6,11 +6,13 @@
 //! commands through the [`Host`] trait, so unit tests can fake the machine and see
 //! exactly which commands a job would run. `services` knows how to check, reload
 //! and start the web servers; `transaction` changes their config files as one;
-//! `tree` changes directories in users' trees without following their links.
+//! `tree` changes directories in users' trees without following their links;
+//! `watch` and `usage` read what the monitoring checks judge.
 
 pub mod cmd;
 pub mod fs;
 pub mod generation;
+pub mod kernel;
 pub mod mysql;
 pub mod nft;
 pub mod pending;
@@ -20,9 +22,12 @@ pub mod probe;
 pub mod resp;
 pub mod restic;
 pub mod services;
+pub mod stale;
 pub mod stream;
 pub mod transaction;
 pub mod tree;
+pub mod usage;
+pub mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -19,6 +19,7 @@ pub mod db;
 pub mod deploy;
 pub mod firewall;
 pub mod history;
+pub mod monitor;
 pub mod objcache;
 pub mod permissions;
 pub mod server;
@@ -59,6 +60,7 @@ impl Catalogue {
         objcache::register(&mut catalogue);
         backup::register(&mut catalogue);
         history::register(&mut catalogue);
+        monitor::register(&mut catalogue);
         #[cfg(feature = "test-jobs")]
         if test_jobs {
             testing::register(&mut catalogue);

@@ -40,6 +40,9 @@ pub struct Inventory {
     /// directory a failed delete kept) never passes to the next account.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub uid_high_water: u32,
+    /// The monitoring policy of `monitor.policy`; `None` when none was ever set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<super::monitor::Policy>,
 }
 
 fn is_zero(n: &u32) -> bool {

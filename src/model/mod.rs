@@ -6,14 +6,16 @@
 //! newtype per field; `inventory` is the schema of `inventory.json`; `firewall` the
 //! custom allow rules kept there; `cache` the page cache's lifetime and purge
 //! paths; `stack` how an app is served; `secret` a value that never prints; `site`
-//! an app's site options; `reading` one reading of the host's resources; `resource` what a job holds while it runs; `protocol` the
+//! an app's site options; `reading` one reading of the host's resources; `monitor` a monitoring policy and `alerting` its checks' levels; `resource` what a job holds while it runs; `protocol` the
 //! wire's messages (the protocol core, which does no I/O).
 
+pub mod alerting;
 pub mod backup;
 pub mod cache;
 pub mod deploy;
 pub mod firewall;
 pub mod inventory;
+pub mod monitor;
 pub mod names;
 pub mod protocol;
 pub mod reading;

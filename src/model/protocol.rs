@@ -114,6 +114,9 @@ pub struct Hello {
     pub next_seq: u64,
     /// berth's extension (docs/protocol.md): the server settings as last applied.
     pub settings: HelloSettings,
+    /// berth's extension: the `monitor.policy` as stored; absent when none was ever set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<crate::model::monitor::Policy>,
 }
 
 /// `hello.settings`: the state of each `server.update` setting.
@@ -150,6 +153,11 @@ pub struct Metrics {
     pub network: Network,
     pub reboot_required: bool,
     pub upgrades_pending: u32,
+    /// systemd services (unit names without `.service`) whose processes map deleted
+    /// programs or libraries: sorted, each once.
+    pub services_need_restart: Vec<String>,
+    /// `berth reconcile` would change managed files.
+    pub upgrade_required: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -198,6 +206,26 @@ pub enum Event {
     /// An extension (docs/protocol.md): a background certificate renewal, done or failed.
     #[serde(rename = "ssl.renewal")]
     SslRenewal(SslRenewal),
+    /// An extension (docs/protocol.md): a monitoring check changed level.
+    #[serde(rename = "monitor.alert")]
+    MonitorAlert(MonitorAlert),
+}
+
+/// `monitor.alert`: a check of the `monitor.policy` changed level (transitions only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorAlert {
+    /// `cpu`, `ram`, `disk:/MOUNT`, `transfer`, `internal_ping`, `port:TCP:80`, `process:nginx`.
+    pub check: String,
+    /// `resources`, `ports` or `process`.
+    pub kind: String,
+    /// `ok`, `warning` or `critical`.
+    pub level: String,
+    /// The number judged: percent, kbps, ms; 1/0 for a port; a count for a process.
+    pub value: f64,
+    /// When the reading that started this level was taken.
+    pub since: String,
+    /// When the alert was made.
+    pub at: String,
 }
 
 /// `ssl.renewal`: the agent renewed an AutoSSL certificate, or failed to.

@@ -33,6 +33,8 @@ pub enum Resource {
     Autoupdates,
     /// The MySQL/MariaDB server (a restart).
     Mysql,
+    /// The monitoring policy (`monitor.policy`): replaced in arrival order.
+    Monitor,
     /// A `test.*` job's own resource (by the name its params give).
     Test(String),
 }
@@ -50,6 +52,7 @@ impl fmt::Display for Resource {
             Resource::Firewall => f.write_str("firewall"),
             Resource::Autoupdates => f.write_str("autoupdates"),
             Resource::Mysql => f.write_str("mysql"),
+            Resource::Monitor => f.write_str("monitor"),
             Resource::Test(name) => write!(f, "test:{name}"),
         }
     }
