@@ -12,7 +12,9 @@
 //! - the size of the stripped release binary;
 //! - then, with a monitoring policy of 50 port and 50 process checks read every
 //!   10 s (`monitor_secs`' default): idle CPU over 60 s and RSS growth over it
-//!   (goals: CPU < 0.1 % of a core, RSS growth <= 1 MiB).
+//!   (goals: CPU < 0.1 % of a core, RSS growth <= 1 MiB);
+//! - the metrics history after a simulated year of 10-s readings: its size on
+//!   disk, the cost of a reading, and the time of a LAST_365D and a LAST_24H query.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -129,6 +131,7 @@ async fn main() {
         rss_after as i64 - rss_before as i64,
         hwm_after as f64 / 1024.0
     );
+    history_figures();
 }
 
 /// Starts the daemon as after a boot: its binary read from disk, not from the page
@@ -153,4 +156,55 @@ fn status_kib(pid: i32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with(key)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The metrics history (`state::history`) after a simulated year of readings every
+/// 10 s (3,153,600 of them, one disk), fed directly with chosen times: the files'
+/// size, the cost of `record`, and the time of the seed's longest queries.
+fn history_figures() {
+    use berth::model::reading::{DiskUse, Reading};
+    use berth::state::history::History;
+    const DAY: u64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::open(dir.path()).unwrap();
+    let start = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+    let end = start + 365 * DAY;
+    let mut reading = Reading {
+        at_ms: start,
+        ram_percent: 50.0,
+        disks: vec![DiskUse { mount: "/".into(), used_percent: 40.0 }],
+        ping_ms: Some(12.0),
+        ..Reading::default()
+    };
+    let began = Instant::now();
+    let mut readings = 0u64;
+    while reading.at_ms <= end {
+        reading.cpu_percent = (reading.at_ms / 3_600_000 % 97) as f32;
+        history.record(&reading);
+        reading.at_ms += 10_000;
+        readings += 1;
+    }
+    let fed = began.elapsed();
+    let size: u64 =
+        std::fs::read_dir(dir.path().join("history")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let now = end + 30_000;
+    let timed = |from: u64, step: u64| {
+        let runs = 20;
+        let began = Instant::now();
+        for _ in 0..runs {
+            std::hint::black_box(history.query_at(now, from, now, step));
+        }
+        began.elapsed() / runs
+    };
+    let (year, day) = (timed(now - 365 * DAY, 43_200), timed(now - DAY, 600));
+    println!(
+        "metrics history after a simulated year ({readings} readings every 10s): {size} bytes ({:.2} MiB) on disk; \
+         {:.2} us per reading on average ({:.1}s for the year); LAST_365D query (step 43200) {:.2} ms, \
+         LAST_24H (step 600) {:.2} ms",
+        size as f64 / 1048576.0,
+        fed.as_secs_f64() * 1e6 / readings as f64,
+        fed.as_secs_f64(),
+        year.as_secs_f64() * 1000.0,
+        day.as_secs_f64() * 1000.0
+    );
 }

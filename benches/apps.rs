@@ -123,18 +123,11 @@ fn latencies(machine: &Machine, prefix: &str) -> ((f64, f64), u64) {
         let (_, statuses, log) = machine.apply_logged(json!({"kind": "app.create", "params": params}));
         let done = &statuses[0];
         assert_eq!(done["status"], "success", "{done}");
-        millis.push(clock_ms(&done["finished_at"]) - clock_ms(&done["started_at"]));
+        millis.push(support::job_ms(done));
         rss = rss.max(peak(&log));
     }
     millis.sort_by(f64::total_cmp);
     ((millis[SAMPLES / 2], millis[SAMPLES * 95 / 100]), rss)
-}
-
-/// Milliseconds into the day of an RFC 3339 time (the runs stay within one day).
-fn clock_ms(at: &Value) -> f64 {
-    let time = at.as_str().unwrap().split('T').nth(1).unwrap().trim_end_matches('Z');
-    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
-    (parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]) * 1000.0
 }
 
 fn peak(log: &str) -> u64 {

@@ -10,7 +10,7 @@
 mod support;
 
 use berth::host::resp::{Conn, Reply};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::machine::Machine;
 
 const KEYS: usize = 100_000;
@@ -54,11 +54,5 @@ fn main() {
 fn purge(machine: &Machine) -> (f64, u64) {
     let done = machine.job("app.object_cache_purge", json!({"app": "blog"}));
     assert_eq!(done["status"], "success", "{done}");
-    (clock_ms(&done["finished_at"]) - clock_ms(&done["started_at"]), done["result"]["removed"].as_u64().unwrap())
-}
-
-fn clock_ms(at: &Value) -> f64 {
-    let time = at.as_str().unwrap().split('T').nth(1).unwrap().trim_end_matches('Z');
-    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
-    (parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]) * 1000.0
+    (support::job_ms(&done), done["result"]["removed"].as_u64().unwrap())
 }

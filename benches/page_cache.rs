@@ -157,11 +157,5 @@ fn purge(machine: &Machine, app: &str, paths: Option<Value>) -> (f64, u64) {
     }
     let done = machine.job("app.cache_purge", params);
     assert_eq!(done["status"], "success", "{done}");
-    (clock_ms(&done["finished_at"]) - clock_ms(&done["started_at"]), done["result"]["removed"].as_u64().unwrap())
-}
-
-fn clock_ms(at: &Value) -> f64 {
-    let time = at.as_str().unwrap().split('T').nth(1).unwrap().trim_end_matches('Z');
-    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
-    (parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]) * 1000.0
+    (support::job_ms(&done), done["result"]["removed"].as_u64().unwrap())
 }

@@ -73,7 +73,7 @@ fn timed(machine: &Machine) -> (Value, f64, u64) {
         .filter_map(|v| v.split_whitespace().next()?.parse().ok())
         .max()
         .unwrap_or(0);
-    (done["result"].clone(), clock_ms(&done["finished_at"]) - clock_ms(&done["started_at"]), rss)
+    (done["result"].clone(), support::job_ms(done), rss)
 }
 
 /// The walk's and the job's milliseconds: medians, and the slowest job.
@@ -87,11 +87,4 @@ fn summary(runs: &mut [(f64, f64)]) -> String {
         runs[runs.len() - 1].1,
         runs.len()
     )
-}
-
-/// Milliseconds into the day of an RFC 3339 time (the runs stay within one day).
-fn clock_ms(at: &Value) -> f64 {
-    let time = at.as_str().unwrap().split('T').nth(1).unwrap().trim_end_matches('Z');
-    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
-    (parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]) * 1000.0
 }

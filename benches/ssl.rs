@@ -10,7 +10,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::machine::Machine;
 use support::pebble::Pebble;
 
@@ -52,13 +52,7 @@ fn issue(machine: &Machine) -> (f64, u64) {
     let (_, statuses, log) = machine.apply_logged(json!({"kind": "ssl.auto", "params": {"app": "bench"}}));
     let done = &statuses[0];
     assert_eq!((done["status"].as_str(), done["changed"].as_bool()), (Some("success"), Some(true)), "{done}");
-    (clock_ms(&done["finished_at"]) - clock_ms(&done["started_at"]), peak(&log))
-}
-
-fn clock_ms(at: &Value) -> f64 {
-    let time = at.as_str().unwrap().split('T').nth(1).unwrap().trim_end_matches('Z');
-    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
-    (parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]) * 1000.0
+    (support::job_ms(done), peak(&log))
 }
 
 fn peak(log: &str) -> u64 {

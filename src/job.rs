@@ -19,6 +19,7 @@ use crate::host::Host;
 use crate::model::protocol::{ErrorBody, ErrorCode, JobOutput, JobStatus, Status, Step, MAX_OUTPUT_BYTES};
 use crate::model::resource::Resource;
 use crate::model::validate::FieldError;
+use crate::state::history::History;
 use crate::state::inventory::{Inventory, InventoryStore};
 
 /// What [`Job::resources`] returns; the job families take it from here.
@@ -47,6 +48,8 @@ pub struct Machine {
     pub wordpress_source: std::path::PathBuf,
     /// Redis's socket as the apps see it (config `redis_socket`).
     pub redis_socket: std::path::PathBuf,
+    /// The metrics history (`state_dir/history/`): the monitor loop records, `metrics.history` reads.
+    pub history: Arc<History>,
 }
 
 impl Machine {
@@ -68,6 +71,7 @@ pub struct JobContext {
     pub acme: Arc<AcmeSettings>,
     pub wordpress_source: std::path::PathBuf,
     pub redis_socket: std::path::PathBuf,
+    pub history: Arc<History>,
     secrets: Arc<Secrets>,
     output: mpsc::Sender<JobOutput>,
     /// The engine's scheduler, when the job runs under it (not in `berth apply`).
@@ -98,6 +102,7 @@ impl JobContext {
             acme: machine.acme.clone(),
             wordpress_source: machine.wordpress_source.clone(),
             redis_socket: machine.redis_socket.clone(),
+            history: machine.history.clone(),
             secrets,
             output,
             scheduler: None,

@@ -371,3 +371,46 @@ fn a_backup_needs_no_room_for_a_copy_of_the_app() {
     assert_eq!(restored["status"], "success", "{restored}");
     assert_eq!(sql(&machine, "blogdb", sum), rows);
 }
+
+/// `berth dev`'s routes: `POST /apps/:id/backup` and `/restore` make the jobs (their
+/// bodies checked by the agent's parsers, 400 naming the field), the action's result
+/// carries the snapshot, and a restore through the API puts a changed page back.
+#[test]
+fn dev_routes_back_up_and_restore_an_app() {
+    let machine = Machine::start();
+    let dev = support::dev::Dev::in_machine(&machine, &machine.dir.path().join("dev"));
+    let app_id = &dev.derek_with_app("blog", "blog.test");
+    let index = machine.path("/srv/users/derek/apps/blog/public/index.php");
+    std::fs::write(&index, "<?php echo 'kept';").unwrap();
+
+    let (status, answer) = dev.api(
+        "POST",
+        &format!("/apps/{app_id}/backup"),
+        json!({"repository": {"path": "relative/repo", "password": PASSWORD}, "files": true, "database": false,
+               "retention": {"keep_last": 3}}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("repository.path: "), "{answer}");
+    assert!(!answer.to_string().contains(PASSWORD), "{answer}");
+
+    let (_, action) = dev.change(
+        "POST",
+        &format!("/apps/{app_id}/backup"),
+        json!({"repository": repository(), "files": true, "database": false, "retention": {"keep_last": 3}}),
+    );
+    let done = dev.settled(&action);
+    assert_eq!(done["status"], "success", "{done}");
+    let snapshot = done["result"]["snapshot"].as_str().unwrap().to_owned();
+    assert!(!done.to_string().contains(PASSWORD), "{done}");
+
+    std::fs::write(&index, "<?php echo 'defaced';").unwrap();
+    assert_eq!(machine.at_once_get("blog.test", "/", 200), "defaced");
+    let (_, action) = dev.change(
+        "POST",
+        &format!("/apps/{app_id}/restore"),
+        json!({"repository": repository(), "snapshot": snapshot}),
+    );
+    let done = dev.settled(&action);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(machine.at_once_get("blog.test", "/", 200), "kept", "the next request sees the restore");
+}

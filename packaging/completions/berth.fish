@@ -42,6 +42,7 @@ complete -c berth -n "__fish_berth_using_subcommand apply" -l root -d 'Place eve
 complete -c berth -n "__fish_berth_using_subcommand apply" -s h -l help -d 'Print help'
 complete -c berth -n "__fish_berth_using_subcommand reconcile" -l config -r -F
 complete -c berth -n "__fish_berth_using_subcommand reconcile" -l root -r -F
+complete -c berth -n "__fish_berth_using_subcommand reconcile" -l check -d 'Change nothing: print `{"upgrade_required": bool, "files": [...]}`, the managed files a reconcile would write or remove'
 complete -c berth -n "__fish_berth_using_subcommand reconcile" -s h -l help -d 'Print help'
 complete -c berth -n "__fish_berth_using_subcommand renew" -l config -r -F
 complete -c berth -n "__fish_berth_using_subcommand renew" -l root -r -F

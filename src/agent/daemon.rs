@@ -23,6 +23,7 @@ use crate::host::System;
 use crate::job::Machine;
 use crate::jobs::Catalogue;
 use crate::model::protocol::{Hello, HelloSettings, PROTOCOL_VERSION};
+use crate::state::history::History;
 use crate::state::inventory::InventoryStore;
 use crate::state::jobstore::JobStore;
 use crate::state::outbox::Outbox;
@@ -45,15 +46,6 @@ pub enum StartError {
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    run_recording(config, None, shutdown).await
-}
-
-/// [`run`], with each monitor reading handed to `recorder` (the metrics history).
-pub async fn run_recording(
-    config: Config,
-    recorder: Option<Recorder>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StartError> {
     let config = Arc::new(config);
     let state_error = |source| StartError::State { path: config.state_dir.clone(), source };
     ensure_dir(&config.state_dir, 0o700).map_err(state_error)?;
@@ -62,6 +54,12 @@ pub async fn run_recording(
     let tls = tls::client_config(&config)?;
     let catalogue = Arc::new(Catalogue::new(config.test_jobs));
     let inventory = Arc::new(InventoryStore::open(&config.state_dir).map_err(state_error)?);
+    let history = Arc::new(History::open(&config.state_dir).map_err(state_error)?);
+    // Every monitor reading goes to the metrics history (`metrics.history`).
+    let recorder: Recorder = {
+        let history = history.clone();
+        Arc::new(move |reading| history.record(reading))
+    };
     let machine = Machine {
         host: Arc::new(System::new(config.root.clone())),
         inventory: inventory.clone(),
@@ -70,6 +68,7 @@ pub async fn run_recording(
         reboot_command: config.reboot_command.clone(),
         wordpress_source: config.wordpress_source.clone(),
         redis_socket: config.redis_socket.clone(),
+        history,
     };
     crate::jobs::firewall::reapply_at_start(&machine);
 
@@ -95,7 +94,7 @@ pub async fn run_recording(
         jobs: jobs_tx,
         output: output_rx,
         hello: hello_fn(&config, catalogue, outbox.clone(), inventory.clone()),
-        metrics: Scraper::new(&config.root),
+        metrics: scraper(&config, inventory.clone()),
         ping_ms: ping_ms.clone(),
     };
     let monitor = Monitor {
@@ -103,7 +102,7 @@ pub async fn run_recording(
         inventory: inventory.clone(),
         outbox: outbox.clone(),
         ping_ms,
-        recorder,
+        recorder: Some(recorder),
         mounts: config.monitor_mounts.clone(),
     };
     let monitor = tokio::spawn(monitor.run(monitor_shutdown));
@@ -127,6 +126,14 @@ pub async fn run_recording(
     background.abort();
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The metrics scraper, its `upgrade_required` judged against the daemon's inventory.
+fn scraper(config: &Config, inventory: Arc<InventoryStore>) -> Scraper {
+    let mut scraper = Scraper::new(&config.root);
+    let file = config.state_dir.join(crate::state::inventory::FILE_NAME);
+    scraper.watch_reconcile(inventory, file);
+    scraper
 }
 
 /// Timers that are not the connection's: the outbox retry and the systemd watchdog.

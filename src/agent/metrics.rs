@@ -11,7 +11,9 @@
 //! interfaces are always the real host's (sysinfo reads /proc and /sys).
 //!
 //! `upgrades_pending` is the expensive one (it may run `apt-get --simulate`), so it is
-//! cached and recounted on a background thread, rarely (see `Upgrades`).
+//! cached and recounted on a background thread, rarely (see `Upgrades`). The kernel's
+//! part of `reboot_required`, `services_need_restart` and `upgrade_required` are
+//! [`crate::agent::flags`]'s.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -23,7 +25,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sysinfo::{DiskRefreshKind, Disks, MemoryRefreshKind, Networks, System};
 
+use crate::agent::flags::Flags;
 use crate::model::protocol::{Disk, Memory, Metrics, Network, Swap};
+use crate::state::inventory::InventoryStore;
 
 /// Filesystem types that are not disks: kernel and memory filesystems, container layers,
 /// images mounted read-only, and remote filesystems (not this server's disks, and statvfs
@@ -92,6 +96,7 @@ pub struct Scraper {
     networks: Networks,
     root: PathBuf,
     upgrades: Upgrades,
+    flags: Flags,
 }
 
 impl Scraper {
@@ -106,7 +111,13 @@ impl Scraper {
             networks: Networks::new(),
             root: root.to_owned(),
             upgrades: Upgrades::new(root, Arc::new(count_upgrades)),
+            flags: Flags::new(root),
         }
+    }
+
+    /// Reports `upgrade_required` for this inventory (stored in `inventory_file`).
+    pub fn watch_reconcile(&mut self, inventory: Arc<InventoryStore>, inventory_file: PathBuf) {
+        self.flags.watch_reconcile(inventory, inventory_file);
     }
 
     /// One snapshot shaped as PROTOCOL 2.7 (`kind: "metrics"`, `at` = the `at` argument, an RFC 3339 string the caller gives).
@@ -129,8 +140,10 @@ impl Scraper {
             swap: Swap { total: swap_total, used: swap_total.saturating_sub(swap_free) },
             disks: self.disks(),
             network: self.network(),
-            reboot_required: reboot_required(&self.root),
+            reboot_required: reboot_required(&self.root) || self.flags.kernel_outdated(),
             upgrades_pending: self.upgrades.pending(Instant::now()),
+            services_need_restart: self.flags.services_need_restart(Instant::now()),
+            upgrade_required: self.flags.upgrade_required(Instant::now()),
         }
     }
 
@@ -138,6 +151,7 @@ impl Scraper {
     /// the daemon never waits).
     pub fn wait_for_upgrades(&mut self) {
         self.upgrades.collect(true);
+        self.flags.wait();
     }
 
     fn disks(&mut self) -> Vec<Disk> {

@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod connection;
 pub mod daemon;
+pub mod flags;
 pub mod metrics;
 pub mod monitor;
 pub mod systemd;

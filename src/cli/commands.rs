@@ -76,6 +76,10 @@ pub enum Shipped {
         config: Option<PathBuf>,
         #[arg(long)]
         root: Option<PathBuf>,
+        /// Change nothing: print `{"upgrade_required": bool, "files": [...]}`, the
+        /// managed files a reconcile would write or remove.
+        #[arg(long)]
+        check: bool,
     },
     /// Renew now every AutoSSL certificate that is due, as the daemon does hourly;
     /// print each renewal's `ssl.renewal` event as a JSON line. Exit 1 if one failed.
@@ -133,7 +137,7 @@ fn shipped(command: Shipped) -> ExitCode {
     match command {
         Shipped::Run { config } => run(config),
         Shipped::Apply { config, root, file } => apply(config, root, file),
-        Shipped::Reconcile { config, root } => reconcile(config, root),
+        Shipped::Reconcile { config, root, check } => reconcile(config, root, check),
         Shipped::Renew { config, root } => renew(config, root),
         Shipped::Metrics { root } => metrics(root),
         Shipped::Doctor { config } => doctor(config),
@@ -272,12 +276,15 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn reconcile(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
+fn reconcile(config_path: Option<PathBuf>, root: Option<PathBuf>, check: bool) -> ExitCode {
     crate::cli::logging::init();
     let setup = match local_setup(config_path, root) {
         Ok(setup) => setup,
         Err(code) => return code,
     };
+    if check {
+        return reconcile_check(&setup);
+    }
     let machine = match crate::engine::apply::machine(&setup) {
         Ok(machine) => machine,
         Err(e) => {
@@ -353,6 +360,29 @@ fn renew(config_path: Option<PathBuf>, root: Option<PathBuf>) -> ExitCode {
     match events.iter().all(|e| e.status == crate::model::protocol::Status::Success) {
         true => ExitCode::SUCCESS,
         false => ExitCode::FAILURE,
+    }
+}
+
+/// `berth reconcile --check`: what a reconcile would change, nothing written.
+fn reconcile_check(setup: &crate::engine::apply::Setup) -> ExitCode {
+    let inventory = match crate::state::inventory::InventoryStore::open(&setup.state_dir) {
+        Ok(inventory) => inventory,
+        Err(e) => {
+            tracing::error!("cannot open the state in {}: {e}", setup.state_dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::engine::reconcile::unapplied(&setup.root, &inventory) {
+        Ok(files) => {
+            let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+            println!("{}", serde_json::json!({"upgrade_required": !files.is_empty(), "files": files}));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{}", serde_json::json!({"error": e.body()}));
+            tracing::error!("reconcile --check failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

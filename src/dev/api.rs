@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::monitoring;
 use super::resources as r;
 use super::servers;
 use super::Shared;
@@ -115,12 +116,18 @@ fn over_cap_answer() -> String {
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let query = request.uri().query().unwrap_or_default().to_owned();
     let answer = match authorized(&shared, &request) {
         false => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "authentication required: HTTP Basic with the credentials berth dev printed",
         )),
         true => match body(request).await {
+            // The one route that waits on the agent.
+            Ok(_) if super::center::wanted(&method, &path).is_some() => {
+                let server = super::center::wanted(&method, &path).unwrap_or_default();
+                super::center::get(&shared, server, &query).await
+            }
             Ok(body) => route(&shared, &method, &path, body),
             Err(e) => Err(e),
         },
@@ -202,6 +209,13 @@ pub fn route(shared: &Shared, method: &Method, path: &str, body: Value) -> Resul
         ("POST", ["dbs", id]) => r::update_db(shared, id, &body),
         ("DELETE", ["dbs", id]) => r::delete_db(shared, id),
         ("GET", ["actions", id]) => r::get_action(shared, id),
+        ("GET", ["monitoring_policies"]) => monitoring::list(shared),
+        ("POST", ["monitoring_policies"]) => monitoring::create(shared, &body),
+        ("GET", ["monitoring_policies", id]) => monitoring::get(shared, id),
+        ("PUT", ["monitoring_policies", id]) => monitoring::update(shared, id, &body),
+        ("DELETE", ["monitoring_policies", id]) => monitoring::delete(shared, id),
+        ("POST", ["monitoring_policies", id, "servers"]) => monitoring::assign(shared, id, &body),
+        ("DELETE", ["monitoring_policies", id, "servers", server]) => monitoring::unassign(shared, id, server),
         _ => Err(ApiError::not_found(format!("no such route: {method} {}", crate::model::validate::shown(path)))),
     }
 }

@@ -268,6 +268,9 @@ pub fn record_event(w: &mut Writer, server_id: &str, seq_key: &str, seq: u64, ev
             w.put("action", &action);
         }
     }
+    if event["type"] == "monitor.alert" {
+        super::monitoring::record_alert(w, server_id, seq, event);
+    }
     w.set_meta(seq_key, &seq.to_string());
     seq
 }

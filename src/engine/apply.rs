@@ -18,6 +18,7 @@ use crate::host::System;
 use crate::job::Machine;
 use crate::jobs::Catalogue;
 use crate::model::protocol::{JobMsg, JobStatus, Status};
+use crate::state::history::History;
 use crate::state::inventory::InventoryStore;
 
 /// Where `apply` works: the state dir (for the inventory) and the root.
@@ -91,6 +92,7 @@ pub fn machine(setup: &Setup) -> Result<Machine, ApplyError> {
         reboot_command: setup.reboot_command.clone(),
         wordpress_source: setup.wordpress_source.clone(),
         redis_socket: setup.redis_socket.clone(),
+        history: Arc::new(History::open(&setup.state_dir).map_err(state_error)?),
     })
 }
 

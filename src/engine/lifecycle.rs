@@ -154,6 +154,7 @@ mod tests {
             reboot_command: Vec::new(),
             wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
             redis_socket: crate::config::DEFAULT_REDIS_SOCKET.into(),
+            history: std::sync::Arc::new(crate::state::history::History::open(root.path()).unwrap()),
         };
         let ctx = JobContext::new("j1".into(), &machine, Arc::default(), mpsc::channel(1).0);
         let result = run(Box::new(Panics), ctx.clone()).await;

@@ -6,10 +6,17 @@
 //! known pain). When everything already holds, nothing is written and nothing
 //! reloads. One transaction for all apps means one check and one reload per
 //! service, however many apps there are.
+//!
+//! [`unapplied`] is its dry run (`berth reconcile --check`, and the agent's
+//! `upgrade_required` flag): the same render, compared with the files, nothing written.
+//! It does not look at the users' directories that `run` repairs.
+
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 use crate::job::{JobError, Machine, Outcome};
+use crate::state::inventory::InventoryStore;
 use crate::web::render::WebConfig;
 use crate::web::sitedirs;
 use crate::web::stack::Scope;
@@ -63,4 +70,17 @@ pub fn run(machine: &Machine) -> Result<Outcome, JobError> {
         "refused_directories": refused,
     }));
     Ok(outcome)
+}
+
+/// The managed files [`run`] would write or remove now (none when every app's files
+/// hold), under the web-config lock so no job's half-done transaction is seen.
+pub fn unapplied(root: &Path, inventory: &InventoryStore) -> Result<Vec<PathBuf>, JobError> {
+    let _web = crate::web::weblock::hold(root)?;
+    let inventory = inventory.read(|inv| inv.clone());
+    if inventory.apps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let web = WebConfig::gather(root)?;
+    let (changes, _skipped) = web.render(&inventory, Scope::Every)?;
+    crate::host::transaction::unapplied(&changes).map_err(JobError::from)
 }

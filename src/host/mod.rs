@@ -12,6 +12,7 @@
 pub mod cmd;
 pub mod fs;
 pub mod generation;
+pub mod kernel;
 pub mod mysql;
 pub mod nft;
 pub mod pending;
@@ -22,6 +23,7 @@ pub mod resp;
 pub mod restic;
 pub mod services;
 pub mod sockdiag;
+pub mod stale;
 pub mod stream;
 pub mod transaction;
 pub mod tree;

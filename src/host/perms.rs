@@ -399,11 +399,18 @@ mod tests {
         assert_eq!(link.uid(), 0, "the link itself is left alone");
     }
 
-    #[test]
-    fn a_bind_mount_in_the_tree_is_not_crossed() {
+    /// Puts this test thread in a mount namespace of its own (private mounts, so
+    /// nothing it mounts is seen outside) and gives back a `mount ARGS` runner.
+    fn private_mounts() -> impl Fn(&[&str]) {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare (run the tests as root)");
         let mount = |args: &[&str]| assert!(std::process::Command::new("mount").args(args).status().unwrap().success());
         mount(&["--make-rprivate", "/"]);
+        mount
+    }
+
+    #[test]
+    fn a_bind_mount_in_the_tree_is_not_crossed() {
+        let mount = private_mounts();
         let t = tempfile::tempdir().unwrap();
         let other = outside(t.path());
         let before = modes(&other);
@@ -464,9 +471,7 @@ mod tests {
     /// (redteam17: it was chowned to the user through the `O_PATH` open).
     #[test]
     fn a_file_bind_mount_in_the_tree_is_not_crossed_regression() {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare (run the tests as root)");
-        let mount = |args: &[&str]| assert!(std::process::Command::new("mount").args(args).status().unwrap().success());
-        mount(&["--make-rprivate", "/"]);
+        let mount = private_mounts();
         let t = tempfile::tempdir().unwrap();
         let other = outside(t.path());
         let before = modes(&other);

@@ -85,12 +85,7 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
     let mut writes = Vec::new();
     for change in changes {
         let before = read(&change.path).map_err(|e| io_error(&change.path, e))?;
-        let holds = match (&before, &change.content) {
-            (Before::File(bytes, mode), Some(content)) => bytes == content && *mode == change.mode,
-            (Before::Absent, None) => true,
-            _ => false,
-        };
-        if !holds {
+        if !holds(&before, change) {
             writes.push((change, before));
         }
     }
@@ -193,6 +188,27 @@ pub fn apply(host: &dyn Host, services: &Services, changes: &[FileChange]) -> Re
         pending.settle(service).map_err(marker_error)?;
     }
     Ok(Applied { changed: previous.into_iter().map(|p| p.path).collect(), reloaded, restarted, daemon_reloaded })
+}
+
+/// The paths of `changes` whose file does not hold yet: what [`apply`] would write,
+/// found without writing anything (`berth reconcile --check`, `upgrade_required`).
+pub fn unapplied(changes: &[FileChange]) -> Result<Vec<PathBuf>, ChangeError> {
+    let mut paths = Vec::new();
+    for change in changes {
+        let before = read(&change.path).map_err(|e| io_error(&change.path, e))?;
+        if !holds(&before, change) {
+            paths.push(change.path.clone());
+        }
+    }
+    Ok(paths)
+}
+
+fn holds(before: &Before, change: &FileChange) -> bool {
+    match (before, &change.content) {
+        (Before::File(bytes, mode), Some(content)) => *bytes == *content && *mode == change.mode,
+        (Before::Absent, None) => true,
+        _ => false,
+    }
 }
 
 /// Reloads `service` with no change of config (its cached code must go: a

@@ -276,6 +276,7 @@ mod tests {
             reboot_command: Vec::new(),
             wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
             redis_socket: crate::config::DEFAULT_REDIS_SOCKET.into(),
+            history: std::sync::Arc::new(crate::state::history::History::open(dir.path()).unwrap()),
         };
         let (to, mut releases) = tokio::sync::mpsc::unbounded_channel();
         let ctx =

@@ -18,6 +18,7 @@ pub mod cache;
 pub mod db;
 pub mod deploy;
 pub mod firewall;
+pub mod history;
 pub mod monitor;
 pub mod objcache;
 pub mod permissions;
@@ -58,6 +59,7 @@ impl Catalogue {
         deploy::register(&mut catalogue);
         objcache::register(&mut catalogue);
         backup::register(&mut catalogue);
+        history::register(&mut catalogue);
         monitor::register(&mut catalogue);
         #[cfg(feature = "test-jobs")]
         if test_jobs {

@@ -327,6 +327,7 @@ mod tests {
             reboot_command: vec!["/bin/false".into()],
             wordpress_source: crate::config::DEFAULT_WORDPRESS_SOURCE.into(),
             redis_socket: crate::config::DEFAULT_REDIS_SOCKET.into(),
+            history: std::sync::Arc::new(crate::state::history::History::open(dir.path()).unwrap()),
         };
         let ctx = JobContext::new("j".into(), &machine, Default::default(), tokio::sync::mpsc::channel(1).0);
         let outcome = Reboot.apply(&ctx).unwrap();

@@ -153,6 +153,11 @@ pub struct Metrics {
     pub network: Network,
     pub reboot_required: bool,
     pub upgrades_pending: u32,
+    /// systemd services (unit names without `.service`) whose processes map deleted
+    /// programs or libraries: sorted, each once.
+    pub services_need_restart: Vec<String>,
+    /// `berth reconcile` would change managed files.
+    pub upgrade_required: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -243,12 +243,21 @@ impl Site<'_> {
     /// Runs the deploy script in release `id` as the user (`/bin/sh -c`), each line
     /// of its output to `line`; an exit other than 0, or a timeout, is `tool_failed`
     /// with the end of its output.
+    ///
+    /// The script is PID 1 of a PID namespace of its own (`unshare --pid --fork
+    /// --kill-child`): when it ends, or berth kills it, the kernel kills everything it
+    /// started, also what it detached with `setsid` or a double fork, so nothing of
+    /// the user's is left running inside berth's service.
     pub fn run_script(&self, script: &DeployScript, id: &str, line: &mut dyn FnMut(&str)) -> Result<(), JobError> {
         let dir = self.path(&format!("{RELEASES}/{id}"));
-        let cmd = self
+        let as_user = self
             .as_user("/usr/bin/env", [format!("--chdir={dir}"), "/bin/sh".into(), "-c".into(), script.as_str().into()])
             .env("BERTH_APP", self.app)
             .env("BERTH_RELEASE", id);
+        let mut cmd = Cmd::new("/usr/bin/unshare").args(["--pid", "--fork", "--kill-child", "--"]);
+        cmd.args.push(as_user.program);
+        cmd.args.extend(as_user.args);
+        cmd.env = as_user.env;
         let mut tail = String::new();
         let status = run_streaming(&cmd, SCRIPT_TIMEOUT, &mut |text| {
             line(text);

@@ -22,7 +22,7 @@ use crate::host::fs::under_root;
 use crate::host::tree::{Dir, TreeError};
 use crate::job::JobError;
 use crate::state::inventory::Inventory;
-use crate::web::stack::{LOG_BASE, USERS_DIR};
+use crate::web::stack::{app_dir, LOG_BASE, USERS_DIR};
 
 /// Mode of an app's directories in the home: the user, and the web server through
 /// the user's group.
@@ -110,15 +110,10 @@ pub fn ensure_all_logs(root: &Path, inventory: &Inventory) -> Result<bool, JobEr
 /// without following a link: a link on the way is `conflict`, a missing directory
 /// `precondition_failed`.
 pub fn open_app(root: &Path, sysuser: &str, app: &str) -> Result<Dir, JobError> {
-    let missing = || {
-        JobError::PreconditionFailed(format!("the directory of app {app} ({}) is missing", stack_app_dir(sysuser, app)))
-    };
+    let missing =
+        || JobError::PreconditionFailed(format!("the directory of app {app} ({}) is missing", app_dir(sysuser, app)));
     let apps = home(root, sysuser)?.open_dir("apps")?.ok_or_else(missing)?;
     apps.open_dir(app)?.ok_or_else(missing)
-}
-
-fn stack_app_dir(sysuser: &str, app: &str) -> String {
-    crate::web::stack::app_dir(sysuser, app)
 }
 
 /// Removes the app's directory, temp directory and logs; true when there was

@@ -579,3 +579,32 @@ pub fn write_executable(path: &Path, script: &str) {
     std::fs::write(path, script).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// A final `job.status`'s own time in milliseconds: `finished_at` minus `started_at`
+/// (what the benches report), from the two RFC 3339 times, across midnight too.
+pub fn job_ms(done: &serde_json::Value) -> f64 {
+    rfc3339_ms(&done["finished_at"]) - rfc3339_ms(&done["started_at"])
+}
+
+/// An RFC 3339 UTC time (`2026-12-02T13:00:00.084Z`) in milliseconds since the epoch.
+pub fn rfc3339_ms(at: &serde_json::Value) -> f64 {
+    let at = at.as_str().unwrap_or_else(|| panic!("a time: {at}"));
+    let (date, time) = at.trim_end_matches('Z').split_once('T').unwrap_or_else(|| panic!("a time: {at}"));
+    let ymd: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let hms: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m, d) = if ymd[1] <= 2 { (ymd[0] - 1, ymd[1] + 9, ymd[2]) } else { (ymd[0], ymd[1] - 3, ymd[2]) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    (days as f64 * 86_400.0 + hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]) * 1000.0
+}
+
+#[test]
+fn rfc3339_ms_counts_from_the_epoch_and_across_midnight() {
+    assert_eq!(rfc3339_ms(&serde_json::json!("1970-01-01T00:00:00Z")), 0.0);
+    assert_eq!(rfc3339_ms(&serde_json::json!("2026-12-02T13:00:00.084Z")), 1_796_216_400_084.0);
+    let done = serde_json::json!({"started_at": "2026-12-31T23:59:59.900Z", "finished_at": "2027-01-01T00:00:00.100Z"});
+    assert!((job_ms(&done) - 200.0).abs() < 1e-6);
+}
