@@ -186,7 +186,15 @@ async fn a_listener_and_a_process_stopped_and_started_go_critical_and_back() {
     // Running (by comm): ok, then killed: a zombie, critical again.
     alert(&mut session, "process:berthwatch", "ok", Duration::from_secs(10)).await;
     kill(&machine, &child);
-    let stat = std::fs::read_to_string(machine.through_init(&format!("/proc/{child}/stat"))).unwrap_or_default();
+    // (The kill is delivered, not yet done: the child is a zombie a moment later.)
+    let mut stat = String::new();
+    for _ in 0..100 {
+        stat = std::fs::read_to_string(machine.through_init(&format!("/proc/{child}/stat"))).unwrap_or_default();
+        if stat.contains("(berthwatch) Z") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(stat.contains("(berthwatch) Z"), "a zombie: {stat}");
     alert(&mut session, "process:berthwatch", "critical", Duration::from_secs(10)).await;
     assert!(
