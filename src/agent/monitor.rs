@@ -7,7 +7,9 @@
 //! It runs whether or not the control plane is connected, and whether or not a
 //! policy is set (the readings also go to the optional recorder, the metrics
 //! history). The reading itself is blocking file I/O under /proc (and statvfs of
-//! the disks), so it runs on tokio's blocking pool, its buffers moved there and back.
+//! the disks): with process checks it runs on tokio's blocking pool, its buffers
+//! moved there and back; without, it is quick and cannot be stalled by a user, and
+//! runs on the runtime's own thread.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -97,17 +99,30 @@ impl Monitor {
                 _ = shutdown.wait() => return,
             }
             let policy = self.inventory.read(|inv| inv.monitor.clone());
+            let watches_processes = policy.as_ref().is_some_and(|p| !p.processes.is_empty());
             let ping = self.ping_ms.load(Ordering::Relaxed);
             let mut taken = probe.take().expect("the probe is back after each reading");
-            let done = tokio::task::spawn_blocking(move || {
+            let read = move || {
                 let at_ms = crate::time::unix_millis(SystemTime::now());
                 let (reading, alerts) = taken.tick(policy.as_ref(), ping, at_ms);
                 (taken, reading, alerts)
-            })
-            .await;
-            let Ok((back, reading, alerts)) = done else {
-                tracing::error!("a monitor reading panicked; the monitor stops");
-                return;
+            };
+            // Process checks read other processes' /proc files, which their owners
+            // can make slow (a held memory lock stalls a read of `cmdline`): those
+            // readings go to the blocking pool, so only the monitor waits. The rest
+            // (/proc/stat, meminfo, net/dev, statvfs of local disks, a netlink
+            // question) cannot be held up by a user and take well under a
+            // millisecond: they run here, and an idle agent keeps no extra thread.
+            let (back, reading, alerts) = if watches_processes {
+                match tokio::task::spawn_blocking(read).await {
+                    Ok(done) => done,
+                    Err(_) => {
+                        tracing::error!("a monitor reading panicked; the monitor stops");
+                        return;
+                    }
+                }
+            } else {
+                read()
             };
             probe = Some(back);
             for alert in alerts {
