@@ -34,13 +34,14 @@ pub struct Usage {
     proc_dir: PathBuf,
     extra_mounts: Vec<String>,
     text: String,
+    bytes: Vec<u8>,
     last: Option<Counters>,
 }
 
 impl Usage {
     /// `extra_mounts`: mounts that count as disks whatever their filesystem.
     pub fn new(proc_dir: &Path, extra_mounts: Vec<String>) -> Usage {
-        Usage { proc_dir: proc_dir.to_owned(), extra_mounts, text: String::new(), last: None }
+        Usage { proc_dir: proc_dir.to_owned(), extra_mounts, text: String::new(), bytes: Vec::new(), last: None }
     }
 
     /// One reading at `at_ms`; CPU and network are rates since the previous reading
@@ -74,9 +75,15 @@ impl Usage {
         reading
     }
 
+    /// Reads `file` into `text`. Bytes that are not UTF-8 become U+FFFD: a mount
+    /// table holds users' paths (a FUSE mount at `~/x\xff`), and one such line must
+    /// not make the whole table unreadable (redteam18: it dropped every disk check).
     fn load(&mut self, file: &str) -> bool {
         self.text.clear();
-        File::open(self.proc_dir.join(file)).and_then(|mut f| f.read_to_string(&mut self.text)).is_ok()
+        self.bytes.clear();
+        let read = File::open(self.proc_dir.join(file)).and_then(|mut f| f.read_to_end(&mut self.bytes));
+        self.text.push_str(&String::from_utf8_lossy(&self.bytes));
+        read.is_ok()
     }
 }
 
@@ -123,16 +130,20 @@ fn network(dev: &str) -> (u64, u64) {
 
 /// The disks of a mount table, by mount path: each filesystem once.
 fn disks(mounts: &str, extra: &[String]) -> Vec<DiskUse> {
-    // (device, mount) of each disk, the last mount of a path winning.
+    // (device, mount) of each disk. Any later mount, of any type, at a disk's path or
+    // at a directory above it hides that disk: its statvfs would ask the later
+    // filesystem, which may be a user's FUSE daemon that answers zeros or never
+    // (redteam18). Lines with bytes that were not UTF-8 are users' mounts, skipped.
     let mut found: Vec<(String, String)> = Vec::new();
-    for line in mounts.lines() {
+    for line in mounts.lines().filter(|l| !l.contains('\u{FFFD}')) {
         let mut fields = line.split_whitespace();
         let (Some(device), Some(mount), Some(fs)) = (fields.next(), fields.next(), fields.next()) else { continue };
         let mount = unescape(mount);
+        let below = format!("{}/", mount.trim_end_matches('/'));
+        found.retain(|(_, m)| *m != mount && !m.starts_with(&below));
         if !DISK_FS.contains(&fs) && !extra.contains(&mount) {
             continue;
         }
-        found.retain(|(_, m)| *m != mount);
         found.push((device.to_owned(), mount));
     }
     let mut out: Vec<DiskUse> = Vec::new();
@@ -193,6 +204,32 @@ mod tests {
         let dev = "Inter-| Receive\n face |bytes\n    lo: 500 1 0 0 0 0 0 0 500 1 0 0 0 0 0 0\n  eth0: 1000 5 0 0 0 0 0 0 2000 5 0 0 0 0 0 0\n";
         assert_eq!(network(dev), (1000, 2000));
         assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
+    }
+
+    fn disks_of(mounts: &[u8]) -> Vec<String> {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir(proc.path().join("self")).unwrap();
+        std::fs::write(proc.path().join("self/mounts"), mounts).unwrap();
+        Usage::new(proc.path(), Vec::new()).read(1000).disks.into_iter().map(|d| d.mount).collect()
+    }
+
+    /// A user's FUSE mount whose path is not UTF-8 made the whole mount table
+    /// unreadable, and every disk check went quiet (redteam18).
+    #[test]
+    fn a_mount_path_that_is_not_utf8_hides_no_disk_regression() {
+        let disks = disks_of(b"/dev/vda / ext4 rw 0 0\nsshfs /srv/users/eve/x\xff fuse.sshfs rw 0 0\n");
+        assert_eq!(disks, ["/"]);
+    }
+
+    /// A later mount at a disk's path or above it hides the disk: statvfs would ask
+    /// the later filesystem (a user's FUSE daemon may never answer), redteam18.
+    #[test]
+    fn a_mount_over_a_disk_or_above_it_hides_the_disk_regression() {
+        let disks = disks_of(
+            b"/dev/vda / ext4 rw 0 0\n/dev/vdb /tmp ext4 rw 0 0\nfuse /tmp fuse.x rw 0 0\n\
+              /dev/vdc /var/tmp ext4 rw 0 0\nfuse /var fuse.x rw 0 0\n/dev/vdd /srv ext4 rw 0 0\n",
+        );
+        assert_eq!(disks, ["/", "/srv"]);
     }
 
     #[test]
